@@ -6,20 +6,22 @@ Only call it on files whose SHA-256 was verified: the format is pickle.
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
+from dgnn.data.build import build_graph
 from dgnn.data.graph import Graph
-from dgnn.data.edges import undirected_edge_index
 
 PLANETOID_FILES = ("x", "y", "tx", "ty", "allx", "ally", "graph", "test.index")
 
 
 def _unpickle(path: Path):
-    with open(path, "rb") as f:
+    # scipy >= 1.14 warns that the pickles name the old ``scipy.sparse.csr`` module: harmless.
+    with open(path, "rb") as f, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         return pickle.load(f, encoding="latin1")
 
 
@@ -53,19 +55,19 @@ def read_planetoid(raw_dir: Path, name: str) -> Graph:
     adjacency = part["graph"]
     src = np.repeat(np.fromiter(adjacency.keys(), np.int64), [len(v) for v in adjacency.values()])
     dst = np.fromiter((d for v in adjacency.values() for d in v), np.int64, count=len(src))
-    edge_index = undirected_edge_index(np.stack([src, dst]), n)
 
     num_train = part["y"].shape[0]
     masks = np.zeros((3, n), dtype=bool)
     masks[0, :num_train] = True
     masks[1, num_train : num_train + 500] = True
     masks[2, test_index] = True
-    return Graph(
-        name=name,
-        x=torch.from_numpy(x),
-        edge_index=torch.from_numpy(edge_index),
-        y=torch.from_numpy(y),
-        train_mask=torch.from_numpy(masks[0]),
-        val_mask=torch.from_numpy(masks[1]),
-        test_mask=torch.from_numpy(masks[2]),
+    return build_graph(
+        name,
+        x,
+        np.stack([src, dst]),
+        y,
+        source=f"ind.{name}.*",
+        num_classes=onehot.shape[1],
+        masks=masks,
+        split_kind="planetoid public split",
     )

@@ -1,0 +1,82 @@
+"""Typed configuration: one YAML file describes a run (modules, schedule, selection, evaluation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+Activation = Literal["identity", "relu", "elu", "leaky_relu", "tanh", "sigmoid"]
+Task = Literal["classify", "cluster"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModuleConfig(_Strict):
+    """One one-layer module: H_l = act(inner_act(Â^order H_{l-1} U_l) W_l)."""
+
+    width: int = Field(gt=0)
+    order: int = Field(default=1, ge=0, description="power p of the normalised adjacency")
+    activation: Activation = "relu"
+    inner_activation: Activation = "identity"
+    lr: float = Field(default=1e-2, gt=0)
+    steps: int = Field(default=100, gt=0, description="SGD steps per training session")
+    batch_size: int = Field(default=512, gt=0, description="rows per step (capped at what exists)")
+    penalty: float = Field(default=0.0, ge=0, description="λ: L2 (classify) or L1 (cluster) on W and U")
+    weight_decay: float = Field(default=0.0, ge=0, description="decoupled weight decay on every parameter")
+    input_dropout: float = Field(default=0.0, ge=0, lt=1, description="dropout on the module input")
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="dropout on the class-head input")
+    bias: bool = False
+
+
+class TrainConfig(_Strict):
+    """The schedule of forward/backward training and the selection rules around it."""
+
+    task: Task = "classify"
+    modules: list[ModuleConfig] = Field(min_length=1)
+    eta: float = Field(default=1.0, ge=0, description="weight of the target term η‖H_l - E_{l+1}‖²")
+    bp_count: int = Field(default=1, ge=0, description="backward+forward rounds after FT_0")
+    keep_own_loss: bool = Field(
+        default=False,
+        description="supervised modules keep their cross-entropy when a target exists (the paper drops it)",
+    )
+    feature_norm: Literal["none", "row"] = "none"
+    module_patience: int = Field(
+        default=0, ge=0, description="evaluate every 10 steps and keep a module's best; 0 = off (paper)"
+    )
+    pass_patience: int = Field(default=0, ge=0, description="stop after this many passes without gain; 0 = off")
+    mask_rate: float = Field(default=0.2, ge=0, lt=1, description="auto-encoder: share of entries hidden")
+    kmeans_restarts: int = Field(default=10, gt=0)
+
+    @property
+    def num_modules(self) -> int:
+        return len(self.modules)
+
+
+class RunConfig(_Strict):
+    """A dataset plus a training config: what `dgnn train` and the pipeline consume."""
+
+    dataset: str = "cora"
+    split_seed: int = 0
+    train: TrainConfig
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML run config; pydantic's error names the offending field."""
+    raw = yaml.safe_load(Path(path).read_text())
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a YAML mapping with 'train:' at the top level")
+    return RunConfig.model_validate(raw)
+
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def default_config_path(dataset: str, task: Task) -> Path:
+    """The shipped config for ``dataset``/``task``, falling back to the generic one for the task."""
+    specific = CONFIG_DIR / f"{dataset}-{task}.yaml"
+    return specific if specific.exists() else CONFIG_DIR / f"default-{task}.yaml"

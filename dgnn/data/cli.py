@@ -1,0 +1,91 @@
+"""Command line for the data layer: ``fetch``, ``import``, ``normalise`` and ``propagate``.
+
+:func:`register` adds the subcommands to the project's ``dgnn`` parser; each sets ``handler``,
+called as ``args.handler(args)`` and returning the exit status (1 with a one-line error on
+:class:`DataError`). ``python -m dgnn.data.cli ...`` runs them on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from dgnn.data.errors import DataError
+from dgnn.data.fetch import fetch
+from dgnn.data.layout import FetchResult
+from dgnn.data.stages import normalise_stage, propagate_stage
+from dgnn.data.store import read_meta
+from dgnn.data.user_import import import_graph
+
+
+def _report(result: FetchResult, as_json: bool) -> None:
+    if as_json:
+        print(result.to_json())
+    else:
+        print(
+            f"{result.name}: {result.nodes} nodes, {result.edges} edges, {result.features} features, "
+            f"{result.classes} classes -> {result.path} (content hash {result.content_hash})"
+        )
+
+
+def _report_stage(folder, as_json: bool) -> None:
+    record = {"path": str(folder.resolve()), "content_hash": read_meta(folder)["content_hash"]}
+    print(json.dumps(record, indent=2) if as_json else f"{record['path']} ({record['content_hash']})")
+
+
+def _run(action):
+    """Wrap a subcommand: DataError becomes one line on stderr and exit status 1."""
+
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            action(args)
+        except DataError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
+
+    return handler
+
+
+def register(subparsers) -> None:
+    """Add the data subcommands to an ``argparse`` subparsers object."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="data folder (default: $DGNN_DATA_DIR or ./data)")
+    common.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = subparsers.add_parser("fetch", parents=[common], help="fetch, verify and store a dataset")
+    p.add_argument("name", help="registry name, synthetic-csbm-<nodes>, or an imported name")
+    p.add_argument("--mirror", help="folder laid out like shared/datasets (default: $DGNN_DATA_MIRROR)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the stratified split")
+    p.set_defaults(handler=_run(lambda a: _report(
+        fetch(a.name, a.data_dir, a.mirror, a.split_seed), a.json)))
+
+    p = subparsers.add_parser("import", parents=[common], help="import a user graph (CSV or Parquet)")
+    p.add_argument("name", help="name the graph will be known by")
+    p.add_argument("--edges", required=True, help="edges file: src, dst[, weight]")
+    p.add_argument("--nodes", required=True, help="nodes file: node_id, features...[, label][, split]")
+    p.set_defaults(handler=_run(lambda a: _report(
+        import_graph(a.name, a.edges, a.nodes, a.data_dir), a.json)))
+
+    p = subparsers.add_parser("normalise", parents=[common], help="store the normalised adjacency")
+    p.add_argument("name")
+    p.set_defaults(handler=_run(lambda a: _report_stage(normalise_stage(a.name, a.data_dir), a.json)))
+
+    p = subparsers.add_parser("propagate", parents=[common], help="store A^k X for the given orders")
+    p.add_argument("name")
+    p.add_argument("--orders", type=int, nargs="+", required=True, help="e.g. --orders 1 2")
+    p.add_argument("--block-rows", type=int, help="rows per block (bounded memory)")
+    p.set_defaults(handler=_run(lambda a: _report_stage(
+        propagate_stage(a.name, a.orders, a.data_dir, a.block_rows), a.json)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dgnn", description=__doc__.splitlines()[0])
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Fetch a dataset by name (registry, synthetic or already imported) into ``data/<name>/graph/``.
+
+Raw registry files are read from the mirror (``mirror`` or ``$DGNN_DATA_MIRROR``) or downloaded,
+checked against their pinned SHA-256, copied to a private temporary folder and parsed only from
+there. ``graph/`` always holds split seed 0; another seed of a stratified split is stored in
+``<name>/split-seed<k>/`` (the masks only), so seeds never collide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dgnn.data import synthetic
+from dgnn.data.errors import DataError
+from dgnn.data.graph import Graph, load_graph_folder
+from dgnn.data.layout import FetchResult, dataset_dir, graph_dir, store_graph
+from dgnn.data.npz import read_npz
+from dgnn.data.planetoid import read_planetoid
+from dgnn.data.registry import DATASETS, REGISTRY, Source
+from dgnn.data.splits import stratified_split
+from dgnn.data.store import atomic_folder, is_current, is_stored, read_meta, write_meta
+
+_MASKS = ("train_mask", "val_mask", "test_mask")
+
+
+def _raw_bytes(source: Source, path: str, mirror: str | None) -> tuple[str, bytes]:
+    """(where it came from, content) of one raw file, from the mirror or its canonical URL."""
+    if mirror:
+        origin = Path(mirror) / path
+        if not origin.is_file():
+            raise DataError(
+                f"{origin} not found: the mirror must have the layout of shared/datasets "
+                f"(set DGNN_DATA_MIRROR or --mirror to that folder)"
+            )
+        return str(origin), origin.read_bytes()
+    url = source.url(path)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return url, response.read()
+    except OSError as err:
+        raise DataError(
+            f"cannot download {url} ({err}); without internet set DGNN_DATA_MIRROR or --mirror "
+            "to a copy of shared/datasets"
+        ) from err
+
+
+def _read_registry(source: Source, mirror: str | None) -> Graph:
+    """Verify every raw file, then parse the verified copies (never the originals)."""
+    with tempfile.TemporaryDirectory(prefix="dgnn-raw-") as tmp:
+        mismatches = []
+        for path, expected in source.files.items():
+            origin, data = _raw_bytes(source, path, mirror)
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != expected:
+                mismatches.append(f"{origin}: sha256 {actual} ({len(data)} bytes), expected {expected}")
+            target = Path(tmp) / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        if mismatches:
+            raise DataError(
+                f"checksum mismatch for {source.name}, nothing was parsed or stored: "
+                + "; ".join(mismatches)
+                + ". The file is truncated, corrupt or another version: restore the original "
+                "(see shared/datasets/SHA256SUMS) and fetch again."
+            )
+        first = Path(tmp) / next(iter(source.files))
+        if source.reader == "planetoid":
+            graph = read_planetoid(first.parent, source.name)
+        else:
+            graph = read_npz(first, source.name)
+    graph.meta["raw_sha256"] = dict(source.files)
+    return graph
+
+
+def _split_dir(name: str, split_seed: int, data_dir) -> Path | None:
+    """The folder with the masks of ``split_seed`` (written if missing or stale), or None when
+    ``graph/`` already holds that split or the dataset's split is fixed (Planetoid, user split)."""
+    folder = graph_dir(name, data_dir)
+    meta = read_meta(folder)
+    if meta["split"]["kind"] != "stratified" or meta["split"]["seed"] == split_seed:
+        return None
+    target = dataset_dir(name, data_dir) / f"split-seed{split_seed}"
+    inputs = {"graph": meta["content_hash"]}
+    if is_current(target, inputs):
+        return target
+    masks = stratified_split(np.load(folder / "y.npy"), split_seed)
+    with atomic_folder(target) as tmp:
+        for key, mask in zip(_MASKS, masks):
+            np.save(tmp / f"{key}.npy", mask, allow_pickle=False)
+        write_meta(tmp, {"split": {**meta["split"], "seed": split_seed}, "inputs": inputs})
+    return target
+
+
+def fetch(name: str, data_dir=None, mirror=None, split_seed: int = 0) -> FetchResult:
+    """Obtain, verify, validate and store ``name``; return counts, path and content hash.
+
+    Registry and synthetic names are (re)built and written atomically; a name already imported
+    is described as stored. ``split_seed`` other than 0 also stores that split's masks.
+    """
+    if name in REGISTRY:
+        mirror = mirror or os.environ.get("DGNN_DATA_MIRROR")
+        result = store_graph(_read_registry(REGISTRY[name], mirror), data_dir)
+    elif synthetic.parse_name(name) is not None:
+        result = store_graph(synthetic.generate(name), data_dir)
+    elif is_stored(graph_dir(name, data_dir)):
+        result = FetchResult.from_folder(graph_dir(name, data_dir))
+    else:
+        raise DataError(
+            f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}, "
+            f"{synthetic.PREFIX}<nodes> (e.g. {synthetic.PRESETS[-1]}), or import your own graph "
+            "first with `dgnn import NAME --edges ... --nodes ...`"
+        )
+    split = _split_dir(name, split_seed, data_dir)
+    if split is not None:
+        split_meta = read_meta(split)
+        result.split = {**split_meta["split"], "path": str(split.resolve()),
+                        "content_hash": split_meta["content_hash"]}
+    return result
+
+
+def ensure_graph(name: str, data_dir=None, mirror=None) -> Path:
+    """``<data>/<name>/graph/``, fetched first if it is not stored yet."""
+    folder = graph_dir(name, data_dir)
+    if not is_stored(folder):
+        fetch(name, data_dir, mirror)
+    return folder
+
+
+def load_graph(name: str, data_dir=None, mirror=None, split_seed: int = 0) -> Graph:
+    """The stored graph (fetched first if missing) with the split of ``split_seed``.
+
+    Fixed splits (Planetoid public split, a user's split column) ignore ``split_seed``.
+    """
+    graph = load_graph_folder(ensure_graph(name, data_dir, mirror))
+    split = _split_dir(name, split_seed, data_dir)
+    if split is not None:
+        for key in _MASKS:
+            setattr(graph, key, torch.from_numpy(np.load(split / f"{key}.npy")))
+        graph.meta["split"] = read_meta(split)["split"]
+    return graph

@@ -1,0 +1,66 @@
+"""Where a dataset lives under ``data/`` and what a stored graph reports (:class:`FetchResult`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from dgnn.data.errors import DataError
+from dgnn.data.graph import Graph, save_graph
+from dgnn.data.store import atomic_folder, read_meta
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def data_root(data_dir: str | Path | None = None) -> Path:
+    """``data_dir``, else ``$DGNN_DATA_DIR``, else ``./data``."""
+    return Path(data_dir or os.environ.get("DGNN_DATA_DIR") or "data")
+
+
+def dataset_dir(name: str, data_dir: str | Path | None = None) -> Path:
+    """``<data>/<name>``; refuses names that are not a plain folder name."""
+    if not _SAFE_NAME.fullmatch(name):
+        raise DataError(
+            f"invalid dataset name {name!r}: use letters, digits, '.', '_' or '-' "
+            "(not starting with '.' or '-')"
+        )
+    return data_root(data_dir) / name
+
+
+def graph_dir(name: str, data_dir: str | Path | None = None) -> Path:
+    return dataset_dir(name, data_dir) / "graph"
+
+
+@dataclass
+class FetchResult:
+    """What a fetch or import stored: counts (undirected edges, no self-loops), path and hash."""
+
+    name: str
+    path: str
+    content_hash: str
+    nodes: int
+    edges: int
+    features: int
+    classes: int
+    split: dict
+    edge_policy: dict
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> FetchResult:
+        meta = read_meta(folder)
+        keys = ("name", "content_hash", "nodes", "edges", "features", "classes", "split", "edge_policy")
+        return cls(path=str(Path(folder).resolve()), **{k: meta[k] for k in keys})
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def store_graph(graph: Graph, data_dir: str | Path | None = None) -> FetchResult:
+    """Write ``graph`` to ``<data>/<name>/graph/`` atomically (an earlier version survives any error)."""
+    folder = graph_dir(graph.name, data_dir)
+    with atomic_folder(folder) as tmp:
+        save_graph(graph, tmp)
+    return FetchResult.from_folder(folder)

@@ -1,0 +1,124 @@
+r"""The derived stages: normalised adjacency ``<name>/adj/`` and :math:`\hat A^k X` ``<name>/propagated/``.
+
+Each stage folder records the content hashes of its inputs (``meta.json`` ``inputs``); a loader
+re-runs its stage when the folder is missing or was derived from other inputs. The same
+functions serve the Prefect tasks and the DVC stages.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dgnn.data.errors import DataError
+from dgnn.data.fetch import ensure_graph
+from dgnn.data.layout import FetchResult, dataset_dir
+from dgnn.data.store import atomic_folder, content_hash, is_current, is_stored, read_meta, write_meta
+from dgnn.propagation import normalized_adjacency, propagate_rows
+
+_CSR = ("indptr", "indices", "values")
+BLOCK_ROWS = 1 << 17  # default rows per propagation block: 64 MiB of output at 128 features
+
+
+def _adj_inputs(name: str, data_dir) -> dict:
+    return {"graph": read_meta(ensure_graph(name, data_dir))["content_hash"]}
+
+
+def normalise_stage(name: str, data_dir=None) -> Path:
+    r"""Write :math:`\hat A = \tilde D^{-1/2}(A + I)\tilde D^{-1/2}` as CSR ``.npy`` files; return the folder.
+
+    ``indptr`` / ``indices`` int64, ``values`` float32, columns sorted within each row.
+    """
+    graph = ensure_graph(name, data_dir)
+    edge_index = torch.from_numpy(np.load(graph / "edge_index.npy"))
+    weight_file = graph / "edge_weight.npy"
+    weight = torch.from_numpy(np.load(weight_file)) if weight_file.exists() else None
+    num_nodes = read_meta(graph)["nodes"]
+    adj = normalized_adjacency(edge_index, num_nodes, weight)
+    del edge_index, weight
+    target = dataset_dir(name, data_dir) / "adj"
+    with atomic_folder(target) as tmp:
+        arrays = (adj.crow_indices(), adj.col_indices(), adj.values())
+        for key, array in zip(_CSR, arrays):
+            np.save(tmp / f"{key}.npy", array.numpy(), allow_pickle=False)
+        write_meta(tmp, {
+            "format": "csr",
+            "normalisation": "D^-1/2 (A + I) D^-1/2, one self-loop per node",
+            "num_nodes": num_nodes,
+            "nnz": int(adj.values().numel()),
+            "inputs": _adj_inputs(name, data_dir),
+        })
+    return target
+
+
+def load_adjacency(name: str, data_dir=None) -> torch.Tensor:
+    """The normalised adjacency as torch sparse CSR (normalising first if missing or stale)."""
+    folder = dataset_dir(name, data_dir) / "adj"
+    if not is_current(folder, _adj_inputs(name, data_dir)):
+        normalise_stage(name, data_dir)
+    crow, col, values = (torch.from_numpy(np.load(folder / f"{k}.npy")) for k in _CSR)
+    n = crow.numel() - 1
+    return torch.sparse_csr_tensor(crow, col, values, size=(n, n), check_invariants=False)
+
+
+def _propagated_inputs(name: str, data_dir) -> dict:
+    adj = dataset_dir(name, data_dir) / "adj"
+    adj_hash = read_meta(adj)["content_hash"] if is_stored(adj) else None
+    return {**_adj_inputs(name, data_dir), "adjacency": adj_hash}
+
+
+def propagate_stage(name: str, orders: list[int], data_dir=None, block_rows: int | None = None) -> Path:
+    r"""Write ``p{k}.npy`` = :math:`\hat A^k X` (float32, [n, d]) for each ``k`` in ``orders``.
+
+    Hop k reads hop k-1 from its memory-mapped file and writes its own file ``block_rows`` rows
+    at a time (default :data:`BLOCK_ROWS`), so memory beyond the adjacency stays bounded; the
+    numbers equal :func:`dgnn.propagation.propagate`. Only the requested orders are kept.
+    """
+    orders = sorted({int(k) for k in orders})
+    if not orders or orders[0] < 0:
+        raise DataError(f"propagation orders must be non-negative integers, got {orders}")
+    adj = load_adjacency(name, data_dir)
+    x_file = ensure_graph(name, data_dir) / "x.npy"
+    target = dataset_dir(name, data_dir) / "propagated"
+    with atomic_folder(target) as tmp:
+        previous = x_file
+        for k in range(1, orders[-1] + 1):
+            h = torch.from_numpy(np.load(previous, mmap_mode="c"))
+            out = np.lib.format.open_memmap(tmp / f"p{k}.npy", "w+", np.float32, tuple(h.shape))
+            propagate_rows(adj, h, block_rows or BLOCK_ROWS, out=torch.from_numpy(out))
+            out.flush()
+            del h, out
+            previous = tmp / f"p{k}.npy"
+        for k in set(range(1, orders[-1])) - set(orders):
+            (tmp / f"p{k}.npy").unlink()
+        if orders[0] == 0:
+            shutil.copyfile(x_file, tmp / "p0.npy")
+        write_meta(tmp, {"orders": orders, "inputs": _propagated_inputs(name, data_dir)})
+    return target
+
+
+def load_propagated(name: str, order: int, data_dir=None) -> torch.Tensor:
+    r""":math:`\hat A^{order} X` as a float32 tensor (propagating first if missing or stale)."""
+    folder = dataset_dir(name, data_dir) / "propagated"
+    stored = read_meta(folder)["orders"] if is_current(folder, _propagated_inputs(name, data_dir)) else []
+    if order not in stored:
+        propagate_stage(name, [*stored, order], data_dir)
+    return torch.from_numpy(np.load(folder / f"p{order}.npy"))
+
+
+def verify(name: str, data_dir=None) -> FetchResult:
+    """Check every stored folder of ``name`` against the content hash in its ``meta.json``.
+
+    Raises :class:`DataError` naming the first folder changed since it was written.
+    """
+    graph = ensure_graph(name, data_dir)
+    for stage in sorted(p for p in graph.parent.iterdir() if is_stored(p)):
+        if content_hash(stage) != read_meta(stage)["content_hash"]:
+            raise DataError(
+                f"{stage} changed after it was written (content hash differs from its meta.json): "
+                f"run `dgnn fetch {name}` (or the stage that writes it) again"
+            )
+    return FetchResult.from_folder(graph)

@@ -1,0 +1,109 @@
+"""Import a user's graph (edges + nodes, CSV or Parquet) and map predictions back to their ids.
+
+Edges: ``src``, ``dst`` (node ids), optional ``weight``. Nodes: ``node_id`` (any ids, compared as
+text), feature columns (every other column), optional ``label`` (whole number >= 0, empty =
+unlabelled) and ``split`` (train / val / test, empty = none; without the column the seeded
+stratified split is used). Node i of the stored graph is row i of the nodes file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dgnn.data.build import build_graph
+from dgnn.data.errors import DataError
+from dgnn.data.graph import Graph
+from dgnn.data.layout import FetchResult, dataset_dir, store_graph
+from dgnn.data.schemas import SPLITS, problems, raise_problems, user_edges_schema, user_nodes_schema
+from dgnn.data.store import file_sha256
+
+_ID_COLUMNS = {"node_id": "string", "src": "string", "dst": "string"}
+_RESERVED = ("node_id", "label", "split")
+HINT = (
+    "Rows count from 0 after the header. Fix the files and run `dgnn import` again; "
+    "nothing was written to data/."
+)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV (id columns as text) or Parquet file; unreadable files raise :class:`DataError`."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (it needs a header row and data rows). {HINT}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path, dtype=_ID_COLUMNS)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+    except (ValueError, OSError) as err:
+        raise DataError(f"cannot read {path}: the file is truncated or corrupt ({err}). {HINT}") from err
+    raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+
+
+def import_graph(name: str, edges_path, nodes_path, data_dir=None) -> FetchResult:
+    """Validate both files (every problem reported at once), remap ids to 0..n-1, store the graph.
+
+    The original ids are kept in ``node_ids.npy`` (see :func:`predictions_to_ids`). Afterwards
+    ``name`` works wherever a registry name does.
+    """
+    dataset_dir(name, data_dir)
+    edges_path, nodes_path = Path(edges_path), Path(nodes_path)
+    nodes, edges = _read_table(nodes_path), _read_table(edges_path)
+    features = [str(c) for c in nodes.columns if c not in _RESERVED]
+    node_keys = nodes["node_id"] if "node_id" in nodes else pd.Series([])
+    node_keys = node_keys.astype("string")  # ids are compared as text
+    keyed = edges.assign(**{c: edges[c].astype("string") for c in ("src", "dst") if c in edges})
+    nodes, node_problems = problems(nodes, user_nodes_schema(features), nodes_path.name)
+    keyed, edge_problems = problems(keyed, user_edges_schema(pd.Index(node_keys)), edges_path.name)
+    raise_problems(node_problems + edge_problems, HINT)
+
+    index = pd.Index(node_keys)
+    edge_index = np.stack([index.get_indexer(keyed["src"]), index.get_indexer(keyed["dst"])])
+    labels = nodes["label"] if "label" in nodes else pd.Series(np.nan, index=nodes.index)
+    masks = None
+    if "split" in nodes:
+        masks = np.stack([(nodes["split"] == s).fillna(False).to_numpy(bool) for s in SPLITS])
+    ids = nodes["node_id"].to_numpy()
+    graph = build_graph(
+        name,
+        nodes[features].to_numpy(np.float32),
+        edge_index,
+        labels.fillna(-1).to_numpy(np.int64),
+        source=nodes_path.name,
+        masks=masks,
+        split_kind="user split column",
+        weight=keyed["weight"].to_numpy(np.float32) if "weight" in keyed else None,
+        node_ids=ids.astype(str) if ids.dtype == object else ids,
+        meta={
+            "imported_from": {
+                "edges": {"file": edges_path.name, "sha256": file_sha256(edges_path)},
+                "nodes": {"file": nodes_path.name, "sha256": file_sha256(nodes_path)},
+            },
+            "feature_columns": features,
+        },
+        hint=HINT,
+    )
+    return store_graph(graph, data_dir)
+
+
+def predictions_to_ids(graph: Graph, predictions) -> pd.DataFrame:
+    """Table (node_id, prediction): one row per node in the user's ids.
+
+    ``predictions`` is a class per node [n] or scores [n, C] (arg-max taken); graphs without
+    stored ids use 0..n-1.
+    """
+    if torch.is_tensor(predictions):
+        predictions = predictions.detach().cpu().numpy()
+    pred = np.asarray(predictions)
+    if pred.ndim == 2:
+        pred = pred.argmax(axis=1)
+    if pred.shape != (graph.num_nodes,):
+        raise ValueError(f"expected {graph.num_nodes} predictions, got shape {pred.shape}")
+    ids = graph.node_ids if graph.node_ids is not None else np.arange(graph.num_nodes)
+    return pd.DataFrame({"node_id": ids, "prediction": pred})

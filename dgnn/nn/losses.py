@@ -1,0 +1,65 @@
+r"""Losses of one module on a batch B of m rows.
+
+* supervised: cross-entropy of the module's class head on labelled training rows;
+* auto-encoder: weighted binary cross-entropy between :math:`\mathrm{sigmoid}(Z Z^\top)` and the
+  sub-adjacency :math:`A[B, B]`, diagonal excluded, a random symmetric mask hiding a share of the
+  entries, positives weighted by #kept / #kept positives - 1;
+* target: :math:`\eta \lVert Z - T[B] \rVert_F^2 / m`;
+* penalties: λ Σ‖·‖² (supervised) or λ Σ|·|₁ (auto-encoder) over W and U.
+
+Only the m x m batch block is ever built, never an n x n matrix.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class EdgeLookup:
+    """Answers "is (i, j) an edge?" for batches of pairs from a sorted key array (no dense matrix)."""
+
+    def __init__(self, edge_index: torch.Tensor, num_nodes: int):
+        self.num_nodes = num_nodes
+        self.keys = torch.sort(edge_index[0].long() * num_nodes + edge_index[1].long()).values
+
+    def block(self, batch: torch.Tensor) -> torch.Tensor:
+        """Dense 0/1 block A[batch, batch] (m x m, float)."""
+        batch = batch.to(self.keys.device)
+        pairs = (batch[:, None] * self.num_nodes + batch[None, :]).reshape(-1)
+        pos = torch.searchsorted(self.keys, pairs).clamp_max(self.keys.numel() - 1)
+        return (self.keys[pos] == pairs).reshape(len(batch), len(batch)).float()
+
+
+def reconstruction_loss(
+    z: torch.Tensor, target: torch.Tensor, mask_rate: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Graph auto-encoder loss of batch embeddings ``z`` (m x d) against ``target`` = A[B, B]."""
+    m = z.shape[0]
+    keep = ~torch.eye(m, dtype=torch.bool, device=z.device)
+    if mask_rate > 0:
+        draw = torch.rand(m, m, generator=generator, device="cpu").to(z.device)
+        hidden = torch.triu(draw < mask_rate, diagonal=1)
+        keep &= ~(hidden | hidden.T)
+    kept = keep.sum()
+    positives = (target.bool() & keep).sum()
+    pos_weight = (kept / positives.clamp_min(1) - 1).clamp_min(1.0)
+    logits = z @ z.T
+    loss = F.binary_cross_entropy_with_logits(
+        logits[keep], target[keep], pos_weight=pos_weight.to(z.dtype), reduction="mean"
+    )
+    return loss
+
+
+def target_loss(z: torch.Tensor, target_rows: torch.Tensor, eta: float) -> torch.Tensor:
+    """η ‖Z - T[B]‖²_F / m."""
+    return eta * (z - target_rows).pow(2).sum() / z.shape[0]
+
+
+def penalty(params: list[torch.Tensor], strength: float, kind: str) -> torch.Tensor | float:
+    """λ Σ‖p‖² (kind "l2") or λ Σ|p|₁ (kind "l1"); 0 when λ = 0."""
+    if strength == 0:
+        return 0.0
+    if kind == "l2":
+        return strength * sum(p.pow(2).sum() for p in params)
+    return strength * sum(p.abs().sum() for p in params)

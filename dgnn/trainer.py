@@ -1,0 +1,372 @@
+"""Forward and backward training of a stack of decoupled modules (the SGNN schedule).
+
+FT_0 trains modules 1..L on their own losses. Each of ``bp_count`` rounds then runs
+BT (L..1: U_l trainable, module l < L pulled towards E_{l+1} = H_l U_{l+1}) and FT (1..L: U reset
+to I, module l < L pulled towards the E_{l+1} just learned). After every forward pass the model is
+scored on validation data only (classify: validation accuracy; cluster: modularity of k-means on the
+embedding, no labels) and the best pass is kept.
+
+The trainer is a state machine over :func:`schedule`'s steps so that an orchestrator can run one
+step per task and checkpoint in between (:meth:`DecoupledTrainer.state_dict`).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+
+from dgnn.config import TrainConfig
+from dgnn.data.graph import Graph
+from dgnn.metrics import accuracy, clustering_scores, kmeans, macro_f1, modularity
+from dgnn.nn import DecoupledModule
+from dgnn.nn.losses import EdgeLookup, penalty, reconstruction_loss, target_loss
+from dgnn.propagation import normalized_adjacency, propagate
+
+Direction = Literal["forward", "backward"]
+EVAL_EVERY = 10
+
+
+@dataclass(frozen=True)
+class Step:
+    """Train module ``module`` (0-based) in pass ``pass_index`` of ``direction``."""
+
+    direction: Direction
+    pass_index: int
+    module: int
+
+    @property
+    def name(self) -> str:
+        return f"{'FT' if self.direction == 'forward' else 'BT'}{self.pass_index}-m{self.module + 1}"
+
+
+def schedule(num_modules: int, bp_count: int) -> list[Step]:
+    """FT_0 (1..L), then bp_count times BT_r (L..1) followed by FT_r (1..L)."""
+    steps = [Step("forward", 0, m) for m in range(num_modules)]
+    for r in range(1, bp_count + 1):
+        steps += [Step("backward", r, m) for m in reversed(range(num_modules))]
+        steps += [Step("forward", r, m) for m in range(num_modules)]
+    return steps
+
+
+@dataclass
+class StepResult:
+    step: Step
+    losses: list[float]
+    val_metric: float | None
+    seconds: float
+    steps_run: int
+
+
+@dataclass
+class PassResult:
+    """Scores after forward pass ``pass_index``; ``criterion`` is what selection maximises."""
+
+    pass_index: int
+    criterion: float
+    metrics: dict[str, float]
+    is_best: bool = False
+
+
+@dataclass
+class FitResult:
+    task: str
+    best_pass: int
+    metrics: dict[str, float]
+    passes: list[PassResult] = field(default_factory=list)
+    steps: list[StepResult] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "task": self.task,
+            "best_pass": self.best_pass,
+            "metrics": self.metrics,
+            "passes": [asdict(p) for p in self.passes],
+            "train_seconds": self.train_seconds,
+        }
+
+
+def _row_normalize(x: torch.Tensor) -> torch.Tensor:
+    return x / x.sum(1, keepdim=True).clamp_min(1e-12)
+
+
+class DecoupledTrainer:
+    """Trains the module stack on ``graph`` according to ``config``.
+
+    Args:
+        graph: features, edges, labels and split (labels are used for training only in
+            the classify task; for cluster they are used for reporting, never for selection).
+        config: the module list and schedule.
+        seed: seeds initialisation, dropout, batch sampling and masks.
+        device: where modules and propagated inputs live ("cpu", "cuda", ...).
+        adj: the normalised adjacency, if already computed (e.g. by the data stage).
+        first_input: Â^{p_1} X if already computed (rows must match ``graph.x`` after feature_norm).
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        config: TrainConfig,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        adj: torch.Tensor | None = None,
+        first_input: torch.Tensor | None = None,
+    ):
+        self.graph = graph
+        self.config = config
+        self.seed = seed
+        self.device = torch.device(device)
+        self.supervised = config.task == "classify"
+        if self.supervised and graph.num_classes < 2:
+            raise ValueError(f"dataset {graph.name!r} has no labels to classify with")
+        torch.manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+
+        x = graph.x.float()
+        x = _row_normalize(x) if config.feature_norm == "row" else x
+        if adj is None:
+            adj = normalized_adjacency(graph.edge_index, graph.num_nodes)
+        self.adj = adj.to(self.device)
+        self.labels = graph.y.to(self.device)
+        self.train_idx = graph.train_mask.nonzero().flatten()
+        self.val_idx = graph.val_mask.nonzero().flatten()
+        self.test_idx = graph.test_mask.nonzero().flatten()
+        self.edges = None if self.supervised else EdgeLookup(graph.edge_index.to(self.device), graph.num_nodes)
+
+        dims = [graph.num_features] + [m.width for m in config.modules]
+        self.modules = [
+            DecoupledModule(
+                dims[i],
+                dims[i + 1],
+                has_input_transform=i > 0,
+                num_classes=graph.num_classes if self.supervised else None,
+                activation=m.activation,
+                inner_activation=m.inner_activation,
+                input_dropout=m.input_dropout,
+                dropout=m.dropout,
+                bias=m.bias,
+            ).to(self.device)
+            for i, m in enumerate(config.modules)
+        ]
+        L = len(self.modules)
+        # inputs[l] = H_{l-1} from the last forward pass; propagated[l] = Â^{p_l} inputs[l].
+        self.inputs: list[torch.Tensor | None] = [x.to(self.device)] + [None] * L
+        self.propagated: list[torch.Tensor | None] = [None] * L
+        if first_input is not None:
+            self.propagated[0] = first_input.to(self.device)
+        # expected[l] = E_l = H_{l-1} U_l learned in the last backward pass (target of module l-1).
+        self.expected: list[torch.Tensor | None] = [None] * L
+        self.passes: list[PassResult] = []
+        self.best: dict | None = None
+        self.propagations = 0
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def run_step(self, step: Step) -> StepResult:
+        """Train one module for one pass; a forward step also recomputes its output on all nodes."""
+        start = time.perf_counter()
+        l = step.module
+        module = self.modules[l]
+        if step.direction == "forward" and l == 0 and step.pass_index > 0:
+            for m in self.modules:
+                m.reset_input_transform()
+        self._ensure_propagated(l)
+        target = self._target_for(step)
+        module.set_input_transform_trainable(step.direction == "backward")
+        losses, val_metric, steps_run = self._train_module(l, target)
+        if step.direction == "forward":
+            self._forward_output(l)
+        elif l > 0:
+            with torch.no_grad():
+                self.expected[l] = module.transform_input(self.inputs[l])
+        module.set_input_transform_trainable(False)
+        return StepResult(step, losses, val_metric, time.perf_counter() - start, steps_run)
+
+    def _target_for(self, step: Step) -> torch.Tensor | None:
+        l = step.module
+        if l == len(self.modules) - 1 or (step.direction == "forward" and step.pass_index == 0):
+            return None
+        return self.expected[l + 1]
+
+    def _ensure_propagated(self, l: int) -> None:
+        if self.propagated[l] is None:
+            self.propagated[l] = propagate(self.adj, self.inputs[l], self.config.modules[l].order)
+            self.propagations += 1
+
+    @torch.no_grad()
+    def _forward_output(self, l: int) -> None:
+        """H_l on all nodes; invalidates what depends on it (module l+1's propagated input)."""
+        module = self.modules[l].eval()
+        self.inputs[l + 1] = module(self.propagated[l])
+        if l + 1 < len(self.modules):
+            self.propagated[l + 1] = None
+
+    def _sample(self, pool: torch.Tensor | None, size: int) -> torch.Tensor:
+        """Uniform rows without replacement from ``pool`` (None = all nodes)."""
+        n = self.graph.num_nodes if pool is None else len(pool)
+        size = min(size, n)
+        if size == n:
+            chosen = torch.arange(n)
+        else:
+            chosen = torch.randperm(n, generator=self.generator)[:size]
+        return (chosen if pool is None else pool[chosen]).to(self.device)
+
+    def _train_module(self, l: int, target: torch.Tensor | None) -> tuple[list[float], float | None, int]:
+        cfg = self.config.modules[l]
+        module = self.modules[l].train()
+        params = [p for p in module.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        p_rows = self.propagated[l]
+        own_loss = not self.supervised or target is None or self.config.keep_own_loss
+        select = self.config.module_patience > 0 and self.supervised and own_loss
+        best_val, best_state, since_best = -1.0, None, 0
+        losses: list[float] = []
+        step = 0
+        for step in range(1, cfg.steps + 1):
+            loss = self._module_loss(l, p_rows, target, own_loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            if select and step % EVAL_EVERY == 0:
+                val = self._module_val_accuracy(l)
+                module.train()
+                if val > best_val:
+                    best_val, best_state, since_best = val, copy.deepcopy(module.state_dict()), 0
+                else:
+                    since_best += 1
+                    if since_best >= self.config.module_patience:
+                        break
+        if best_state is not None:
+            module.load_state_dict(best_state)
+        val_metric = self._module_val_accuracy(l) if self.supervised else None
+        return losses, val_metric, step
+
+    def _module_loss(self, l: int, p_rows, target, own_loss: bool) -> torch.Tensor:
+        cfg = self.config.modules[l]
+        module = self.modules[l]
+        loss = torch.zeros((), device=self.device)
+        if self.supervised:
+            train_batch = self._sample(self.train_idx, cfg.batch_size)
+            if own_loss:
+                h = module(p_rows[train_batch])
+                loss = loss + F.cross_entropy(module.classify(h), self.labels[train_batch])
+            if target is not None:
+                batch = torch.cat([train_batch, self._sample(None, cfg.batch_size)])
+                loss = loss + target_loss(module(p_rows[batch]), target[batch], self.config.eta)
+            return loss + penalty(module.penalized_parameters(), cfg.penalty, "l2")
+        batch = self._sample(None, cfg.batch_size)
+        z = module(p_rows[batch])
+        loss = reconstruction_loss(z, self.edges.block(batch), self.config.mask_rate, self.generator)
+        if target is not None:
+            loss = loss + target_loss(z, target[batch], self.config.eta)
+        return loss + penalty(module.penalized_parameters(), cfg.penalty, "l1")
+
+    @torch.no_grad()
+    def _module_val_accuracy(self, l: int) -> float:
+        module = self.modules[l].eval()
+        logits = module.classify(module(self.propagated[l][self.val_idx]))
+        return accuracy(logits.argmax(1), self.labels[self.val_idx])
+
+    # -- passes and selection ---------------------------------------------------------------
+
+    def end_forward_pass(self, pass_index: int) -> PassResult:
+        """Score the model after a forward pass and keep it if it is the best so far."""
+        output = self.inputs[-1]
+        if self.supervised:
+            metrics, prediction = self._classification_metrics(output)
+            criterion = metrics["val_acc"]
+        else:
+            metrics, prediction = self._clustering_metrics(output)
+            criterion = metrics["modularity"]
+        result = PassResult(pass_index, criterion, metrics)
+        if self.best is None or criterion > self.best["criterion"]:
+            result.is_best = True
+            self.best = {
+                "pass_index": pass_index,
+                "criterion": criterion,
+                "metrics": metrics,
+                "prediction": prediction,
+                "output": output.detach().clone(),
+                "modules": [copy.deepcopy(m.state_dict()) for m in self.modules],
+            }
+        self.passes.append(result)
+        return result
+
+    def should_stop(self) -> bool:
+        """True when ``pass_patience`` forward passes in a row did not beat the best one."""
+        patience = self.config.pass_patience
+        return patience > 0 and self.passes[-1].pass_index - self.best["pass_index"] >= patience
+
+    @torch.no_grad()
+    def _classification_metrics(self, output: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+        head = self.modules[-1].eval()
+        logits = head.classify(output)
+        pred = logits.argmax(1)
+        y = self.labels
+        metrics = {
+            "train_acc": accuracy(pred[self.train_idx], y[self.train_idx]),
+            "val_acc": accuracy(pred[self.val_idx], y[self.val_idx]),
+            "val_loss": float(F.cross_entropy(logits[self.val_idx], y[self.val_idx])),
+            "test_acc": accuracy(pred[self.test_idx], y[self.test_idx]),
+            "macro_f1": macro_f1(pred[self.test_idx], y[self.test_idx]),
+        }
+        return metrics, pred.cpu()
+
+    def _clustering_metrics(self, output: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+        labelled = self.graph.y >= 0
+        k = self.graph.num_classes
+        pred = torch.from_numpy(kmeans(output, k, self.config.kmeans_restarts, self.seed))
+        metrics = {"modularity": modularity(self.graph.edge_index, pred)}
+        metrics |= clustering_scores(pred[labelled], self.graph.y[labelled])
+        return metrics, pred
+
+    # -- whole run --------------------------------------------------------------------------
+
+    def fit(self, on_step: Callable[[StepResult], None] | None = None,
+            on_pass: Callable[[PassResult], None] | None = None) -> FitResult:
+        """Run the whole schedule (stopping early per ``pass_patience``) and restore the best pass."""
+        start = time.perf_counter()
+        steps: list[StepResult] = []
+        plan = schedule(len(self.modules), self.config.bp_count)
+        for i, step in enumerate(plan):
+            result = self.run_step(step)
+            steps.append(result)
+            if on_step:
+                on_step(result)
+            last_of_pass = step.direction == "forward" and step.module == len(self.modules) - 1
+            if last_of_pass:
+                pass_result = self.end_forward_pass(step.pass_index)
+                if on_pass:
+                    on_pass(pass_result)
+                if self.should_stop():
+                    break
+        self.restore_best()
+        return FitResult(
+            task=self.config.task,
+            best_pass=self.best["pass_index"],
+            metrics=self.best["metrics"],
+            passes=self.passes,
+            steps=steps,
+            train_seconds=time.perf_counter() - start,
+        )
+
+    def restore_best(self) -> None:
+        for module, state in zip(self.modules, self.best["modules"]):
+            module.load_state_dict(state)
+
+    @torch.no_grad()
+    def predict(self) -> torch.Tensor:
+        """Predicted class (classify) or cluster (cluster) of every node, from the selected pass."""
+        return self.best["prediction"]
+
+    @torch.no_grad()
+    def embed(self) -> torch.Tensor:
+        """H_L of the selected pass on all nodes."""
+        return self.best["output"]

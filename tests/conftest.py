@@ -1,0 +1,58 @@
+"""Shared fixtures: the real dataset mirror, a throw-away data folder, and Cora as user files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """The dataset mirror (``$DGNN_DATA_MIRROR`` or ``../shared/datasets`` beside the repository)."""
+    default = Path(__file__).parents[1].parent / "shared" / "datasets"
+    path = Path(os.environ.get("DGNN_DATA_MIRROR") or default)
+    if not (path / "SHA256SUMS").is_file():
+        pytest.skip(f"dataset mirror not found at {path}")
+    return path
+
+
+@pytest.fixture
+def tmp_data_dir(tmp_path, monkeypatch) -> Path:
+    """An empty ``data/`` folder, also set as ``$DGNN_DATA_DIR``; deleted afterwards (graphs are large)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    monkeypatch.setenv("DGNN_DATA_DIR", str(folder))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cora_user_files(shared_datasets, tmp_path_factory) -> dict:
+    """Cora written as a user would: shuffled string ids, 32 feature columns, label, split.
+
+    Returns the paths (``edges``, ``nodes``) and the original ``graph`` and ``ids``. Tests must
+    copy the files before changing them.
+    """
+    from dgnn.data.planetoid import read_planetoid
+
+    graph = read_planetoid(shared_datasets / "planetoid" / "Cora" / "raw", "cora")
+    rng = np.random.default_rng(0)
+    ids = np.array([f"paper-{k}" for k in rng.permutation(graph.num_nodes)])
+    nodes = pd.DataFrame(graph.x[:, :32].numpy(), columns=[f"f{i}" for i in range(32)])
+    nodes.insert(0, "node_id", ids)
+    y = graph.y.numpy()
+    nodes["label"] = pd.array(np.where(y >= 0, y, None), dtype="Int64")
+    split = np.select([graph.train_mask, graph.val_mask, graph.test_mask], ["train", "val", "test"], "")
+    nodes["split"] = pd.Series(split).replace("", None)
+    src, dst = graph.edge_index.numpy()
+    one_way = src < dst
+    edges = pd.DataFrame({"src": ids[src[one_way]], "dst": ids[dst[one_way]]})
+    folder = tmp_path_factory.mktemp("cora_user")
+    edges.to_csv(folder / "edges.csv", index=False)
+    nodes.to_csv(folder / "nodes.csv", index=False)
+    return {"edges": folder / "edges.csv", "nodes": folder / "nodes.csv", "graph": graph, "ids": ids}

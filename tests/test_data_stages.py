@@ -1,0 +1,135 @@
+"""Normalise / propagate stages: stored format, hashes, blocked == in-memory, staleness, atomicity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dgnn.data import (
+    DataError,
+    content_hash,
+    fetch,
+    load_adjacency,
+    load_graph,
+    load_propagated,
+    normalise_stage,
+    propagate_stage,
+    verify,
+)
+from dgnn.data.store import atomic_folder
+from dgnn.propagation import normalized_adjacency, propagate, propagate_blocked
+
+
+@pytest.fixture
+def cora(shared_datasets, tmp_data_dir):
+    fetch("cora", mirror=shared_datasets)
+    return load_graph("cora")
+
+
+def test_normalise_stage_writes_csr_with_hashes(cora, tmp_data_dir):
+    folder = normalise_stage("cora")
+    assert folder == tmp_data_dir / "cora" / "adj"
+    meta = json.loads((folder / "meta.json").read_text())
+    assert sorted(meta["files"]) == ["indices.npy", "indptr.npy", "values.npy"]
+    assert meta["content_hash"] == content_hash(folder)
+    assert meta["inputs"] == {"graph": cora.meta["content_hash"]}
+    assert np.load(folder / "values.npy").dtype == np.float32
+    expected = normalized_adjacency(cora.edge_index, cora.num_nodes)
+    adj = load_adjacency("cora")
+    assert torch.equal(adj.to_dense(), expected.to_dense())
+
+
+def test_propagate_stage_equals_in_memory_path(cora, tmp_data_dir):
+    adj = normalized_adjacency(cora.edge_index, cora.num_nodes)
+    whole = propagate_stage("cora", [0, 2, 1])
+    whole_hash = content_hash(whole)
+    for k in (0, 1, 2):
+        assert torch.equal(load_propagated("cora", k), propagate(adj, cora.x, k))
+    blocked = propagate_stage("cora", [0, 1, 2], block_rows=97)
+    assert content_hash(blocked) == whole_hash  # byte-identical files
+    assert json.loads((blocked / "meta.json").read_text())["orders"] == [0, 1, 2]
+
+
+def test_propagate_blocked_equals_propagate():
+    gen = torch.Generator().manual_seed(0)
+    edges = torch.randint(0, 500, (2, 3000), generator=gen)
+    edges = torch.cat([edges, edges.flip(0)], 1)
+    edges = torch.unique(edges[:, edges[0] != edges[1]], dim=1)
+    adj = normalized_adjacency(edges, 500)
+    h = torch.randn(500, 16, generator=gen)
+    for block_rows in (1, 64, 500, 1000):
+        assert torch.equal(propagate_blocked(adj, h, 3, block_rows), propagate(adj, h, 3))
+
+
+def test_load_propagated_adds_an_order_and_keeps_the_others(cora, tmp_data_dir):
+    propagate_stage("cora", [1])
+    load_propagated("cora", 3)
+    folder = tmp_data_dir / "cora" / "propagated"
+    assert sorted(p.name for p in folder.glob("p*.npy")) == ["p1.npy", "p3.npy"]
+
+
+def test_bad_orders_are_refused(cora):
+    with pytest.raises(DataError, match="non-negative"):
+        propagate_stage("cora", [-1, 2])
+
+
+def test_stages_are_deterministic(shared_datasets, tmp_path):
+    hashes = []
+    for run in ("a", "b"):
+        data = tmp_path / run
+        fetch("cora", data_dir=data, mirror=shared_datasets)
+        adj, propagated = normalise_stage("cora", data), propagate_stage("cora", [2], data)
+        hashes.append([content_hash(adj), content_hash(propagated)])
+    assert hashes[0] == hashes[1]
+
+
+def test_stale_stages_are_recomputed(cora_user_files, tmp_data_dir, tmp_path):
+    from dgnn.data import import_graph
+
+    import_graph("papers", cora_user_files["edges"], cora_user_files["nodes"])
+    before = load_propagated("papers", 1)
+    lines = cora_user_files["edges"].read_text().splitlines()
+    (tmp_path / "fewer.csv").write_text("\n".join(lines[:-1000]) + "\n")
+    import_graph("papers", tmp_path / "fewer.csv", cora_user_files["nodes"])
+    assert load_adjacency("papers").values().numel() == 2 * (5278 - 1000) + 2708
+    assert not torch.equal(load_propagated("papers", 1), before)
+
+
+def test_verify_detects_a_changed_file(cora, tmp_data_dir):
+    normalise_stage("cora")
+    assert verify("cora").nodes == 2708
+    np.save(tmp_data_dir / "cora" / "adj" / "values.npy", np.zeros(3, np.float32))
+    with pytest.raises(DataError, match="adj changed after it was written"):
+        verify("cora")
+
+
+def test_atomic_folder_keeps_the_old_version_on_error(tmp_path):
+    dest = tmp_path / "data" / "x" / "graph"
+    with atomic_folder(dest) as tmp:
+        (tmp / "a.npy").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_folder(dest) as tmp:
+            (tmp / "a.npy").write_text("new")
+            raise RuntimeError("disk full")
+    assert (dest / "a.npy").read_text() == "old"
+    assert [p.name for p in dest.parent.iterdir()] == ["graph"]
+    with pytest.raises(RuntimeError):
+        with atomic_folder(tmp_path / "data" / "new" / "graph"):
+            raise RuntimeError
+    assert not (tmp_path / "data" / "new").exists()
+
+
+def test_stage_commands(cora, tmp_data_dir, capsys):
+    from dgnn.data.cli import main
+
+    assert main(["normalise", "cora", "--json"]) == 0
+    adj = json.loads(capsys.readouterr().out)
+    assert adj == {"path": str((tmp_data_dir / "cora" / "adj").resolve()),
+                   "content_hash": content_hash(tmp_data_dir / "cora" / "adj")}
+    assert main(["propagate", "cora", "--orders", "2", "1", "--block-rows", "500"]) == 0
+    assert "propagated" in capsys.readouterr().out
+    assert main(["propagate", "cora", "--orders", "-1"]) == 1
+    assert "error: propagation orders must be non-negative" in capsys.readouterr().err
