@@ -18,6 +18,15 @@ import torch
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 
+def normalize_features(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """Feature normalisation before propagation: "row" scales each row to sum 1, "none" keeps x."""
+    if kind == "none":
+        return x
+    if kind == "row":
+        return x / x.sum(1, keepdim=True).clamp_min(1e-12)
+    raise ValueError(f"unknown feature normalisation {kind!r}: use 'none' or 'row'")
+
+
 def normalized_adjacency(
     edge_index: torch.Tensor,
     num_nodes: int,

@@ -25,7 +25,7 @@ from dgnn.data.graph import Graph
 from dgnn.metrics import accuracy, clustering_scores, kmeans, macro_f1, modularity
 from dgnn.nn import DecoupledModule
 from dgnn.nn.losses import EdgeLookup, penalty, reconstruction_loss, target_loss
-from dgnn.propagation import normalized_adjacency, propagate
+from dgnn.propagation import normalize_features, normalized_adjacency, propagate
 
 Direction = Literal["forward", "backward"]
 EVAL_EVERY = 10
@@ -91,10 +91,6 @@ class FitResult:
         }
 
 
-def _row_normalize(x: torch.Tensor) -> torch.Tensor:
-    return x / x.sum(1, keepdim=True).clamp_min(1e-12)
-
-
 class DecoupledTrainer:
     """Trains the module stack on ``graph`` according to ``config``.
 
@@ -128,10 +124,9 @@ class DecoupledTrainer:
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
 
-        x = graph.x.float()
-        x = _row_normalize(x) if config.feature_norm == "row" else x
+        x = normalize_features(graph.x.float(), config.feature_norm)
         if adj is None:
-            adj = normalized_adjacency(graph.edge_index, graph.num_nodes)
+            adj = normalized_adjacency(graph.edge_index, graph.num_nodes, graph.edge_weight)
         self.adj = adj.to(self.device)
         self.labels = graph.y.to(self.device)
         self.train_idx = graph.train_mask.nonzero().flatten()
@@ -360,6 +355,34 @@ class DecoupledTrainer:
     def restore_best(self) -> None:
         for module, state in zip(self.modules, self.best["modules"]):
             module.load_state_dict(state)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue the schedule in another process and get the same result."""
+        return {
+            "modules": [m.state_dict() for m in self.modules],
+            "inputs": self.inputs,
+            "propagated": self.propagated,
+            "expected": self.expected,
+            "passes": [asdict(p) for p in self.passes],
+            "best": self.best,
+            "propagations": self.propagations,
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for module, module_state in zip(self.modules, state["modules"]):
+            module.load_state_dict(module_state)
+        self.inputs = state["inputs"]
+        self.propagated = state["propagated"]
+        self.expected = state["expected"]
+        self.passes = [PassResult(**p) for p in state["passes"]]
+        self.best = state["best"]
+        self.propagations = state["propagations"]
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
 
     @torch.no_grad()
     def predict(self) -> torch.Tensor:

@@ -1,0 +1,85 @@
+"""``dgnn train``: train with the library alone (no Prefect, no MLflow) and print a JSON summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pydantic import ValidationError
+
+from dgnn.config import default_config_path, load_config
+from dgnn.data import DataError
+from dgnn.experiment import parse_seeds, train_seeds
+
+
+def _one_line(err: Exception) -> str:
+    if isinstance(err, ValidationError):
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"bad config: {where}: {first['msg']} ({err.error_count()} problem(s))"
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def run_config(args: argparse.Namespace):
+    """The run config named by ``--config`` or shipped for the dataset and task, CLI overrides applied."""
+    path = args.config or default_config_path(args.dataset, args.task)
+    config = load_config(path)
+    if config.train.task != args.task:
+        raise ValueError(f"{path} is a {config.train.task!r} config but --task is {args.task!r}")
+    return config
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        config = run_config(args)
+        summary = train_seeds(args.dataset, config.train, parse_seeds(args.seeds), device=args.device,
+                              data_dir=args.data_dir, split_seed=args.split_seed, verbose=not args.quiet)
+    except (DataError, ValidationError, ValueError, FileNotFoundError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        keys = [k for k in summary if k.endswith("_mean")]
+        print(" ".join(f"{k}={summary[k]:.4f}" for k in keys))
+    return 0
+
+
+def add_training_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that trains (train, run, sweep)."""
+    p.add_argument("--dataset", default="cora", help="registry, synthetic or imported dataset name")
+    p.add_argument("--task", choices=["classify", "cluster"], default="classify")
+    p.add_argument("--config", help="YAML run config (default: configs/<dataset>-<task>.yaml)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    p.add_argument("--data-dir", help="data folder (default: $DGNN_DATA_DIR or ./data)")
+    p.add_argument("--split-seed", type=int, default=0, help="split seed for stratified datasets")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train with the library only and report test metrics")
+    add_training_arguments(p)
+    p.add_argument("--seeds", default="0", help="seeds, e.g. 0-9 or 0,3,5")
+    p.set_defaults(handler=_train)
+
+
+def build_parser(registrars) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dgnn", description="Decoupled GNN training pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in registrars:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Library-only entry point (train + data commands); ``flows.cli`` adds the pipeline commands."""
+    from dgnn.data import cli as data_cli
+
+    args = build_parser([register, data_cli.register]).parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
