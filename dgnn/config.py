@@ -67,7 +67,10 @@ class RunConfig(_Strict):
 
 def load_config(path: str | Path) -> RunConfig:
     """Read a YAML run config; pydantic's error names the offending field."""
-    raw = yaml.safe_load(Path(path).read_text())
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a YAML mapping with 'train:' at the top level")
     return RunConfig.model_validate(raw)
