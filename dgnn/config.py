@@ -21,6 +21,10 @@ class ModuleConfig(_Strict):
 
     width: int = Field(gt=0)
     order: int = Field(default=1, ge=0, description="power p of the normalised adjacency")
+    filter: Literal["power", "average"] = Field(
+        default="power", description="Â^p (paper) or (1-α) mean_{k<=p} Â^k + α I (see dgnn.nn.filters)"
+    )
+    alpha: float = Field(default=0.0, ge=0, le=1, description="share of H kept by the 'average' filter")
     activation: Activation = "relu"
     inner_activation: Activation = "identity"
     lr: float = Field(default=1e-2, gt=0)
@@ -51,6 +55,9 @@ class TrainConfig(_Strict):
     pass_patience: int = Field(default=0, ge=0, description="stop after this many passes without gain; 0 = off")
     mask_rate: float = Field(default=0.2, ge=0, lt=1, description="auto-encoder: share of entries hidden")
     kmeans_restarts: int = Field(default=10, gt=0)
+    kmeans_normalize: bool = Field(
+        default=False, description="scale embedding rows to unit L2 norm before k-means (cosine geometry)"
+    )
 
     @property
     def num_modules(self) -> int:

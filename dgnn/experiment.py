@@ -53,14 +53,15 @@ class Inputs:
 def load_inputs(dataset: str, config: TrainConfig, data_dir=None, split_seed: int = 0) -> Inputs:
     """Read (building when missing) the stored graph, adjacency and module-1 propagated features.
 
-    The stored Â^p X is of the raw features, so it is only reused when no feature normalisation
-    is configured; otherwise the trainer propagates the normalised features itself.
+    The data stage stores the plain powers Â^p N(X); a module 1 with another filter gets
+    ``first_input=None`` and the trainer filters the features itself.
     """
     graph = load_graph(dataset, data_dir=data_dir, split_seed=split_seed)
     adj = load_adjacency(dataset, data_dir=data_dir)
     first = None
-    if config.feature_norm == "none":
-        first = load_propagated(dataset, config.modules[0].order, data_dir=data_dir)
+    module = config.modules[0]
+    if module.filter == "power":
+        first = load_propagated(dataset, module.order, data_dir=data_dir, feature_norm=config.feature_norm)
     return Inputs(graph, adj, first)
 
 

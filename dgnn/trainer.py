@@ -24,8 +24,9 @@ from dgnn.config import TrainConfig
 from dgnn.data.graph import Graph
 from dgnn.metrics import accuracy, clustering_scores, kmeans, macro_f1, modularity
 from dgnn.nn import DecoupledModule
+from dgnn.nn.filters import graph_filter
 from dgnn.nn.losses import EdgeLookup, penalty, reconstruction_loss, target_loss
-from dgnn.propagation import normalize_features, normalized_adjacency, propagate
+from dgnn.propagation import normalize_features, normalized_adjacency
 
 Direction = Literal["forward", "backward"]
 EVAL_EVERY = 10
@@ -101,7 +102,8 @@ class DecoupledTrainer:
         seed: seeds initialisation, dropout, batch sampling and masks.
         device: where modules and propagated inputs live ("cpu", "cuda", ...).
         adj: the normalised adjacency, if already computed (e.g. by the data stage).
-        first_input: Â^{p_1} X if already computed (rows must match ``graph.x`` after feature_norm).
+        first_input: P_1 = g(Â) X if already computed (rows must match ``graph.x`` after
+            feature_norm); only the plain ``power`` filter can come from the data stage.
     """
 
     def __init__(
@@ -154,6 +156,9 @@ class DecoupledTrainer:
         self.inputs: list[torch.Tensor | None] = [x.to(self.device)] + [None] * L
         self.propagated: list[torch.Tensor | None] = [None] * L
         if first_input is not None:
+            if config.modules[0].filter != "power":
+                raise ValueError("first_input is Â^p X, but module 1 uses the "
+                                 f"{config.modules[0].filter!r} filter: pass first_input=None")
             self.propagated[0] = first_input.to(self.device)
         # expected[l] = E_l = H_{l-1} U_l learned in the last backward pass (target of module l-1).
         self.expected: list[torch.Tensor | None] = [None] * L
@@ -191,7 +196,8 @@ class DecoupledTrainer:
 
     def _ensure_propagated(self, l: int) -> None:
         if self.propagated[l] is None:
-            self.propagated[l] = propagate(self.adj, self.inputs[l], self.config.modules[l].order)
+            cfg = self.config.modules[l]
+            self.propagated[l] = graph_filter(self.adj, self.inputs[l], cfg.order, cfg.filter, cfg.alpha)
             self.propagations += 1
 
     @torch.no_grad()
@@ -216,7 +222,7 @@ class DecoupledTrainer:
         cfg = self.config.modules[l]
         module = self.modules[l].train()
         params = [p for p in module.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
         p_rows = self.propagated[l]
         own_loss = not self.supervised or target is None or self.config.keep_own_loss
         select = self.config.module_patience > 0 and self.supervised and own_loss
@@ -249,12 +255,15 @@ class DecoupledTrainer:
         loss = torch.zeros((), device=self.device)
         if self.supervised:
             train_batch = self._sample(self.train_idx, cfg.batch_size)
+            h = module(p_rows[train_batch])
             if own_loss:
-                h = module(p_rows[train_batch])
                 loss = loss + F.cross_entropy(module.classify(h), self.labels[train_batch])
             if target is not None:
-                batch = torch.cat([train_batch, self._sample(None, cfg.batch_size)])
-                loss = loss + target_loss(module(p_rows[batch]), target[batch], self.config.eta)
+                batch = self._sample(None, cfg.batch_size)
+                # A batch of every node needs no gather of the wide input rows.
+                h_all = module(p_rows if len(batch) == len(p_rows) else p_rows[batch])
+                both = torch.cat([h, h_all])
+                loss = loss + target_loss(both, torch.cat([target[train_batch], target[batch]]), self.config.eta)
             return loss + penalty(module.penalized_parameters(), cfg.penalty, "l2")
         batch = self._sample(None, cfg.batch_size)
         z = module(p_rows[batch])
@@ -317,6 +326,8 @@ class DecoupledTrainer:
     def _clustering_metrics(self, output: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
         labelled = self.graph.y >= 0
         k = self.graph.num_classes
+        if self.config.kmeans_normalize:
+            output = F.normalize(output, dim=1)
         pred = torch.from_numpy(kmeans(output, k, self.config.kmeans_restarts, self.seed))
         metrics = {"modularity": modularity(self.graph.edge_index, pred)}
         metrics |= clustering_scores(pred[labelled], self.graph.y[labelled])

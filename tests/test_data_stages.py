@@ -20,7 +20,7 @@ from dgnn.data import (
     verify,
 )
 from dgnn.data.store import atomic_folder
-from dgnn.propagation import normalized_adjacency, propagate, propagate_blocked
+from dgnn.propagation import normalize_features, normalized_adjacency, propagate, propagate_blocked
 
 
 @pytest.fixture
@@ -51,6 +51,30 @@ def test_propagate_stage_equals_in_memory_path(cora, tmp_data_dir):
     blocked = propagate_stage("cora", [0, 1, 2], block_rows=97)
     assert content_hash(blocked) == whole_hash  # byte-identical files
     assert json.loads((blocked / "meta.json").read_text())["orders"] == [0, 1, 2]
+
+
+def test_row_feature_norm_equals_what_the_trainer_computes(cora, tmp_data_dir):
+    adj = normalized_adjacency(cora.edge_index, cora.num_nodes)
+    x = normalize_features(cora.x.float(), "row")
+    folder = propagate_stage("cora", [0, 2], feature_norm="row", block_rows=500)
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["feature_norm"] == "row" and meta["orders"] == [0, 2]
+    assert sorted(p.name for p in folder.glob("p*.npy")) == ["p0.npy", "p2.npy"]
+    for k in (0, 2):
+        assert torch.equal(load_propagated("cora", k, feature_norm="row"), propagate(adj, x, k))
+    assert content_hash(propagate_stage("cora", [2, 0], feature_norm="row")) == content_hash(folder)
+    assert not (folder / "p1.npy").exists()
+
+
+def test_load_propagated_recomputes_for_another_feature_norm(cora, tmp_data_dir):
+    propagate_stage("cora", [1, 2], feature_norm="row")
+    raw = load_propagated("cora", 2)  # stored folder holds "row": recomputed without normalisation
+    adj = normalized_adjacency(cora.edge_index, cora.num_nodes)
+    assert torch.equal(raw, propagate(adj, cora.x, 2))
+    meta = json.loads((tmp_data_dir / "cora" / "propagated" / "meta.json").read_text())
+    assert meta["feature_norm"] == "none" and meta["orders"] == [2]
+    with pytest.raises(DataError, match="unknown feature normalisation"):
+        propagate_stage("cora", [1], feature_norm="l2")
 
 
 def test_propagate_blocked_equals_propagate():
@@ -131,5 +155,8 @@ def test_stage_commands(cora, tmp_data_dir, capsys):
                    "content_hash": content_hash(tmp_data_dir / "cora" / "adj")}
     assert main(["propagate", "cora", "--orders", "2", "1", "--block-rows", "500"]) == 0
     assert "propagated" in capsys.readouterr().out
+    assert main(["propagate", "cora", "--orders", "1", "--feature-norm", "row", "--json"]) == 0
+    capsys.readouterr()
+    assert json.loads((tmp_data_dir / "cora" / "propagated" / "meta.json").read_text())["feature_norm"] == "row"
     assert main(["propagate", "cora", "--orders", "-1"]) == 1
     assert "error: propagation orders must be non-negative" in capsys.readouterr().err

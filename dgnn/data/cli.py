@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from dgnn.data.errors import DataError
 from dgnn.data.fetch import fetch
 from dgnn.data.layout import FetchResult
-from dgnn.data.stages import normalise_stage, propagate_stage
+from dgnn.data.stages import FEATURE_NORMS, normalise_stage, propagate_stage
 from dgnn.data.store import read_meta
 from dgnn.data.user_import import import_graph
 
@@ -32,6 +34,17 @@ def _report(result: FetchResult, as_json: bool) -> None:
 def _report_stage(folder, as_json: bool) -> None:
     record = {"path": str(folder.resolve()), "content_hash": read_meta(folder)["content_hash"]}
     print(json.dumps(record, indent=2) if as_json else f"{record['path']} ({record['content_hash']})")
+
+
+SHARED_MIRROR = Path("..", "shared", "datasets")
+
+
+def default_mirror() -> str | None:
+    """``$DGNN_DATA_MIRROR``, else ``../shared/datasets`` (beside the repository, relative to the
+    working directory) when it holds a ``SHA256SUMS``, else None: download from the canonical URLs."""
+    if os.environ.get("DGNN_DATA_MIRROR"):
+        return os.environ["DGNN_DATA_MIRROR"]
+    return str(SHARED_MIRROR) if (SHARED_MIRROR / "SHA256SUMS").is_file() else None
 
 
 def _run(action):
@@ -56,10 +69,11 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("fetch", parents=[common], help="fetch, verify and store a dataset")
     p.add_argument("name", help="registry name, synthetic-csbm-<nodes>, or an imported name")
-    p.add_argument("--mirror", help="folder laid out like shared/datasets (default: $DGNN_DATA_MIRROR)")
+    p.add_argument("--mirror", help="folder laid out like shared/datasets (default: $DGNN_DATA_MIRROR, "
+                   "else ../shared/datasets if present, else download)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the stratified split")
     p.set_defaults(handler=_run(lambda a: _report(
-        fetch(a.name, a.data_dir, a.mirror, a.split_seed), a.json)))
+        fetch(a.name, a.data_dir, a.mirror or default_mirror(), a.split_seed), a.json)))
 
     p = subparsers.add_parser("import", parents=[common], help="import a user graph (CSV or Parquet)")
     p.add_argument("name", help="name the graph will be known by")
@@ -76,8 +90,10 @@ def register(subparsers) -> None:
     p.add_argument("name")
     p.add_argument("--orders", type=int, nargs="+", required=True, help="e.g. --orders 1 2")
     p.add_argument("--block-rows", type=int, help="rows per block (bounded memory)")
+    p.add_argument("--feature-norm", "--feature_norm", dest="feature_norm", choices=FEATURE_NORMS,
+                   default="none", help="feature normalisation before propagating (the trainer's feature_norm)")
     p.set_defaults(handler=_run(lambda a: _report_stage(
-        propagate_stage(a.name, a.orders, a.data_dir, a.block_rows), a.json)))
+        propagate_stage(a.name, a.orders, a.data_dir, a.block_rows, a.feature_norm), a.json)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,10 +17,11 @@ from dgnn.data.errors import DataError
 from dgnn.data.fetch import ensure_graph
 from dgnn.data.layout import FetchResult, dataset_dir
 from dgnn.data.store import atomic_folder, content_hash, is_current, is_stored, read_meta, write_meta
-from dgnn.propagation import normalized_adjacency, propagate_rows
+from dgnn.propagation import normalize_features, normalized_adjacency, propagate_rows
 
 _CSR = ("indptr", "indices", "values")
 BLOCK_ROWS = 1 << 17  # default rows per propagation block: 64 MiB of output at 128 features
+FEATURE_NORMS = ("none", "row")  # see dgnn.propagation.normalize_features
 
 
 def _adj_inputs(name: str, data_dir) -> dict:
@@ -70,9 +71,13 @@ def _propagated_inputs(name: str, data_dir) -> dict:
     return {**_adj_inputs(name, data_dir), "adjacency": adj_hash}
 
 
-def propagate_stage(name: str, orders: list[int], data_dir=None, block_rows: int | None = None) -> Path:
-    r"""Write ``p{k}.npy`` = :math:`\hat A^k X` (float32, [n, d]) for each ``k`` in ``orders``.
+def propagate_stage(
+    name: str, orders: list[int], data_dir=None, block_rows: int | None = None, feature_norm: str = "none"
+) -> Path:
+    r"""Write ``p{k}.npy`` = :math:`\hat A^k N(X)` (float32, [n, d]) for each ``k`` in ``orders``.
 
+    ``N`` is :func:`dgnn.propagation.normalize_features` with ``feature_norm`` ("none" or "row"),
+    exactly what the trainer applies before propagating; it is recorded in ``meta.json``.
     Hop k reads hop k-1 from its memory-mapped file and writes its own file ``block_rows`` rows
     at a time (default :data:`BLOCK_ROWS`), so memory beyond the adjacency stays bounded; the
     numbers equal :func:`dgnn.propagation.propagate`. Only the requested orders are kept.
@@ -80,11 +85,18 @@ def propagate_stage(name: str, orders: list[int], data_dir=None, block_rows: int
     orders = sorted({int(k) for k in orders})
     if not orders or orders[0] < 0:
         raise DataError(f"propagation orders must be non-negative integers, got {orders}")
+    if feature_norm not in FEATURE_NORMS:
+        raise DataError(f"unknown feature normalisation {feature_norm!r}: use one of {', '.join(FEATURE_NORMS)}")
     adj = load_adjacency(name, data_dir)
     x_file = ensure_graph(name, data_dir) / "x.npy"
     target = dataset_dir(name, data_dir) / "propagated"
     with atomic_folder(target) as tmp:
         previous = x_file
+        if feature_norm != "none":
+            x = normalize_features(torch.from_numpy(np.load(x_file)), feature_norm)
+            np.save(tmp / "p0.npy", x.numpy(), allow_pickle=False)
+            del x
+            previous = tmp / "p0.npy"
         for k in range(1, orders[-1] + 1):
             h = torch.from_numpy(np.load(previous, mmap_mode="c"))
             out = np.lib.format.open_memmap(tmp / f"p{k}.npy", "w+", np.float32, tuple(h.shape))
@@ -92,20 +104,29 @@ def propagate_stage(name: str, orders: list[int], data_dir=None, block_rows: int
             out.flush()
             del h, out
             previous = tmp / f"p{k}.npy"
-        for k in set(range(1, orders[-1])) - set(orders):
-            (tmp / f"p{k}.npy").unlink()
-        if orders[0] == 0:
+        for k in set(range(0, orders[-1])) - set(orders):
+            (tmp / f"p{k}.npy").unlink(missing_ok=True)
+        if orders[0] == 0 and feature_norm == "none":
             shutil.copyfile(x_file, tmp / "p0.npy")
-        write_meta(tmp, {"orders": orders, "inputs": _propagated_inputs(name, data_dir)})
+        write_meta(tmp, {"orders": orders, "feature_norm": feature_norm,
+                         "inputs": _propagated_inputs(name, data_dir)})
     return target
 
 
-def load_propagated(name: str, order: int, data_dir=None) -> torch.Tensor:
-    r""":math:`\hat A^{order} X` as a float32 tensor (propagating first if missing or stale)."""
+def load_propagated(name: str, order: int, data_dir=None, feature_norm: str = "none") -> torch.Tensor:
+    r""":math:`\hat A^{order} N(X)` as a float32 tensor (propagating first if missing or stale).
+
+    The stored folder is stale when its inputs changed or it holds another ``feature_norm``
+    (a folder written before the setting existed counts as "none").
+    """
     folder = dataset_dir(name, data_dir) / "propagated"
-    stored = read_meta(folder)["orders"] if is_current(folder, _propagated_inputs(name, data_dir)) else []
+    stored = []
+    if is_current(folder, _propagated_inputs(name, data_dir)):
+        meta = read_meta(folder)
+        if meta.get("feature_norm", "none") == feature_norm:
+            stored = meta["orders"]
     if order not in stored:
-        propagate_stage(name, [*stored, order], data_dir)
+        propagate_stage(name, [*stored, order], data_dir, feature_norm=feature_norm)
     return torch.from_numpy(np.load(folder / f"p{order}.npy"))
 
 

@@ -24,6 +24,23 @@ ACTIVATIONS = {
 }
 
 
+def dropout_mask(x: torch.Tensor, rate: float, training: bool) -> tuple[torch.Tensor | None, float]:
+    """Keep-mask for dropout of ``x`` and the rescaling 1 / keep-probability (None, 1 when off).
+
+    Each entry is dropped when one random byte falls below ``round(256 * rate)``, so ``rate`` is
+    rounded to a multiple of 1/256. Eight bytes come from one 64-bit draw of the global torch
+    generator: on CPU this is several times faster than ``torch.dropout``, which dominated
+    training time on the 1433-wide Cora input.
+    """
+    threshold = min(round(256 * rate), 255)
+    if not training or threshold == 0:
+        return None, 1.0
+    # random_() alone would leave the top bit of every word 0: ask for the full signed range.
+    words = torch.empty((x.numel() + 7) // 8, dtype=torch.int64).random_(-(2**63), None)
+    kept = words.view(torch.uint8)[: x.numel()].view(x.shape) >= threshold
+    return kept.to(x.device), 256 / (256 - threshold)
+
+
 class DecoupledModule(nn.Module):
     """Module ``l`` of the stack; rows of its propagated input ``P_l`` go in, rows of ``H_l`` come out.
 
@@ -58,8 +75,8 @@ class DecoupledModule(nn.Module):
         self.head = nn.Linear(out_dim, num_classes) if num_classes else None
         self.act = ACTIVATIONS[activation]()
         self.inner_act = ACTIVATIONS[inner_activation]()
-        self.input_dropout = nn.Dropout(input_dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.input_dropout = input_dropout
+        self.dropout = dropout
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -86,7 +103,11 @@ class DecoupledModule(nn.Module):
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         """Rows of ``P_l`` (already propagated) -> rows of ``H_l``."""
-        z = self.input_dropout(self.inner_act(self.transform_input(p))) @ self.weight
+        z = self.inner_act(self.transform_input(p))
+        # Dropout before a linear map: rescaling the narrow product instead of the wide input is
+        # the same number and saves a pass over the input.
+        kept, scale = dropout_mask(z, self.input_dropout, self.training)
+        z = z @ self.weight if kept is None else (z * kept) @ self.weight * scale
         if self.bias is not None:
             z = z + self.bias
         return self.act(z)
@@ -95,7 +116,8 @@ class DecoupledModule(nn.Module):
         """Class logits from rows of ``H_l``."""
         if self.head is None:
             raise RuntimeError("this module has no class head (it is an auto-encoder module)")
-        return self.head(self.dropout(h))
+        kept, scale = dropout_mask(h, self.dropout, self.training)
+        return self.head(h if kept is None else h * kept * scale)
 
     def penalized_parameters(self) -> list[torch.Tensor]:
         """W and U: the parameters the paper's λ-penalty applies to."""

@@ -1,0 +1,420 @@
+"""Build the plots and ``REPORT.md`` from the CSVs a run wrote (no training here).
+
+    .venv/bin/python -m benchmarks.report [--results benchmarks/results]
+
+The full run's report goes to ``benchmarks/REPORT.md`` (plots in ``benchmarks/results/``); a run
+with ``--out DIR`` (e.g. ``--quick``) writes ``DIR/REPORT.md`` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+REAL = ["cora", "citeseer", "pubmed", "amazon-computers", "coauthor-cs"]
+CORE = ["cora", "citeseer", "pubmed"]
+METHODS = ["dgnn", "gcn", "sgc", "sign"]
+LABELS = {"dgnn": "DGNN (ours)", "dgnn-paper": "DGNN, authors' Cora schedule", "gcn": "PyG GCN",
+          "sgc": "PyG SGC", "sign": "SIGN"}
+STYLE = {"dgnn": ("tab:red", "o"), "dgnn-paper": ("tab:pink", "P"), "gcn": ("tab:blue", "s"),
+         "sgc": ("tab:green", "^"), "sign": ("tab:purple", "D")}
+PAPER_CODE_SECONDS = 31.0  # the authors' code, Cora classification, 2 cores (docs/ALGORITHM.md)
+TEXT_COLUMNS = {"group", "method", "dataset", "status", "config", "config_sha256"}
+LIMIT_1M_SECONDS, LIMIT_1M_RSS_GB = 15 * 60, 8.0
+
+
+def read_csv(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for k, v in row.items():
+            if k in TEXT_COLUMNS:
+                continue
+            if v == "":
+                row[k] = None
+            else:
+                try:
+                    row[k] = float(v) if any(c in v for c in ".eE") or not v.lstrip("-").isdigit() else int(v)
+                except ValueError:
+                    pass
+    return rows
+
+
+def _f(x, fmt="{:.1f}", none="–"):
+    return none if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
+
+
+def _acc(row) -> str:
+    if not row or row.get("test_acc_mean") is None:
+        return "–"
+    return f"{100 * row['test_acc_mean']:.1f} ± {100 * (row.get('test_acc_std') or 0):.1f}"
+
+
+def _gb(mb) -> str:
+    return _f(None if mb is None else mb / 1024, "{:.2f}")
+
+
+def fit_exponent(xs, ys) -> float | None:
+    """Slope of log y against log x (least squares); None with fewer than two points."""
+    pts = [(x, y) for x, y in zip(xs, ys) if x and y and x > 0 and y > 0]
+    if len(pts) < 2:
+        return None
+    lx, ly = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
+def _find(rows, method, dataset, group=None):
+    for r in rows:
+        if r["method"] == method and r["dataset"] == dataset and (group is None or r["group"] == group):
+            return r
+    return None
+
+
+# -- plots -----------------------------------------------------------------------------------
+
+
+def plot_accuracy_vs_time(peers, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = [d for d in REAL if any(r["dataset"] == d for r in peers)]
+    if not datasets:
+        return None
+    cols = min(3, len(datasets))
+    nrows = math.ceil(len(datasets) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 4 * nrows), squeeze=False)
+    for ax, dataset in zip(axes.flat, datasets):
+        for r in peers:
+            if r["dataset"] != dataset or r.get("test_acc_mean") is None:
+                continue
+            color, marker = STYLE.get(r["method"], ("gray", "x"))
+            ax.errorbar(r["train_seconds_mean"], 100 * r["test_acc_mean"], yerr=100 * (r.get("test_acc_std") or 0),
+                        xerr=r.get("train_seconds_std") or 0, fmt=marker, color=color, capsize=3,
+                        label=LABELS.get(r["method"], r["method"]))
+            if r.get("time_to_best_val_mean"):
+                ax.plot(r["time_to_best_val_mean"], 100 * r["test_acc_mean"], marker, mfc="none", color=color, alpha=0.7)
+        ax.set_xscale("log")
+        ax.set_title(dataset)
+        ax.set_xlabel("training time, s (log; filled: total, hollow: to best val)")
+        ax.set_ylabel("test accuracy, %")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(datasets):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_scaling(scaling, key: str, ylabel: str, path: Path, scale: float = 1.0) -> tuple[Path | None, dict]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    exponents: dict[str, float | None] = {}
+    if not scaling:
+        return None, exponents
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for method in METHODS:
+        rows = sorted((r for r in scaling if r["method"] == method and r.get("edges")), key=lambda r: r["edges"])
+        ok = [r for r in rows if r["status"] == "ok" and r.get(key)]
+        exponents[method] = fit_exponent([r["edges"] for r in ok], [r[key] for r in ok])
+        color, marker = STYLE[method]
+        if ok:
+            label = f"{LABELS[method]} (exponent {_f(exponents[method], '{:.2f}')})"
+            ax.plot([r["edges"] for r in ok], [r[key] * scale for r in ok], marker + "-", color=color, label=label)
+        cut = [r for r in rows if r["status"] != "ok"]
+        for r in cut:
+            y = r.get("extrapolated_seconds") if key == "train_seconds_mean" else r.get(key)
+            if y:
+                ax.plot(r["edges"], y * scale, marker, mfc="none", color=color, ms=9)
+                ax.annotate(r["status"].split(" (")[0] + (" (extrapolated)" if key == "train_seconds_mean" else ""),
+                            (r["edges"], y * scale), fontsize=7, xytext=(4, -10), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("undirected edges (CSBM, avg degree 10)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path, exponents
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None = None) -> Path:
+    results = Path(results)
+    peers_all = read_csv(results / "peers.csv")
+    scaling = read_csv(results / "scaling.csv")
+    meta = json.loads((results / "run_meta.json").read_text()) if (results / "run_meta.json").exists() else {}
+    if report_path is None:
+        report_path = HERE / "REPORT.md" if results.resolve() == RESULTS.resolve() else results / "REPORT.md"
+    peers = [r for r in peers_all if r["group"] == "peers"]
+    core = [r for r in peers_all if r["group"] == "core"]
+    rel = os.path.relpath(results, report_path.parent)
+    acc_plot = plot_accuracy_vs_time(peers + core, results / "accuracy_vs_time.png")
+    time_plot, time_exp = plot_scaling(scaling, "train_seconds_mean", "training time, s", results / "scaling_time.png")
+    mem_plot, mem_exp = plot_scaling(scaling, "peak_rss_mb", "peak RSS, GiB", results / "scaling_memory.png", 1 / 1024)
+
+    L: list[str] = []
+    add = L.append
+    add("# Benchmarks: DGNN against the models users would pick instead\n")
+    if quick or meta.get("quick"):
+        add("> **Quick (smoke) run**: Cora and two tiny CSBM graphs, few seeds, GCN at 50 epochs. "
+            "Not a measurement; the full run is `benchmarks/REPORT.md`.\n")
+    add(f"Generated from `{os.path.relpath(results, HERE.parent)}/` by `.venv/bin/python -m benchmarks.run_all` "
+        f"(rebuild this page alone from the CSVs: `.venv/bin/python -m benchmarks.report`). "
+        f"Run {meta.get('started', '?')} – {meta.get('finished', '?')}, git commit `{meta.get('git_commit', '?')[:10]}`"
+        f"{' (uncommitted changes: ' + str(len(meta['git_dirty_files'])) + ' files)' if meta.get('git_dirty_files') else ''}, "
+        f"{meta.get('threads', '?')} torch thread(s) per process, machine: {meta.get('machine', {}).get('cpus', '?')} vCPUs, "
+        f"{meta.get('machine', {}).get('memory_gib', '?')} GiB. Load average (1 min) at start / end: "
+        f"{_f((meta.get('load_avg_start') or [None])[0], '{:.1f}')} / {_f((meta.get('load_avg_end') or [None])[0], '{:.1f}')}.\n")
+    for rerun in meta.get("reruns", []):
+        add(f"> **Re-measured** {rerun.get('started')}: {', '.join(rerun['processes'])} (git `{rerun.get('git_commit', '')[:10]}`, "
+            f"{rerun.get('git_dirty_files')} uncommitted files; load {_f((rerun.get('load_avg_start') or [None])[0], '{:.1f}')}): "
+            "their rows replace the first run's; every other row is from the main run.\n")
+    if not meta.get("finished"):
+        add(f"> **Partial results: the run is still going ({meta.get('runs_done', '?')} processes done).**\n")
+    add("**Machine load caveat.** The 2 cores were shared with other engineers' experiments during the whole run "
+        "(per-run load averages are in the CSVs, columns `load_avg_before/after`). Absolute times are therefore "
+        "pessimistic and noisy (±30 % or more); every ratio below compares runs from the same session, one process "
+        "at a time, but not at the same instant.\n")
+
+    # headline
+    add("## Headline: acceptance on the five real datasets\n")
+    add("Target: DGNN's mean test accuracy ≥ GCN's, in ≤ 0.5× GCN's training time (same run).\n")
+    add("| dataset | DGNN test acc % | GCN test acc % | DGNN time s | GCN time s | time ratio DGNN/GCN | "
+        "ratio vs GCN without its per-epoch eval | DGNN time to best val s | verdict |")
+    add("|---|---|---|---|---|---|---|---|---|")
+    losses: list[str] = []
+    for dataset in REAL:
+        d, g = _find(peers, "dgnn", dataset), _find(peers, "gcn", dataset)
+        if not d and not g:
+            continue
+        ratio = ratio_strict = None
+        verdict = "not run"
+        if d and g and d.get("train_seconds_mean") and g.get("train_seconds_mean"):
+            ratio = d["train_seconds_mean"] / g["train_seconds_mean"]
+            if g.get("train_seconds_excl_eval_mean"):
+                ratio_strict = d["train_seconds_mean"] / g["train_seconds_excl_eval_mean"]
+            acc_ok = d["test_acc_mean"] >= g["test_acc_mean"]
+            time_ok = ratio <= 0.5
+            verdict = "**pass**" if acc_ok and time_ok else "**FAIL** (" + ", ".join(
+                ([] if acc_ok else ["accuracy"]) + ([] if time_ok else ["time"])) + ")"
+            if not acc_ok:
+                losses.append(f"**{dataset}: accuracy.** DGNN {_acc(d)} % vs GCN {_acc(g)} % "
+                              f"({100 * (d['test_acc_mean'] - g['test_acc_mean']):+.1f} points).")
+            if not time_ok:
+                losses.append(f"**{dataset}: time.** DGNN took {ratio:.2f}× GCN's training time (target ≤ 0.5×).")
+        seeds_note = f" ({g['seeds_run']} seed{'s' if g['seeds_run'] != 1 else ''})" if g else ""
+        add(f"| {dataset} | {_acc(d)} | {_acc(g)}{seeds_note} | {_f(d and d.get('train_seconds_mean'), '{:.2f}')} | "
+            f"{_f(g and g.get('train_seconds_mean'), '{:.1f}')} | {_f(ratio, '{:.3f}')} | {_f(ratio_strict, '{:.3f}')} | "
+            f"{_f(d and d.get('time_to_best_val_mean'), '{:.2f}')} | {verdict} |")
+    add("")
+    for dataset in REAL:
+        d = _find(peers, "dgnn", dataset)
+        for method in ("sgc", "sign"):
+            r = _find(peers, method, dataset)
+            if d and r and r.get("test_acc_mean") is not None and r["test_acc_mean"] > d["test_acc_mean"]:
+                faster = r["train_seconds_mean"] < d["train_seconds_mean"]
+                losses.append(f"**{dataset}: {LABELS[method]}** is more accurate ({_acc(r)} % vs {_acc(d)} %)"
+                              f"{' and faster (' + _f(r['train_seconds_mean'], '{:.2f}') + ' s vs ' + _f(d['train_seconds_mean'], '{:.2f}') + ' s)' if faster else ''}.")
+            elif d and r and r.get("train_seconds_mean") and r["train_seconds_mean"] < d["train_seconds_mean"]:
+                losses.append(f"**{dataset}: {LABELS[method]}** trains faster ({_f(r['train_seconds_mean'], '{:.2f}')} s vs "
+                              f"{_f(d['train_seconds_mean'], '{:.2f}')} s) but is less accurate ({_acc(r)} % vs {_acc(d)} %).")
+
+    # core speed
+    add("## Core speed\n")
+    add("From the same run as the table above: DGNN training time (configs `configs/<dataset>-classify.yaml`) over "
+        "PyG's 2-layer GCN, 200 epochs; target ≤ 0.5 on Cora, CiteSeer and PubMed.\n")
+    add("| dataset | DGNN s | GCN s | ratio | target ≤ 0.5 |")
+    add("|---|---|---|---|---|")
+    for dataset in CORE:
+        d, g = _find(peers, "dgnn", dataset), _find(peers, "gcn", dataset)
+        if d and g and d.get("train_seconds_mean") and g.get("train_seconds_mean"):
+            ratio = d["train_seconds_mean"] / g["train_seconds_mean"]
+            add(f"| {dataset} | {d['train_seconds_mean']:.2f} | {g['train_seconds_mean']:.1f} | {ratio:.3f} | "
+                f"{'pass' if ratio <= 0.5 else '**FAIL**'} |")
+    add("")
+    p = _find(core, "dgnn-paper", "cora")
+    if p and p.get("train_seconds_mean") is not None:
+        ok = p["train_seconds_mean"] < 10
+        add(f"The authors' Cora schedule (`{p.get('config')}`, sha256 `{p.get('config_sha256')}`: 3 modules, "
+            f"5 backward rounds) trains in **{p['train_seconds_mean']:.2f} ± {p.get('train_seconds_std') or 0:.2f} s** "
+            f"({p['seeds_run']} seeds, test accuracy {_acc(p)} %, best pass {_f(p.get('best_epoch_mean'), '{:.1f}')} on average) "
+            f"on one loaded core; target < 10 s ({'pass' if ok else '**FAIL**'}); the authors' code takes "
+            f"{PAPER_CODE_SECONDS:.0f} s on 2 cores ({PAPER_CODE_SECONDS / p['train_seconds_mean']:.1f}× slower).\n")
+        if not ok:
+            losses.append(f"**Authors' Cora schedule:** {p['train_seconds_mean']:.1f} s, over the 10 s target.")
+    elif p:
+        add(f"The authors' Cora schedule was not measured: {p['status']} (`{p.get('config') or 'configs/paper-cora-classify.yaml'}`).\n")
+        losses.append(f"**Authors' Cora schedule:** not measured ({p['status']}).")
+
+    # peers table
+    add("## All methods on the real datasets\n")
+    add("Mean ± standard deviation over seeds (model init, dropout, batches; the data split is fixed). "
+        "Times in seconds; peak RSS of the whole process (Python + torch + PyG ≈ 0.5 GiB of it).\n")
+    add("| dataset | method | seeds | test acc % | macro-F1 % | training s | to best val s | peak RSS GiB | status |")
+    add("|---|---|---|---|---|---|---|---|---|")
+    for dataset in REAL:
+        for r in [x for x in peers_all if x["dataset"] == dataset]:
+            add(f"| {dataset} | {LABELS.get(r['method'], r['method'])} | {r['seeds_run']} | {_acc(r)} | "
+                f"{_f(r.get('macro_f1_mean') and 100 * r['macro_f1_mean'])} | "
+                f"{_f(r.get('train_seconds_mean'), '{:.2f}')} ± {_f(r.get('train_seconds_std'), '{:.2f}')} | "
+                f"{_f(r.get('time_to_best_val_mean'), '{:.2f}')} | {_gb(r.get('peak_rss_mb'))} | {r['status']} |")
+    add("")
+    if acc_plot:
+        add(f"![accuracy vs training time]({rel}/{acc_plot.name})\n")
+
+    # scaling
+    add("## Scaling: synthetic CSBM, average degree 10, 128 features\n")
+    add("10 classes, homophily 0.8 (`dgnn.data.synthetic`); DGNN uses `benchmarks/configs/csbm-dgnn.yaml` "
+        "(3 modules, 1 backward round, batches of 512). These graphs are easy (all methods reach ~99 % where they "
+        "finish): the series measures cost, not accuracy. Peers had a time budget per run; a run cut short shows "
+        "the epoch it reached and a linear extrapolation to its full epoch count.\n")
+    add("| graph | edges | method | training s | peak RSS GiB | test acc % | status |")
+    add("|---|---|---|---|---|---|---|")
+    for r in sorted(scaling, key=lambda r: (r.get("edges") or 0, METHODS.index(r["method"]) if r["method"] in METHODS else 9)):
+        status = r["status"]
+        if status != "ok" and r.get("last_epoch"):
+            status += (f": reached epoch {r['last_epoch']} of {r.get('epochs_planned')} after "
+                       f"{r['last_progress_seconds']:.0f} s; 200 epochs ≈ {_f(r.get('extrapolated_seconds'), '{:.0f}')} s")
+        add(f"| {r['dataset']} | {r.get('edges') or '–'} | {LABELS.get(r['method'], r['method'])} | "
+            f"{_f(r.get('train_seconds_mean'), '{:.1f}')} | {_gb(r.get('peak_rss_mb'))} | {_acc(r)} | {status} |")
+    add("")
+    if time_exp:
+        add("Fitted exponent b in time ∝ edges^b and peak RSS ∝ edges^b (least squares on log-log, finished runs only, "
+            "3 sizes at most, so treat the second digit loosely):\n")
+        add("| method | time exponent | peak-RSS exponent |")
+        add("|---|---|---|")
+        for method in METHODS:
+            add(f"| {LABELS[method]} | {_f(time_exp.get(method), '{:.2f}')} | {_f(mem_exp.get(method), '{:.2f}')} |")
+        add("")
+        b = time_exp.get("dgnn")
+        if b is not None:
+            add(f"DGNN's time exponent is **{b:.2f}** (target ≤ 1.15: {'pass' if b <= 1.15 else '**FAIL**'}). "
+                "Fixed per-run costs (SGD steps on fixed-size batches) dominate at the small end, which pulls the "
+                "slope below 1; the exact propagation and full-graph forward passes are linear in edges.\n")
+            if b > 1.15:
+                losses.append(f"**Scaling:** DGNN's time exponent {b:.2f} > 1.15.")
+    if time_plot:
+        add(f"![time vs edges]({rel}/{time_plot.name}) ![memory vs edges]({rel}/{mem_plot.name})\n")
+    big = [r for r in scaling if r["dataset"].endswith("1m")]
+    if big:
+        add("### 1M nodes\n")
+        d = _find(big, "dgnn", "synthetic-csbm-1m")
+        if d and d.get("train_seconds_mean") is not None:
+            t_ok = d["train_seconds_mean"] <= LIMIT_1M_SECONDS
+            m_ok = d["peak_rss_mb"] / 1024 <= LIMIT_1M_RSS_GB
+            add(f"- **DGNN** (3 modules, 1 backward round): {d['train_seconds_mean']:.1f} s of training "
+                f"(whole process incl. start-up and loading {d['process_wall_seconds']:.0f} s), peak RSS "
+                f"{d['peak_rss_mb'] / 1024:.2f} GiB, test accuracy {_acc(d)} %, on {d.get('nodes')} nodes / "
+                f"{d.get('edges')} undirected edges. Targets ≤ 15 min: {'pass' if t_ok else '**FAIL**'}; "
+                f"≤ 8 GB RSS: {'pass' if m_ok else '**FAIL**'}.")
+            if not (t_ok and m_ok):
+                losses.append("**1M nodes:** DGNN missed the 15 min / 8 GB target.")
+        elif d:
+            add(f"- **DGNN**: {d['status']}.")
+            losses.append(f"**1M nodes:** DGNN did not finish ({d['status']}).")
+        g = _find(big, "gcn", "synthetic-csbm-1m")
+        if g:
+            if g["status"] == "ok":
+                add(f"- **Full-batch GCN** finished 200 epochs in {g['train_seconds_mean']:.0f} s with peak RSS "
+                    f"{g['peak_rss_mb'] / 1024:.2f} GiB (test accuracy {_acc(g)} %).")
+            else:
+                add(f"- **Full-batch GCN**: {g['status']}: it reached epoch {g.get('last_epoch')} of 200 after "
+                    f"{_f(g.get('last_progress_seconds'), '{:.0f}')} s, at peak RSS {g['peak_rss_mb'] / 1024:.2f} GiB; "
+                    f"at that pace 200 epochs take about {_f(g.get('extrapolated_seconds'), '{:.0f}')} s "
+                    f"({_f(g.get('extrapolated_seconds') and g['extrapolated_seconds'] / 60, '{:.0f}')} min). "
+                    f"Its accuracy at the stop: {_acc(g)} %.")
+        for method in ("sgc", "sign"):
+            r = _find(big, method, "synthetic-csbm-1m")
+            if r:
+                add(f"- **{LABELS[method]}**: {r['status']}, {_f(r.get('train_seconds_mean'), '{:.1f}')} s, "
+                    f"peak RSS {_gb(r.get('peak_rss_mb'))} GiB, test accuracy {_acc(r)} %.")
+                if d and r.get("train_seconds_mean") and d.get("train_seconds_mean") and r["status"] == "ok" \
+                        and r["train_seconds_mean"] < d["train_seconds_mean"]:
+                    losses.append(f"**1M nodes: {LABELS[method]}** is faster than DGNN "
+                                  f"({r['train_seconds_mean']:.0f} s vs {d['train_seconds_mean']:.0f} s).")
+                if d and r.get("peak_rss_mb") and r["peak_rss_mb"] < d["peak_rss_mb"] and r["status"] == "ok":
+                    losses.append(f"**1M nodes: {LABELS[method]}** needs less memory than DGNN "
+                                  f"({_gb(r['peak_rss_mb'])} vs {_gb(d['peak_rss_mb'])} GiB).")
+        add("")
+
+    add("## Where DGNN loses\n")
+    if losses:
+        add("Generated from the numbers above; every case where a target was missed or a peer beat DGNN:\n")
+        L.extend(f"- {x}" for x in losses)
+    else:
+        add("Nowhere in this run: DGNN met every target and no peer was both at least as accurate and faster.")
+    add("")
+
+    add("## Machine and timing rules\n")
+    add("- **One process per (method, dataset)**, run one after another, each importing the libraries, running "
+        "a tiny untimed warm-up (sparse matmul, linear layer, dropout, Adam) and loading the stored graph "
+        "(untimed), then training every seed. Peak RSS is the process's `ru_maxrss` (`os.wait4`), so it includes "
+        "the interpreter and libraries (about 0.5 GiB) and the loaded graph. The parent also polls RSS and kills a "
+        "process above 14 GiB (out of memory) or past its time limit; peers additionally stop themselves after a "
+        "per-run budget on the CSBM series and report the epoch they reached.")
+    add(f"- **Threads:** {meta.get('threads', 1)} torch thread per process (`--threads`). With other jobs keeping "
+        "the load average at 3–5 on 2 cores, 2-thread OpenMP runs were erratic and 3–15× slower than 1-thread runs "
+        "for every method (DGNN on Cora: 3.2 s with 1 thread vs 46–64 s with 2; GCN 30 epochs: 5.4 s vs 14.3 s), "
+        "so all methods get one thread. The 1M target was set for 2 cores; it is measured here on one.")
+    add("- **Training time** starts with the graph in memory (raw features, symmetric `edge_index`) and ends when "
+        "the selected model exists. It includes feature row-normalisation (real datasets), adjacency normalisation, "
+        "every precomputation (DGNN's and SIGN's propagation, SGC's cached Â^K X), all training steps and every "
+        "evaluation used for model selection. DGNN: `DecoupledTrainer(...)` construction + `fit()`. GCN/SGC: PyG "
+        "`ToSparseTensor(layout=torch.sparse_csr)` + the convolutions' cached `gcn_norm` + epochs, each followed "
+        "by a full-graph evaluation (as PyG's examples do); the column *without its per-epoch eval* subtracts that "
+        "evaluation, the strictest comparison for DGNN. SIGN evaluates only the validation rows.")
+    add("- **Time to best validation**: from the same start to the end of the epoch (peers) or forward pass "
+        "(DGNN) whose validation accuracy was selected; the reported test accuracy is that epoch's / pass's.")
+    add("- **Data**: Planetoid public splits (Cora, CiteSeer, PubMed); Amazon Computers, Coauthor CS and the "
+        "CSBMs use the stored stratified split (20 train / 30 validation per class, seed 0). Features are "
+        "row-normalised for the peers on real datasets; the CSBM features (centred Gaussians) are used raw.")
+    add("")
+    add("## Method settings\n")
+    add("- **DGNN**: `dgnn.trainer.DecoupledTrainer` with the shipped config of each dataset (read at run time; "
+        "path and sha256 per row in `results/peers.csv`).")
+    add("- **GCN**: PyG `GCNConv` × 2, hidden 16, ReLU, dropout 0.5 on the input and hidden layer, Adam lr 0.01, "
+        "weight decay 5e-4 on the first layer, 200 epochs, full batch (PyG `examples/gcn.py`). Dropout on the wide "
+        "dense input features dominates its CPU time.")
+    add("- **SGC**: PyG `SGConv(K=2, cached=True)`, Adam lr 0.2, weight decay 5e-3, 100 epochs (PyG `examples/sgc.py`).")
+    add("- **SIGN**: [X, ÂX, Â²X] precomputed once (PyG `gcn_norm`, sparse CSR), one linear map of width 64 per "
+        "hop, concatenation, ReLU, dropout 0.5, linear classifier; Adam lr 0.01, weight decay 5e-4, 200 epochs on "
+        "the training rows.")
+    add("")
+    add("Files: `results/peers.csv` (one row per method and dataset, with the authors' Cora schedule as group "
+        "`core`), `results/scaling.csv`, `results/seeds.csv` (one row per seed), `results/run_meta.json` (commit, "
+        "config hashes, machine, load), plots `results/*.png`. Also logged to MLflow, experiment `benchmarks`.")
+    report_path.write_text("\n".join(L) + "\n")
+    return report_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", default=str(RESULTS))
+    args = p.parse_args(argv)
+    print(build(Path(args.results)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

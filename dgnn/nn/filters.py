@@ -1,0 +1,35 @@
+r"""Polynomial graph filters g(Â) for a module's propagated input P_l = g(Â) H_{l-1}.
+
+Any polynomial in Â commutes with the input transform, g(Â)(H U) = (g(Â) H) U, so every filter
+here keeps the precomputation property of the plain power Â^p.
+
+* ``power``: :math:`\hat A^p H` (the paper);
+* ``average``: :math:`(1-\alpha)\frac1p\sum_{k=1}^{p}\hat A^k H + \alpha H`, the averaged
+  (SSGC-style) filter: a high order smooths strongly without collapsing every row to the
+  same vector, and α keeps some of each node's own features.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from dgnn.propagation import propagate
+
+FilterKind = Literal["power", "average"]
+
+
+def graph_filter(adj: torch.Tensor, h: torch.Tensor, order: int, kind: FilterKind = "power",
+                 alpha: float = 0.0) -> torch.Tensor:
+    """g(Â) H for the filter ``kind`` of degree ``order`` (``order`` 0 returns ``h``)."""
+    if kind == "power" or order == 0:
+        return propagate(adj, h, order)
+    if kind != "average":
+        raise ValueError(f"unknown graph filter {kind!r}: use 'power' or 'average'")
+    total = torch.zeros_like(h)
+    hop = h
+    for _ in range(order):
+        hop = propagate(adj, hop, 1)
+        total += hop
+    return (1 - alpha) / order * total + alpha * h

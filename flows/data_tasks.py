@@ -1,0 +1,367 @@
+"""Prefect tasks for the data stages: each runs the stage defined in ``dvc.yaml`` (no second copy).
+
+``dvc.yaml`` is the single definition of the data stages (``fetch@<dataset>``,
+``normalise@<dataset>``, ``propagate@<dataset>``, parameters in ``params.yaml``). The tasks here
+run them with ``dvc repro <stage>@<dataset>`` in the project folder (``$DGNN_PROJECT_DIR``, else
+the current directory), so ``dvc.lock`` always describes what the pipeline used, and
+:func:`data_version` reads the hashes every MLflow run records from ``dvc.lock``.
+
+Untracked data. A dataset that is not listed in ``params.yaml`` (a synthetic or imported graph),
+propagation orders / a ``feature_norm`` that its ``params.yaml`` entry does not cover, or a data
+folder (``$DGNN_DATA_DIR``) other than ``<project>/data`` cannot come from a DVC stage. The task
+then logs a warning and calls the same :mod:`dgnn.data` stage function directly; its result has
+``tracked: False``, :func:`data_version` reports ``"untracked"`` for a dataset missing from
+``dvc.lock``, and ``dgnn lineage`` reports the workspace as differing from ``dvc.lock``. To
+version such data, add it to ``params.yaml`` and run ``dvc repro``.
+
+Every task returns a small dict (paths, hashes), never arrays. Results are cached across
+processes (``INPUTS + TASK_SOURCE``, ``persist_result=True``); the key also includes a cheap
+fingerprint of the stage's ``dvc.lock`` entry and of its output files (names, sizes, mtimes), so a
+deleted, rebuilt or changed output is never answered from the cache. :func:`validate_data` is
+never cached: it is the check that output files are what was written and what ``dvc.lock`` says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from prefect import task
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE, CacheKeyFnPolicy
+
+from dgnn.data import DataError, content_hash, verify
+from dgnn.data.layout import data_root, dataset_dir
+from dgnn.data.store import is_stored, read_meta
+from flows import settings
+
+STAGES = ("fetch", "normalise", "propagate")
+_OUT = {"fetch": "graph", "normalise": "adj", "propagate": "propagated"}
+UNTRACKED = "untracked"
+
+
+class DvcError(DataError):
+    """A ``dvc`` command failed; the message names the command and ends with its error output."""
+
+
+def _project(project_dir=None) -> Path:
+    return Path(project_dir).resolve() if project_dir else settings.project_dir()
+
+
+def _logger():
+    try:
+        from prefect import get_run_logger
+
+        return get_run_logger()
+    except Exception:  # called outside a flow or task run (tests, plain scripts)
+        return logging.getLogger("flows.data_tasks")
+
+
+# ----------------------------------------------------------------------------- dvc.yaml / dvc.lock
+
+
+def stage_name(stage: str, dataset: str) -> str:
+    return f"{stage}@{dataset}"
+
+
+def read_params(project_dir=None) -> dict:
+    """``datasets:`` of ``params.yaml`` ({} when there is none)."""
+    path = _project(project_dir) / "params.yaml"
+    if not path.is_file():
+        return {}
+    return (yaml.safe_load(path.read_text()) or {}).get("datasets") or {}
+
+
+def read_lock(project_dir=None) -> dict:
+    """The ``stages`` of ``dvc.lock`` ({} when there is none)."""
+    path = _project(project_dir) / "dvc.lock"
+    if not path.is_file():
+        return {}
+    return (yaml.safe_load(path.read_text()) or {}).get("stages") or {}
+
+
+def lock_hashes(dataset: str, project_dir=None, lock: dict | None = None) -> dict[str, str | None]:
+    """{stage: md5 of its output as recorded in ``dvc.lock``} (None where the stage is not locked)."""
+    lock = read_lock(project_dir) if lock is None else lock
+    hashes = {}
+    for stage in STAGES:
+        outs = (lock.get(stage_name(stage, dataset)) or {}).get("outs") or []
+        hashes[stage] = outs[0].get("md5") if outs else None
+    return hashes
+
+
+def data_version(dataset: str, project_dir=None) -> dict[str, str]:
+    """What an MLflow run records as its data version, read from ``dvc.lock``.
+
+    ``{"fetch": .., "normalise": .., "propagate": ..}`` are the md5s of the stage outputs
+    (``data/<dataset>/graph``, ``adj``, ``propagated``) and ``data_version`` is the propagated
+    output's md5 (its ``meta.json`` names the graph and adjacency it was computed from, so it pins
+    all three). A dataset without stages in ``dvc.lock`` gives ``"untracked"`` for every entry.
+    """
+    hashes = lock_hashes(dataset, project_dir)
+    version = {stage: hashes[stage] or UNTRACKED for stage in STAGES}
+    version["data_version"] = version["propagate"]
+    return version
+
+
+# ----------------------------------------------------------------------------------- running dvc
+
+
+@contextlib.contextmanager
+def _dvc_lock(project: Path):
+    """One ``dvc`` command at a time per project (tasks may run in several processes)."""
+    folder = project / ".dvc" / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "dgnn-tasks.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def dvc_env() -> dict[str, str]:
+    """The environment for ``dvc``: this interpreter's ``bin`` first on PATH (the stages run
+    ``python -m dgnn.data.cli``), analytics off."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def run_dvc(*args: str, project_dir=None) -> str:
+    """Run ``dvc ARGS`` in the project folder; return its stdout or raise :class:`DvcError`."""
+    project = _project(project_dir)
+    with _dvc_lock(project):
+        proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=dvc_env(),
+                              capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        raise DvcError(f"`dvc {' '.join(args)}` failed in {project} (exit {proc.returncode}): {tail}")
+    return proc.stdout
+
+
+def dvc_status(dataset: str, project_dir=None) -> dict:
+    """``dvc status --json`` of the dataset's three stages ({} when all are up to date)."""
+    targets = [stage_name(s, dataset) for s in STAGES]
+    return json.loads(run_dvc("status", "--json", *targets, project_dir=project_dir) or "{}")
+
+
+def changed_outputs(status: dict) -> dict[str, str]:
+    """{output path: "modified" / "deleted" / "not in cache"} from :func:`dvc_status`."""
+    changed: dict[str, str] = {}
+    for entries in status.values():
+        for entry in entries:
+            if isinstance(entry, dict):
+                changed.update(entry.get("changed outs") or {})
+    return changed
+
+
+# ------------------------------------------------------------------------------------ the stages
+
+
+def _tracked(dataset: str, project: Path) -> dict | None:
+    """The dataset's ``params.yaml`` entry when its stages can run through DVC, else None (logged)."""
+    entry = read_params(project).get(dataset)
+    if entry is None:
+        _logger().warning(
+            "dataset %r is not in %s: running the dgnn.data stage directly, NOT versioned by DVC "
+            "(add it under `datasets:` and run `dvc repro` to version it)", dataset, project / "params.yaml")
+        return None
+    if data_root().resolve() != (project / "data").resolve():
+        _logger().warning(
+            "DGNN_DATA_DIR=%s is not %s/data where the DVC stages write: running the dgnn.data stage "
+            "directly, NOT versioned by DVC", data_root(), project)
+        return None
+    return entry
+
+
+def _in_dvc(dataset: str, project: Path) -> bool:
+    """True when ``dvc.lock`` has the dataset's stages and they write where the data is read."""
+    return (any(lock_hashes(dataset, project).values())
+            and data_root().resolve() == (project / "data").resolve())
+
+
+def _repro(stage: str, dataset: str, project: Path) -> None:
+    """``dvc repro <stage>@<dataset>`` (its upstream stages are checked too: a no-op when current)."""
+    out = run_dvc("repro", stage_name(stage, dataset), project_dir=project)
+    for line in out.splitlines():
+        if line.startswith(("Running stage", "Stage ")):
+            _logger().info("dvc: %s", line)
+
+
+def _result(dataset: str, stage: str, tracked: bool, project: Path, **extra) -> dict:
+    folder = dataset_dir(dataset) / _OUT[stage]
+    return {
+        "dataset": dataset,
+        "stage": stage_name(stage, dataset),
+        "path": str(folder.resolve()),
+        "content_hash": read_meta(folder)["content_hash"],
+        "dvc_md5": lock_hashes(dataset, project)[stage] if tracked else None,
+        "tracked": tracked,
+        **extra,
+    }
+
+
+def _fingerprint(dataset: str, stage: str) -> str:
+    """The stage's ``dvc.lock`` entry and the names, sizes and mtimes of its output files."""
+    project = settings.project_dir()
+    parts = [json.dumps(read_lock(project).get(stage_name(stage, dataset)), sort_keys=True, default=str),
+             str(data_root().resolve())]
+    folder = dataset_dir(dataset) / _OUT[stage]
+    if folder.is_dir():
+        for p in sorted(folder.iterdir()):
+            st = p.stat()
+            parts.append(f"{p.name}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _workspace_key(stage: str):
+    def key(context, parameters: dict) -> str:
+        return _fingerprint(parameters["dataset"], stage)
+
+    return CacheKeyFnPolicy(cache_key_fn=key)
+
+
+def _policy(stage: str):
+    return INPUTS + TASK_SOURCE + _workspace_key(stage)
+
+
+@task(cache_policy=_policy("fetch"), persist_result=True, retries=2, retry_delay_seconds=5)
+def fetch_data(dataset: str, split_seed: int = 0) -> dict:
+    """Run ``fetch@<dataset>``: the validated graph in ``data/<dataset>/graph``.
+
+    ``graph/`` always holds split seed 0; the masks of another ``split_seed`` (stratified datasets
+    only; Planetoid splits are fixed) are derived from it into ``split-seed<k>/``.
+    """
+    from dgnn.data import fetch
+    from dgnn.data.cli import default_mirror
+
+    project = settings.project_dir()
+    entry = _tracked(dataset, project)
+    if entry is not None:
+        _repro("fetch", dataset, project)
+        if int(entry.get("split_seed", 0)) != split_seed:
+            from dgnn.data.fetch import load_graph
+
+            load_graph(dataset, split_seed=split_seed)  # writes split-seed<k>/ from the tracked graph
+    else:
+        fetch(dataset, mirror=default_mirror(), split_seed=split_seed)
+    return _result(dataset, "fetch", entry is not None, project, split_seed=split_seed)
+
+
+@task(cache_policy=NO_CACHE)
+def validate_data(dataset: str) -> dict:
+    """Check the stored data before use; raise :class:`~dgnn.data.DataError` if anything changed.
+
+    Every stored folder must match the content hash in its ``meta.json`` (``dgnn.data.verify``),
+    and, for a dataset with DVC stages, no output may differ from ``dvc.lock`` (``dvc status``:
+    "modified"). Outputs not built yet are fine (the next stage builds them).
+    """
+    project = settings.project_dir()
+    result = verify(dataset)  # raises naming the folder whose files changed
+    folders = sorted(str(p.resolve()) for p in dataset_dir(dataset).iterdir() if is_stored(p))
+    status = "untracked"
+    if _in_dvc(dataset, project):
+        changed = {path: state for path, state in changed_outputs(dvc_status(dataset, project)).items()
+                   if state == "modified"}
+        if changed:
+            paths = " ".join(sorted(changed))
+            raise DataError(
+                f"{paths}: differ(s) from dvc.lock (modified after DVC recorded it: corrupted, or "
+                f"rewritten outside DVC); refusing to use it. Restore it with `dvc checkout {paths}` "
+                f"(or `dvc pull {paths}`), or rebuild it with `dvc repro --force "
+                f"{' '.join(stage_name(s, dataset) for s in STAGES)}`"
+            )
+        status = "matches dvc.lock"
+    return {"dataset": dataset, "content_hash": result.content_hash, "folders": folders, "dvc": status}
+
+
+@task(cache_policy=_policy("normalise"), persist_result=True)
+def normalise_data(dataset: str) -> dict:
+    """Run ``normalise@<dataset>``: the normalised adjacency in ``data/<dataset>/adj``."""
+    project = settings.project_dir()
+    entry = _tracked(dataset, project)
+    if entry is not None:
+        _repro("normalise", dataset, project)
+    else:
+        from dgnn.data import normalise_stage
+
+        normalise_stage(dataset)
+    return _result(dataset, "normalise", entry is not None, project)
+
+
+@task(cache_policy=_policy("propagate"), persist_result=True)
+def propagate_data(dataset: str, orders: list[int], feature_norm: str) -> dict:
+    """Run ``propagate@<dataset>``: Â^k N(X) for the orders of ``params.yaml`` in ``propagated/``.
+
+    When ``orders`` or ``feature_norm`` are not covered by the dataset's ``params.yaml`` entry the
+    stage function runs directly (warning logged, ``tracked: False``) with the requested orders
+    (plus the entry's orders when the normalisation is the same), as ``load_propagated`` would.
+    """
+    project = settings.project_dir()
+    orders = sorted({int(k) for k in orders})
+    entry = _tracked(dataset, project)
+    tracked = False
+    if entry is not None:
+        params = entry.get("propagate") or {}
+        stage_orders = sorted(int(k) for k in params.get("orders", []))
+        stage_norm = params.get("feature_norm", "none")
+        if set(orders) <= set(stage_orders) and feature_norm == stage_norm:
+            _repro("propagate", dataset, project)
+            tracked = True
+            orders = stage_orders
+        else:
+            _logger().warning(
+                "propagate %s: orders %s / feature_norm %r are not covered by params.yaml (orders %s, "
+                "feature_norm %r): propagating directly, NOT versioned by DVC; `dgnn lineage` will "
+                "report the workspace as differing from dvc.lock. Add them to params.yaml and run "
+                "`dvc repro` to version them.", dataset, orders, feature_norm, stage_orders, stage_norm)
+            if feature_norm == stage_norm:
+                orders = sorted(set(orders) | set(stage_orders))
+    if not tracked:
+        from dgnn.data import propagate_stage
+
+        propagate_stage(dataset, orders, feature_norm=feature_norm)
+    return _result(dataset, "propagate", tracked, project, orders=orders, feature_norm=feature_norm)
+
+
+def workspace_differences(dataset: str, recorded: dict[str, str], project_dir=None) -> tuple[list, list]:
+    """(differences, notes) between a run's recorded stage hashes, ``dvc.lock`` and the files.
+
+    Differences: a stage hash in ``dvc.lock`` other than the recorded one, an output that
+    ``dvc status`` finds modified or deleted, a stored folder whose files no longer match its
+    ``meta.json``. Notes: changed stage dependencies (code, params) that ``dvc repro`` would act on.
+    """
+    project = _project(project_dir)
+    problems, notes = [], []
+    locked = lock_hashes(dataset, project)
+    for stage in STAGES:
+        want, have = recorded.get(stage) or UNTRACKED, locked[stage]
+        if want == UNTRACKED or have is None or want != have:
+            problems.append(f"{stage_name(stage, dataset)}: run recorded {want}, "
+                            f"dvc.lock has {have or 'no such stage'}")
+    if any(locked.values()):
+        status = dvc_status(dataset, project)
+        for path, state in sorted(changed_outputs(status).items()):
+            if state in ("modified", "deleted"):
+                problems.append(f"{path}: {state} (dvc status: not the data dvc.lock records)")
+        for name, entries in sorted(status.items()):
+            for entry in entries:
+                if isinstance(entry, dict):
+                    for kind in ("changed deps", "changed params"):
+                        for dep, state in (entry.get(kind) or {}).items():
+                            notes.append(f"{name}: {kind[8:]} {dep} {state}")
+    folder = project / "data" / dataset
+    if folder.is_dir():
+        for stage_dir in sorted(p for p in folder.iterdir() if is_stored(p)):
+            if content_hash(stage_dir) != read_meta(stage_dir)["content_hash"]:
+                problems.append(f"{stage_dir.relative_to(project)}: files differ from its meta.json")
+    return problems, notes

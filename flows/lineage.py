@@ -1,0 +1,116 @@
+"""``dgnn lineage RUN_ID``: which data a tracked run was trained on, and whether it is still here.
+
+Reads the MLflow run (``$MLFLOW_TRACKING_URI``, default ``sqlite:///<project>/mlruns/mlflow.db``)
+and prints its dataset, task, git commit, data version, the DVC stage hashes it recorded (tags
+``dvc.fetch``, ``dvc.normalise``, ``dvc.propagate``) and its params; then compares them with the
+workspace: the stage hashes in ``dvc.lock``, ``dvc status`` of the outputs, and every stored
+folder against its ``meta.json``.
+
+Exit status: 0 when the workspace matches the run ("matches"), 1 when anything differs
+("DIFFERS: ..." lists each difference and how to get the run's data back), 2 when the run cannot
+be read. Changed stage dependencies (code, params) that ``dvc repro`` would act on are listed as
+notes and do not make the data differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+STAGE_TAGS = {"fetch": "dvc.fetch", "normalise": "dvc.normalise", "propagate": "dvc.propagate"}
+
+
+def _git_head(project: Path) -> str | None:
+    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def lineage(run_id: str, project_dir=None, tracking_uri: str | None = None) -> dict:
+    """The run's recorded lineage and its comparison with the workspace, as a dict."""
+    from mlflow.tracking import MlflowClient
+
+    from flows import data_tasks, settings
+
+    project = Path(project_dir).resolve() if project_dir else settings.project_dir()
+    uri = tracking_uri or settings.tracking_uri()
+    run = MlflowClient(tracking_uri=uri).get_run(run_id)
+    tags = run.data.tags
+    dataset = tags.get("dataset") or run.data.params.get("dataset")
+    if not dataset:
+        raise ValueError(f"run {run_id} has no `dataset` tag or param: not a dgnn pipeline run")
+    stages = {stage: tags.get(tag) for stage, tag in STAGE_TAGS.items()}
+    differences, notes = data_tasks.workspace_differences(dataset, stages, project)
+    if tags.get("data_version") not in (None, stages["propagate"]):
+        differences.append(f"data_version tag {tags['data_version']} is not the propagate hash "
+                           f"{stages['propagate']}")
+    head = _git_head(project)
+    commit = tags.get("git_commit")
+    if commit and head and not head.startswith(commit.split("-")[0].split("+")[0]):
+        notes.append(f"git HEAD is {head}, the run was made at {commit}")
+    return {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "tracking_uri": uri,
+        "dataset": dataset,
+        "task": tags.get("task"),
+        "git_commit": commit,
+        "data_version": tags.get("data_version"),
+        "stages": {f"{stage}@{dataset}": value for stage, value in stages.items()},
+        "params": dict(sorted(run.data.params.items())),
+        "project": str(project),
+        "workspace": "matches" if not differences else "differs",
+        "differences": differences,
+        "notes": notes,
+    }
+
+
+def _print(report: dict) -> None:
+    rows = [("run", f"{report['run_id']} ({report['run_name']})"), ("dataset", report["dataset"]),
+            ("task", report["task"]), ("git commit", report["git_commit"]),
+            ("data version", report["data_version"])]
+    for label, value in rows:
+        print(f"{label:<14}{value}")
+    print("dvc stages")
+    for stage, value in report["stages"].items():
+        print(f"  {stage:<22}{value}")
+    print("params")
+    for key, value in report["params"].items():
+        print(f"  {key} = {value}")
+    if report["workspace"] == "matches":
+        print(f"workspace     matches (dvc.lock and the files under {report['project']}/data)")
+    else:
+        print("workspace     DIFFERS: " + "; ".join(report["differences"]))
+        commit = report["git_commit"] or "<the run's commit>"
+        print(f"  to get the run's data back: `git checkout {commit} -- dvc.lock params.yaml` then "
+              "`dvc checkout` (or `dvc pull`; `dvc repro` rebuilds what no cache or remote has)")
+    for note in report["notes"]:
+        print(f"note          {note}")
+
+
+def _handler(args: argparse.Namespace) -> int:
+    try:
+        report = lineage(args.run_id, args.project_dir, args.tracking_uri)
+    except Exception as err:  # run not found, store unreadable, dvc failing: one line, exit 2
+        print(f"error: cannot read the lineage of run {args.run_id}: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
+              file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print(report)
+    return 0 if report["workspace"] == "matches" else 1
+
+
+def register(subparsers) -> None:
+    """Add ``lineage`` to the ``dgnn`` parser."""
+    p = subparsers.add_parser(
+        "lineage", help="data, stage hashes, commit and params of a tracked run; does the workspace match?",
+        description=__doc__.split("\n\n")[1])
+    p.add_argument("run_id", metavar="RUN_ID", help="MLflow run id (the pipeline's parent run)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--project-dir", help="project folder (default: $DGNN_PROJECT_DIR or the current folder)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the project's store)")
+    p.set_defaults(handler=_handler)

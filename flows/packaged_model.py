@@ -1,0 +1,122 @@
+"""The logged model's code (MLflow "models from code"): copied into every logged model as-is.
+
+It needs only torch, numpy, pandas and mlflow: no ``dgnn`` import and no training objects. The
+model's one artifact (``model.pt``, written by :func:`flows.model.model_payload`) holds the module
+weights of the selected pass, their propagation orders and activations, and the graph inputs
+(raw features as sparse COO, the normalised adjacency as CSR). At load time the stack is applied
+once to all nodes, exactly as the trainer does after a forward pass:
+
+    P_1 = g_1(Â) norm(X),  H_l = act(inner_act(P_l U_l) W_l + b),  P_{l+1} = g_{l+1}(Â) H_l
+
+(g = Â^p, or the averaged filter of ``dgnn.nn.filters``)
+and ``predict`` returns, for the requested node ids, the predicted class (argmax of the last
+module's class head, with its softmax probability) or, for clustering models, the cluster that
+k-means gave the selected embedding during training (stored, since k-means is not a function of
+the weights alone).
+
+Input: a DataFrame with a ``node`` column (or the first column), a list or an array of node ids.
+Output: a DataFrame with ``node``, ``prediction`` and, for classifiers, ``probability``.
+"""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from mlflow.pyfunc import PythonModel
+
+_ACT = {
+    "identity": lambda z: z,
+    "relu": torch.relu,
+    "elu": F.elu,
+    "leaky_relu": F.leaky_relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+}
+
+
+def _normalise(x: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "none":
+        return x
+    if kind == "row":
+        return x / x.sum(1, keepdim=True).clamp_min(1e-12)
+    raise ValueError(f"unknown feature normalisation {kind!r}")
+
+
+def _filter(adj: torch.Tensor, h: torch.Tensor, order: int, kind: str, alpha: float) -> torch.Tensor:
+    """Â^p H ("power") or (1-α)/p Σ_{k=1..p} Â^k H + α H ("average"), as the trainer computes it."""
+    if kind == "power" or order == 0:
+        for _ in range(order):
+            h = adj @ h
+        return h
+    if kind != "average":
+        raise ValueError(f"unknown graph filter {kind!r}")
+    total = torch.zeros_like(h)
+    hop = h
+    for _ in range(order):
+        hop = adj @ hop
+        total += hop
+    return (1 - alpha) / order * total + alpha * h
+
+
+@torch.no_grad()
+def forward_all(payload: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(H_L, class logits or None) for every node of the stored graph."""
+    n = payload["num_nodes"]
+    xs = payload["x"]
+    x = torch.sparse_coo_tensor(xs["indices"], xs["values"], tuple(xs["shape"]),
+                                check_invariants=False).to_dense().float()
+    a = payload["adj"]
+    adj = torch.sparse_csr_tensor(a["crow"], a["col"], a["values"], size=(n, n))
+    h = _normalise(x, payload["feature_norm"])
+    for i, m in enumerate(payload["modules"]):
+        p = _filter(adj, h, m["order"], m.get("filter", "power"), m.get("alpha", 0.0))
+        z = p if m["input_transform"] is None else p @ m["input_transform"]
+        z = _ACT[m["inner_activation"]](z) @ m["weight"]
+        if m["bias"] is not None:
+            z = z + m["bias"]
+        h = _ACT[m["activation"]](z)
+    head = payload["modules"][-1]
+    logits = None if head["head_weight"] is None else F.linear(h, head["head_weight"], head["head_bias"])
+    return h, logits
+
+
+def node_ids(model_input) -> np.ndarray:
+    if isinstance(model_input, pd.DataFrame):
+        column = "node" if "node" in model_input.columns else model_input.columns[0]
+        values = model_input[column].to_numpy()
+    else:
+        values = np.asarray(model_input).reshape(-1)
+    return values.astype(np.int64)
+
+
+class DecoupledGNNModel(PythonModel):
+    """Predicts the class (or cluster) of nodes of the graph the model was trained on."""
+
+    def load_context(self, context):
+        payload = torch.load(context.artifacts["model"], weights_only=True)
+        self.task = payload["task"]
+        self.num_nodes = payload["num_nodes"]
+        embedding, logits = forward_all(payload)
+        self.embedding = embedding
+        if logits is not None:
+            probs = torch.softmax(logits, 1)
+            self.probability, self.prediction = probs.max(1)
+        else:
+            self.probability, self.prediction = None, payload["cluster_prediction"]
+
+    def predict(self, context, model_input, params=None):
+        nodes = node_ids(model_input)
+        bad = nodes[(nodes < 0) | (nodes >= self.num_nodes)]
+        if bad.size:
+            raise ValueError(f"node ids out of range 0..{self.num_nodes - 1}: {bad[:10].tolist()}")
+        index = torch.from_numpy(nodes)
+        out = {"node": nodes, "prediction": self.prediction[index].numpy().astype(np.int64)}
+        if self.probability is not None:
+            out["probability"] = self.probability[index].numpy().astype(np.float64)
+        return pd.DataFrame(out)
+
+
+mlflow.models.set_model(DecoupledGNNModel())

@@ -1,0 +1,495 @@
+"""The pipeline: ``train_pipeline`` chains the data tasks, one task per module step, evaluate, report.
+
+    fetch -> validate -> normalise -> propagate -> FT0-m1 .. FT0-mL -> BT1-mL .. BT1-m1 -> FT1-m1 ..
+          -> evaluate -> report
+
+* Data tasks (``flows.data_tasks``, DVC-backed) are cached across processes on their inputs and
+  source (plus the data folder and the dataset's ``params.yaml`` entry), with results persisted
+  under ``PREFECT_RESULTS_LOCAL_STORAGE_PATH``; a stage whose output is missing runs again and
+  refreshes its cache entry; validate (the integrity check) always runs; fetch retries transient
+  (network / OS) failures.
+* A module task rebuilds the trainer from the stored data, loads the checkpoint file of the
+  previous step (``<runs dir>/<run key>/NN-<step>.pt``), runs one :class:`dgnn.trainer.Step`,
+  saves its own checkpoint and logs one MLflow child run. The run key hashes dataset, config, seed,
+  split seed and data version, so a rerun after a failure finds the finished steps and resumes
+  (checkpoints carry the RNG states: the result equals an uninterrupted run, and ``dgnn train``).
+* Testing hook: ``DGNN_FAIL_AT=FT0-m2`` (comma-separated step names) makes that module task fail
+  before it trains.
+* Every MLflow run this flow opens is closed: FINISHED, or FAILED with the error as a tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+
+import flows  # noqa: F401 - environment defaults before prefect/mlflow are imported
+import numpy as np
+import torch
+import yaml
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE, CacheKeyFnPolicy
+
+from dgnn.config import RunConfig, TrainConfig, default_config_path, load_config
+from dgnn.data import content_hash, load_adjacency, load_graph
+from dgnn.data.layout import data_root, dataset_dir
+from dgnn.data.store import is_stored, read_meta
+from dgnn.experiment import Inputs, resolve_device, summarize
+from dgnn.nn.filters import graph_filter
+from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, Step, schedule
+from flows import data_tasks, settings, tracking
+
+FAIL_AT_ENV = "DGNN_FAIL_AT"
+
+
+# -- configuration ----------------------------------------------------------------------------------
+
+
+def resolve_config(dataset: str, task: str, config=None) -> RunConfig:
+    """A RunConfig from a path, a dict (a whole run config or just its ``train`` part) or the
+    shipped default for ``dataset``/``task``."""
+    if config is None:
+        run_config = load_config(default_config_path(dataset, task))
+    elif isinstance(config, (str, Path)):
+        run_config = load_config(config)
+    elif isinstance(config, RunConfig):
+        run_config = config
+    elif isinstance(config, TrainConfig):
+        run_config = RunConfig(dataset=dataset, train=config)
+    elif isinstance(config, dict):
+        run_config = RunConfig.model_validate(config if "train" in config else {"train": config})
+    else:
+        raise TypeError(f"config must be a path, a dict or a RunConfig, not {type(config).__name__}")
+    if run_config.train.task != task:
+        raise ValueError(f"the config is a {run_config.train.task!r} config but the task is {task!r}")
+    return run_config
+
+
+def run_key(dataset: str, train: TrainConfig, seed: int, split_seed: int, data_version: str) -> str:
+    """Names the checkpoint folder: same inputs, same folder, so a rerun resumes."""
+    text = json.dumps({"dataset": dataset, "train": train.model_dump(mode="json"), "seed": seed,
+                       "split_seed": split_seed, "data_version": data_version}, sort_keys=True)
+    return f"{dataset}-{train.task}-s{seed}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+# -- data tasks -------------------------------------------------------------------------------------
+
+
+def _data_location(context, parameters) -> str:
+    """Part of the data tasks' cache key, stable from the first run on: the resolved data folder
+    and the dataset's ``params.yaml`` entry (changing a DVC stage parameter reruns the stages)."""
+    from flows.data_tasks import read_params
+
+    entry = read_params(settings.project_dir()).get(parameters.get("dataset"))
+    return json.dumps([str(data_root().resolve()), entry], sort_keys=True, default=str)
+
+
+def _outputs_present(stage: str, dataset: str, args: tuple) -> bool:
+    """Whether the stage's output folder is stored (and, for propagate, holds what is asked)."""
+    folder = dataset_dir(dataset) / {"fetch": "graph", "normalise": "adj", "propagate": "propagated"}[stage]
+    if not is_stored(folder):
+        return False
+    if stage == "propagate":
+        meta = read_meta(folder)
+        orders, feature_norm = args[1], args[2]
+        return meta.get("feature_norm", "none") == feature_norm and set(orders) <= set(meta.get("orders", []))
+    return True
+
+
+def _transient(task_, task_run, state) -> bool:
+    """Retry a fetch only for network/OS errors (a checksum mismatch will not heal)."""
+    err = state.data if isinstance(state.data, BaseException) else None
+    if err is None:
+        try:
+            err = state.result(raise_on_failure=False)
+        except Exception:  # noqa: BLE001
+            return True
+    while err is not None:
+        if isinstance(err, (OSError, TimeoutError, ConnectionError)) and not isinstance(err, FileNotFoundError):
+            return True
+        if any(word in str(err).lower() for word in _TRANSIENT_WORDS):  # e.g. from a dvc subprocess
+            return True
+        err = err.__cause__
+    return False
+
+
+_TRANSIENT_WORDS = ("cannot download", "timed out", "temporary failure", "connection reset",
+                    "connection refused", "unable to acquire lock")
+
+
+def _cached(data_task, stage: str, args: tuple, **options):
+    """The data task with cross-process caching on inputs + task source + data location.
+
+    The key is known before the first run and unchanged after it, so the second identical run is
+    answered from the cache; when the stage's output is missing (deleted, new data folder) the
+    task runs anyway and refreshes the cached entry. A task that opts out of caching (validate,
+    the integrity check) runs every time.
+    """
+    if data_task.cache_policy == NO_CACHE:
+        return data_task.with_options(**options) if options else data_task
+    policy = INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_data_location)
+    return data_task.with_options(cache_policy=policy, persist_result=True,
+                                  refresh_cache=not _outputs_present(stage, args[0], args), **options)
+
+
+def run_data_tasks(dataset: str, split_seed: int, train: TrainConfig) -> dict:
+    """fetch -> validate -> normalise -> propagate; returns per-task state names and the version."""
+    steps = [
+        ("fetch", data_tasks.fetch_data, (dataset, split_seed),
+         {"retries": 3, "retry_delay_seconds": [1, 2, 4], "retry_condition_fn": _transient}),
+        ("validate", data_tasks.validate_data, (dataset,), {}),
+        ("normalise", data_tasks.normalise_data, (dataset,), {}),
+        ("propagate", data_tasks.propagate_data, (dataset, [train.modules[0].order], train.feature_norm), {}),
+    ]
+    states = {}
+    for name, data_task, args, options in steps:
+        state = _cached(data_task, name, args, **options)(*args, return_state=True)
+        state.result()  # raises the task's error
+        states[name] = state.name
+    version = data_tasks.data_version(dataset)
+    propagated = dataset_dir(dataset) / "propagated"
+    return {"states": states, "cached": [k for k, v in states.items() if v == "Cached"],
+            "versions": version, "data_version": version["data_version"],
+            "data_content_hash": read_meta(propagated)["content_hash"] if is_stored(propagated)
+            else content_hash(propagated)}
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+
+
+def stored_first_input(dataset: str, root: str, train: TrainConfig) -> torch.Tensor | None:
+    """P_1 from the propagate stage's output when it holds what module 1 needs (same feature
+    normalisation, plain power filter, the order stored); None lets the trainer propagate.
+    Never rewrites ``propagated/`` (it is DVC's output)."""
+    first = train.modules[0]
+    folder = dataset_dir(dataset, root) / "propagated"
+    if getattr(first, "filter", "power") != "power" or not is_stored(folder):
+        return None
+    meta = read_meta(folder)
+    if meta.get("feature_norm", "none") != train.feature_norm or first.order not in meta.get("orders", []):
+        return None
+    return torch.from_numpy(np.load(folder / f"p{first.order}.npy"))
+
+
+@lru_cache(maxsize=4)
+def _inputs(dataset: str, root: str, split_seed: int, version: str, train_json: str) -> Inputs:
+    train = TrainConfig.model_validate_json(train_json)
+    graph = load_graph(dataset, data_dir=root, split_seed=split_seed)
+    return Inputs(graph, load_adjacency(dataset, data_dir=root), stored_first_input(dataset, root, train))
+
+
+def build_trainer(ctx: dict) -> DecoupledTrainer:
+    train = TrainConfig.model_validate(ctx["train"])
+    inputs = _inputs(ctx["dataset"], ctx["data_root"], ctx["split_seed"], ctx["data_content_hash"],
+                     json.dumps(ctx["train"], sort_keys=True))
+    return DecoupledTrainer(inputs.graph, train, seed=ctx["seed"], device=ctx["device"], adj=inputs.adj,
+                            first_input=inputs.first_input)
+
+
+def save_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
+    """trainer.state_dict() minus X and Â^{p_1} X (rebuilt from the data on load), atomically."""
+    state = trainer.state_dict()
+    state["has_first_propagated"] = state["propagated"][0] is not None
+    state["inputs"] = [None, *state["inputs"][1:]]
+    state["propagated"] = [None, *state["propagated"][1:]]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
+    state = torch.load(path, map_location=trainer.device, weights_only=False)
+    x, first = trainer.inputs[0], trainer.propagated[0]
+    trainer.load_state_dict(state)
+    trainer.inputs[0] = x
+    if state["has_first_propagated"]:
+        cfg = trainer.config.modules[0]
+        trainer.propagated[0] = first if first is not None else graph_filter(
+            trainer.adj, x, cfg.order, cfg.filter, cfg.alpha)
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=float))
+    os.replace(tmp, path)
+
+
+def _step_file(run_dir: Path, index: int, step: Step) -> Path:
+    return run_dir / f"{index:02d}-{step.name}.pt"
+
+
+# -- module task ------------------------------------------------------------------------------------
+
+
+def _check_fault_injection(step: Step) -> None:
+    targets = {t.strip() for t in os.environ.get(FAIL_AT_ENV, "").split(",") if t.strip()}
+    if step.name in targets:
+        raise RuntimeError(f"injected failure ({FAIL_AT_ENV}={os.environ[FAIL_AT_ENV]})")
+
+
+def execute_step(ctx: dict, index: int, step: Step) -> dict:
+    """Run (or find, if already saved) step ``index``; returns the record saved beside the checkpoint."""
+    run_dir = Path(ctx["run_dir"])
+    ckpt = _step_file(run_dir, index, step)
+    record_file = ckpt.with_suffix(".json")
+    if ckpt.exists() and record_file.exists():
+        return {**json.loads(record_file.read_text()), "resumed": True}
+    _check_fault_injection(step)
+    trainer = build_trainer(ctx)
+    if index > 0:
+        previous = schedule(trainer.config.num_modules, trainer.config.bp_count)[index - 1]
+        load_checkpoint(trainer, _step_file(run_dir, index - 1, previous))
+    result = trainer.run_step(step)
+    record = {
+        "index": index, "name": step.name, "direction": step.direction, "pass_index": step.pass_index,
+        "module": step.module, "losses": result.losses, "val_metric": result.val_metric,
+        "seconds": result.seconds, "steps_run": result.steps_run, "pass": None, "stop": False,
+    }
+    if step.direction == "forward" and step.module == trainer.config.num_modules - 1:
+        record["pass"] = asdict(trainer.end_forward_pass(step.pass_index))
+        record["stop"] = trainer.should_stop()
+    torch.save(trainer.modules[step.module].state_dict(), ckpt.with_suffix(".module.pt"))
+    save_checkpoint(trainer, ckpt)
+    _write_json(record_file, record)
+    return {**record, "resumed": False}
+
+
+def log_step(ctx: dict, index: int, step: Step, record: dict | None, error: BaseException | None) -> None:
+    """The step's MLflow child run: tags, params, loss per SGD step, val metric, module checkpoint."""
+    client = tracking.client(ctx["tracking_uri"])
+    module_cfg = ctx["train"]["modules"][step.module]
+    params = {f"module.{k}": v for k, v in module_cfg.items()} | {
+        "direction": step.direction, "pass_index": step.pass_index, "module_index": step.module + 1,
+        "step_index": index, "seed": ctx["seed"], "eta": ctx["train"]["eta"],
+        "keep_own_loss": ctx["train"]["keep_own_loss"],
+    }
+    tags = {"direction": step.direction, "pass_index": step.pass_index, "module_index": step.module + 1,
+            "step_index": index, "step": step.name, "run_key": ctx["run_key"],
+            "mlflow.runName": step.name}
+    if record is not None:
+        tags["resumed_from_checkpoint"] = str(record["resumed"]).lower()
+    run_id = tracking.start_run(client, ctx["experiment_id"], step.name, tags=tags, params=params,
+                                parent_id=ctx["parent_run_id"])
+    if error is not None:
+        tracking.fail_run(client, run_id, error)
+        return
+    try:
+        tracking.log_series(client, run_id, "loss", record["losses"])
+        metrics = {"seconds": record["seconds"], "steps_run": record["steps_run"],
+                   "final_loss": record["losses"][-1]}
+        if record["val_metric"] is not None:
+            metrics["val_acc"] = record["val_metric"]
+        if record["pass"] is not None:
+            metrics |= {f"pass_{k}": v for k, v in record["pass"]["metrics"].items()}
+        tracking.log_metrics(client, run_id, metrics)
+        ckpt = _step_file(Path(ctx["run_dir"]), index, step).with_suffix(".module.pt")
+        with tempfile.TemporaryDirectory(prefix="dgnn-ckpt-") as tmp:
+            target = Path(tmp) / "module.pt"
+            shutil.copyfile(ckpt, target)
+            client.log_artifact(run_id, str(target), "checkpoint")
+        tracking.end_run(client, run_id)
+    except BaseException as err:
+        tracking.fail_run(client, run_id, err)
+        raise
+
+
+class ModuleStepError(RuntimeError):
+    """A module task failed; the message names the step, its direction, pass and module."""
+
+
+@task(name="module-step", task_run_name="{step_name}", cache_policy=NO_CACHE, persist_result=False)
+def module_task(ctx: dict, index: int, step_name: str, direction: str, pass_index: int, module: int) -> dict:
+    step = Step(direction, pass_index, module)
+    background = tracking.background_logger(ctx["parent_run_id"])
+    try:
+        record = execute_step(ctx, index, step)
+    except BaseException as err:
+        if background is not None:
+            background.submit(log_step, ctx, index, step, None, err)
+        else:
+            log_step(ctx, index, step, None, err)
+        raise ModuleStepError(
+            f"module task {step.name} failed ({direction} pass {pass_index}, module {module + 1}, "
+            f"step {index + 1}): {type(err).__name__}: {err}"
+        ) from err
+    if background is not None:  # overlaps the next module's training
+        background.submit(log_step, ctx, index, step, record, None)
+    else:
+        log_step(ctx, index, step, record, None)
+    if record["pass"]:
+        p = record["pass"]
+        shown = " ".join(f"{k}={v:.4f}" for k, v in p["metrics"].items())
+        get_run_logger().info(f"pass {p['pass_index']}: {shown}{' *best*' if p['is_best'] else ''}")
+    return {k: v for k, v in record.items() if k != "losses"} | {"final_loss": record["losses"][-1]}
+
+
+# -- evaluate and report ----------------------------------------------------------------------------
+
+
+@task(name="evaluate", cache_policy=NO_CACHE, persist_result=False)
+def evaluate_task(ctx: dict, last_index: int) -> dict:
+    """Restore the selected pass from the last checkpoint; save predictions, embedding, model payload."""
+    from flows.model import model_payload
+
+    run_dir = Path(ctx["run_dir"])
+    trainer = build_trainer(ctx)
+    plan = schedule(trainer.config.num_modules, trainer.config.bp_count)
+    load_checkpoint(trainer, _step_file(run_dir, last_index, plan[last_index]))
+    trainer.restore_best()
+    torch.save({"prediction": trainer.predict().cpu(), "embedding": trainer.embed().cpu()},
+               run_dir / "predictions.pt")
+    torch.save(model_payload(trainer, trainer.config, ctx["dataset"]), run_dir / "model-payload.pt")
+    best = trainer.best
+    return {
+        "best_pass": best["pass_index"],
+        "criterion": best["criterion"],
+        "criterion_name": "val_acc" if trainer.supervised else "modularity",
+        "metrics": best["metrics"],
+        "passes": [asdict(p) for p in trainer.passes],
+        "predictions_path": str(run_dir / "predictions.pt"),
+    }
+
+
+@task(name="report", cache_policy=NO_CACHE, persist_result=False)
+def report_task(ctx: dict, evaluation: dict, step_records: list[dict], data: dict) -> dict:
+    """Parent-run metrics and plots, the packaged model (logged and registered), the JSON summary."""
+    from flows.model import save_packaged_model
+
+    client = tracking.client(ctx["tracking_uri"])
+    parent = ctx["parent_run_id"]
+    run_dir = Path(ctx["run_dir"])
+    train = TrainConfig.model_validate(ctx["train"])
+    passes = [PassResult(**p) for p in evaluation["passes"]]
+    train_seconds = sum(r["seconds"] for r in step_records)
+    fit = FitResult(task=train.task, best_pass=evaluation["best_pass"], metrics=evaluation["metrics"],
+                    passes=passes, train_seconds=train_seconds)
+    summary = summarize(ctx["dataset"], train, [ctx["seed"]], [fit])
+
+    tracking.log_metrics(client, parent, {**evaluation["metrics"], "best_pass": evaluation["best_pass"],
+                                          "train_seconds": train_seconds,
+                                          "resumed_steps": sum(r["resumed"] for r in step_records)})
+    for p in evaluation["passes"]:
+        tracking.log_metrics(client, parent, {f"pass_{k}": v for k, v in p["metrics"].items()},
+                             step=p["pass_index"])
+    losses = [{**r, "losses": json.loads(_step_file(run_dir, r["index"], Step(
+        r["direction"], r["pass_index"], r["module"])).with_suffix(".json").read_text())["losses"]}
+              for r in step_records]
+    with tempfile.TemporaryDirectory(prefix="dgnn-report-") as tmp:
+        tmp = Path(tmp)
+        plots = tmp / "plots"
+        plots.mkdir()
+        tracking.plot_losses(losses, plots / "loss_curves.png")
+        tracking.plot_passes([p | {"is_best_final": p["pass_index"] == evaluation["best_pass"]}
+                              for p in evaluation["passes"]], plots / "metric_per_pass.png")
+        client.log_artifacts(parent, str(plots), "plots")
+        save_packaged_model(torch.load(run_dir / "model-payload.pt", weights_only=False), tmp / "model")
+        client.log_artifacts(parent, str(tmp / "model"), "model")
+    registered = tracking.register_model(client, tracking.model_name(ctx["dataset"], train.task), parent,
+                                         "model", evaluation["criterion"], evaluation["criterion_name"])
+    tracking.set_tags(client, parent, {"registered_model": registered["name"],
+                                       "registered_version": registered["version"],
+                                       "champion": str(registered["champion"]).lower()})
+    summary |= {
+        "mlflow_run_id": parent,
+        "experiment": ctx["experiment"],
+        "experiment_id": ctx["experiment_id"],
+        "tracking_uri": ctx["tracking_uri"],
+        "data_version": ctx["data_version"],
+        "data_content_hash": ctx["data_content_hash"],
+        "model_uri": f"runs:/{parent}/model",
+        "registered_model": registered,
+        "run_key": ctx["run_key"],
+        "checkpoint_dir": str(run_dir),
+        "cached_tasks": data["cached"],
+        "task_states": data["states"],
+        "resumed_steps": [r["name"] for r in step_records if r["resumed"]],
+        "child_runs": len(step_records),
+    }
+    tracking.log_json(client, parent, summary, "summary.json")
+    return summary
+
+
+# -- the flow ---------------------------------------------------------------------------------------
+
+
+def _flow_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    p = flow_run.parameters
+    return f"{p.get('dataset', 'cora')}-{p.get('task', 'classify')}-seed{p.get('seed', 0)}"
+
+
+@flow(name="train-pipeline", flow_run_name=_flow_run_name, log_prints=True)
+def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict | str | None = None,
+                   seed: int = 0, split_seed: int | None = None, device: str = "auto",
+                   run_tags: dict | None = None, keep_checkpoints: bool = False) -> dict:
+    """Fetch, validate, normalise, propagate, train every module step, evaluate, report (tracked).
+
+    Returns the ``dgnn train`` summary plus ``mlflow_run_id``, ``experiment``, ``data_version``,
+    ``model_uri`` and the registry outcome. After a successful run the per-step trainer
+    checkpoints are deleted unless ``keep_checkpoints`` (the module weights, step records and
+    predictions stay; the module weights are also in MLflow), so an identical rerun trains again.
+    """
+    from prefect.runtime import flow_run
+
+    started = time.perf_counter()
+    run_config = resolve_config(dataset, task, config)
+    train = run_config.train
+    split_seed = run_config.split_seed if split_seed is None else split_seed
+    device = str(resolve_device(device))
+    uri = settings.tracking_uri()
+    client = tracking.client(uri)
+    experiment = tracking.experiment_name(dataset, task)
+    experiment_id = tracking.ensure_experiment(client, experiment)
+    tracking.reap_stale_runs(client, experiment_id)
+    params = tracking.flatten(run_config.model_dump(mode="json") | {"dataset": dataset}) | {
+        "seed": seed, "split_seed": split_seed, "device": device}
+    tags = {"dataset": dataset, "task": task, "seed": seed, "prefect.flow_run_id": flow_run.id or "",
+            "prefect.flow_run_name": flow_run.name or "", **tracking.git_commit(), **(run_tags or {})}
+    parent = tracking.start_run(client, experiment_id, f"{dataset}-{task}-seed{seed}", tags=tags, params=params)
+    try:
+        data = run_data_tasks(dataset, split_seed, train)
+        key = run_key(dataset, train, seed, split_seed, data["data_content_hash"])
+        run_dir = settings.runs_dir() / key
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(run_config.model_dump(mode="json"), sort_keys=False))
+        tracking.set_tags(client, parent, {
+            "data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
+            "data_tracked": str(data["data_version"] != "untracked").lower(), "run_key": key,
+            **{f"dvc.{k}": v for k, v in data["versions"].items() if k != "data_version"}})
+        client.log_artifact(parent, str(run_dir / "config.yaml"))
+        ctx = {"dataset": dataset, "train": train.model_dump(mode="json"), "seed": seed,
+               "split_seed": split_seed, "device": device, "data_root": str(data_root().resolve()),
+               "data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
+               "run_key": key, "run_dir": str(run_dir),
+               "tracking_uri": uri, "experiment": experiment, "experiment_id": experiment_id,
+               "parent_run_id": parent}
+        records = []
+        with tracking.background_logging(parent) as child_logger:
+            for index, step in enumerate(schedule(train.num_modules, train.bp_count)):
+                record = module_task(ctx, index, step.name, step.direction, step.pass_index, step.module)
+                records.append(record)
+                if record["stop"]:
+                    break
+            evaluation = evaluate_task(ctx, records[-1]["index"])
+            summary = report_task(ctx, evaluation, records, data)
+            child_logger.drain()
+        if not keep_checkpoints:
+            for index, record in enumerate(records):
+                _step_file(run_dir, index, Step(record["direction"], record["pass_index"],
+                                                record["module"])).unlink(missing_ok=True)
+            (run_dir / "model-payload.pt").unlink(missing_ok=True)
+        summary["pipeline_seconds"] = time.perf_counter() - started
+        tracking.log_metrics(client, parent, {"pipeline_seconds": summary["pipeline_seconds"]})
+        tracking.end_run(client, parent)
+        return summary
+    except BaseException as err:
+        tracking.fail_run(client, parent, err)
+        raise

@@ -1,0 +1,276 @@
+"""Pipeline commands of the ``dgnn`` console script: ``run``, ``serve``, ``sweep``, ``ui``, ``predict``.
+
+Prefect and MLflow are imported inside the handlers, so ``dgnn train`` and the data commands stay
+fast. Every handler returns the exit status: 0, 1 when a run failed (one line on stderr naming the
+failed step and cause), 2 for bad arguments or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from dgnn.cli import add_training_arguments
+
+
+def _one_line(err: BaseException) -> str:
+    from dgnn.cli import _one_line as library_one_line
+
+    return library_one_line(err) if isinstance(err, Exception) else type(err).__name__
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    """Environment shared by the pipeline commands (before Prefect is imported)."""
+    if getattr(args, "data_dir", None):
+        os.environ["DGNN_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    if getattr(args, "quiet", False):
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    import warnings
+
+    warnings.filterwarnings("ignore", module="mlflow")
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum, frame):
+    # Turns SIGTERM into SystemExit so open MLflow runs are closed as FAILED on the way out.
+    raise SystemExit(128 + signum)
+
+
+def _config_arg(args: argparse.Namespace):
+    return str(Path(args.config).resolve()) if args.config else None
+
+
+def _validate_config(args: argparse.Namespace) -> None:
+    from dgnn.cli import run_config
+
+    run_config(args)
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+        return
+    keys = [k for k in summary if k.endswith("_mean")]
+    print(" ".join(f"{k}={summary[k]:.4f}" for k in keys))
+    print(f"mlflow run {summary['mlflow_run_id']} in experiment {summary['experiment']} "
+          f"({summary['tracking_uri']}); model {summary['model_uri']} = "
+          f"{summary['registered_model']['model_uri']}"
+          f"{' (champion)' if summary['registered_model']['champion'] else ''}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        _validate_config(args)
+    except Exception as err:  # noqa: BLE001
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    _prepare(args)
+    from flows.pipeline import train_pipeline
+
+    try:
+        summary = train_pipeline(dataset=args.dataset, task=args.task, config=_config_arg(args),
+                                 seed=args.seed, split_seed=args.split_seed, device=args.device,
+                                 keep_checkpoints=args.keep_checkpoints)
+    except BaseException as err:  # noqa: BLE001 - the flow already closed its runs as FAILED
+        if isinstance(err, KeyboardInterrupt):
+            print("interrupted: the MLflow runs were closed as FAILED; rerun to resume", file=sys.stderr)
+            return 130
+        print(f"error: pipeline failed: {_one_line(err)}", file=sys.stderr)
+        return 1
+    _print_summary(summary, args.json)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if not args.cron and not args.interval:
+        print("error: give --cron EXPR or --interval SECONDS", file=sys.stderr)
+        return 2
+    try:
+        _validate_config(args)
+    except Exception as err:  # noqa: BLE001
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    _prepare(args)
+    import contextlib
+
+    from flows.server import prefect_server
+
+    if os.environ.get("PREFECT_API_URL"):
+        server = contextlib.nullcontext(os.environ["PREFECT_API_URL"])
+    else:  # the ephemeral server has no scheduler: run a real one for as long as we serve
+        server = prefect_server(args.prefect_port)
+    with server as api_url:
+        os.environ["PREFECT_API_URL"] = api_url
+        print(f"Prefect API {api_url} (UI: {api_url.removesuffix('/api')})", file=sys.stderr, flush=True)
+        from prefect.deployments.runner import EntrypointType
+
+        from flows.pipeline import train_pipeline
+
+        parameters = {"dataset": args.dataset, "task": args.task, "config": _config_arg(args),
+                      "seed": args.seed, "split_seed": args.split_seed, "device": args.device}
+        name = args.name or f"dgnn-{args.dataset}-{args.task}"
+        try:
+            train_pipeline.serve(
+                name=name,
+                cron=args.cron,
+                interval=args.interval,
+                parameters=parameters,
+                limit=1,
+                entrypoint_type=EntrypointType.MODULE_PATH,
+                print_starting_message=not args.quiet,
+            )
+        except (KeyboardInterrupt, SystemExit):
+            pass
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from dgnn.experiment import parse_seeds
+
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    try:
+        seeds = parse_seeds(args.seeds)
+        if not datasets:
+            raise ValueError("--datasets is empty")
+        for dataset in datasets:
+            _validate_config(argparse.Namespace(**{**vars(args), "dataset": dataset}))
+    except Exception as err:  # noqa: BLE001
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    _prepare(args)
+    from flows.sweep import run_sweep
+
+    try:
+        result = run_sweep(datasets, seeds, task=args.task, config=_config_arg(args),
+                           split_seed=args.split_seed, device=args.device, address=args.dask_address,
+                           workers=args.workers)
+    except BaseException as err:  # noqa: BLE001
+        print(f"error: sweep failed: {_one_line(err)}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        for dataset, row in result["datasets"].items():
+            shown = " ".join(f"{k}={v:.4f}" for k, v in row.items() if k.endswith(("_mean", "_std")))
+            print(f"{dataset}: {row['runs']} runs {shown}")
+        print(f"sweep {result['sweep_id']}: {len(result['runs'])} runs in {result['seconds']:.1f}s "
+              f"on {result['dask']}")
+    return 0
+
+
+def ui_command(host: str, port: int, uri: str | None = None) -> list[str]:
+    """The ``mlflow ui`` command line against the project's store (single worker, no job runner)."""
+    from flows import settings
+
+    uri = uri or settings.tracking_uri()
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
+               "--port", str(port), "--workers", "1"]
+    root = settings.artifact_root(uri)
+    if root:
+        command += ["--default-artifact-root", root]
+    return command
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from flows import settings
+
+    uri = settings.tracking_uri()
+    db = settings.sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    print(f"MLflow UI for {uri} on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
+    process = subprocess.Popen(ui_command(args.host, args.port, uri), env=env)
+
+    def stop(signum, frame):
+        process.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        return process.wait()
+
+
+def _read_nodes(args: argparse.Namespace) -> list[int]:
+    text = args.nodes if args.nodes is not None else Path(args.nodes_file).read_text()
+    items = [t for t in text.replace(",", " ").split() if t]
+    try:
+        return [int(t) for t in items]
+    except ValueError:
+        raise ValueError("node ids must be integers (0..n-1 of the stored graph)") from None
+
+
+def _predict(args: argparse.Namespace) -> int:
+    try:
+        nodes = _read_nodes(args)
+        if not nodes:
+            raise ValueError("no node ids given")
+    except (OSError, ValueError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    import warnings
+
+    warnings.filterwarnings("ignore", module="mlflow")
+    from flows.model import predict
+
+    try:
+        frame = predict(args.model_uri, nodes)
+    except Exception as err:  # noqa: BLE001
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(frame.to_dict(orient="records")))
+    else:
+        print(frame.to_csv(index=False), end="")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("run", help="run the tracked pipeline once (Prefect flow + MLflow runs)")
+    add_training_arguments(p)
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep the per-step trainer checkpoints after a successful run")
+    p.set_defaults(handler=_run)
+
+    p = subparsers.add_parser("serve", help="serve the pipeline as a scheduled Prefect deployment")
+    add_training_arguments(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cron", help='cron schedule, e.g. "0 3 * * *" (03:00 every day)')
+    p.add_argument("--interval", type=float, help="run every SECONDS instead of a cron schedule")
+    p.add_argument("--name", help="deployment name (default dgnn-<dataset>-<task>)")
+    p.add_argument("--prefect-port", type=int, default=4200,
+                   help="port of the Prefect server started when PREFECT_API_URL is unset (default "
+                        "4200, or a free one)")
+    p.set_defaults(handler=_serve)
+
+    p = subparsers.add_parser("sweep", help="many pipeline runs in parallel on Dask")
+    add_training_arguments(p)
+    p.set_defaults(dataset=None)
+    p.add_argument("--datasets", default="cora", help="comma-separated dataset names")
+    p.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,3")
+    p.add_argument("--dask-address", help="tcp://host:port of a dask.distributed scheduler "
+                                          "(default: a local cluster)")
+    p.add_argument("--workers", type=int, default=2, help="workers of the local cluster (default 2)")
+    p.set_defaults(handler=_sweep)
+
+    p = subparsers.add_parser("ui", help="MLflow UI on 127.0.0.1 against the project's store")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(handler=_ui)
+
+    p = subparsers.add_parser("predict", help="predict node classes with a logged model")
+    p.add_argument("--model-uri", required=True,
+                   help="runs:/<id>/model, models:/dgnn-cora-classify/<version> or models:/NAME@champion")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--nodes", help="comma-separated node ids, e.g. 0,5,9")
+    group.add_argument("--nodes-file", help="file of node ids (whitespace or comma separated)")
+    p.add_argument("--json", action="store_true", help="JSON records instead of CSV")
+    p.set_defaults(handler=_predict)

@@ -1,0 +1,73 @@
+"""Environment defaults for Prefect and MLflow, applied before either is imported.
+
+Everything lands under the *project* folder: ``$DGNN_PROJECT_DIR``, else the current directory.
+A variable the user already set is never changed.
+
+| variable | default |
+|---|---|
+| ``PREFECT_HOME`` | ``<project>/.prefect`` (ephemeral server database, settings) |
+| ``PREFECT_RESULTS_LOCAL_STORAGE_PATH`` | ``<project>/.prefect/results`` (cached task results) |
+| ``PREFECT_SERVER_ANALYTICS_ENABLED`` / ``DO_NOT_TRACK`` | ``false`` / ``1`` |
+| ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` | ``90`` |
+| ``MLFLOW_TRACKING_URI`` | ``sqlite:///<project>/mlruns/mlflow.db`` (artifacts in ``mlruns/artifacts``) |
+| ``MLFLOW_DISABLE_TELEMETRY`` | ``true`` |
+
+``DGNN_RUNS_DIR`` (default ``<project>/.dgnn_cache/runs``) holds the per-step trainer checkpoints
+that let a failed pipeline run resume.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def project_dir() -> Path:
+    return Path(os.environ.get("DGNN_PROJECT_DIR") or os.getcwd()).resolve()
+
+
+def default_tracking_uri(project: Path | None = None) -> str:
+    return f"sqlite:///{(project or project_dir()) / 'mlruns' / 'mlflow.db'}"
+
+
+def defaults(project: Path | None = None) -> dict[str, str]:
+    project = Path(project or project_dir())
+    home = project / ".prefect"
+    return {
+        "PREFECT_HOME": str(home),
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "results"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+        "MLFLOW_TRACKING_URI": default_tracking_uri(project),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+
+
+def apply_defaults(project: Path | None = None) -> dict[str, str]:
+    """Set every default that is not already in the environment; return the ones set."""
+    applied = {k: v for k, v in defaults(project).items() if not os.environ.get(k)}
+    os.environ.update(applied)
+    return applied
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for any other store)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):]).resolve()
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where experiments created here keep artifacts: ``<db folder>/artifacts`` for sqlite stores,
+    the server's default for anything else (None)."""
+    db = sqlite_path(uri)
+    return None if db is None else (db.parent / "artifacts").as_uri()
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("DGNN_RUNS_DIR") or project_dir() / ".dgnn_cache" / "runs")

@@ -1,0 +1,126 @@
+"""Many pipeline runs in parallel on Dask (prefect-dask): one task per (dataset, seed), each running
+``train_pipeline`` as a nested flow in a Dask worker and tracked in MLflow like any other run.
+
+By default a local cluster of 2 single-threaded worker processes; ``address`` uses any running
+dask.distributed scheduler instead (its workers need this project installed and should share the
+MLflow store and data folder, e.g. by running from the same directory or with the same
+``MLFLOW_TRACKING_URI`` / ``DGNN_DATA_DIR``). The data tasks of every dataset run first, in the
+flow's own process, so the workers find them cached and never run DVC stages concurrently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+import uuid
+
+import flows  # noqa: F401 - environment defaults before prefect/mlflow are imported
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows import tracking
+from flows.pipeline import resolve_config, run_data_tasks, train_pipeline
+
+
+@task(name="pipeline-run", task_run_name="{dataset}-seed{seed}", cache_policy=NO_CACHE, persist_result=False)
+def pipeline_run_task(dataset: str, task: str, config, seed: int, split_seed: int | None, device: str,
+                      run_tags: dict) -> dict:
+    return train_pipeline(dataset=dataset, task=task, config=config, seed=seed, split_seed=split_seed,
+                          device=device, run_tags=run_tags)
+
+
+@flow(name="dgnn-sweep", log_prints=True)
+def sweep_flow(datasets: list[str], seeds: list[int], task: str = "classify", config: dict | str | None = None,
+               split_seed: int | None = None, device: str = "cpu", sweep_id: str | None = None) -> dict:
+    """Train every dataset x seed; returns per-run summaries and per-dataset mean/std."""
+    sweep_id = sweep_id or uuid.uuid4().hex[:12]
+    client = tracking.client()
+    configs = {}
+    for dataset in datasets:
+        run_config = resolve_config(dataset, task, config)
+        configs[dataset] = run_config.model_dump(mode="json")
+        tracking.ensure_experiment(client, tracking.experiment_name(dataset, task))
+        run_data_tasks(dataset, run_config.split_seed if split_seed is None else split_seed, run_config.train)
+    futures = [
+        pipeline_run_task.submit(dataset, task, configs[dataset], seed, split_seed, device,
+                                 {"sweep_id": sweep_id})
+        for dataset in datasets for seed in seeds
+    ]
+    runs, errors = [], []
+    for (dataset, seed), future in zip([(d, s) for d in datasets for s in seeds], futures):
+        try:
+            runs.append(future.result())
+        except Exception as err:  # noqa: BLE001 - report every failed run, then fail the sweep
+            errors.append(f"{dataset} seed {seed}: {err}")
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {len(futures)} sweep runs failed: " + "; ".join(errors))
+    return {"sweep_id": sweep_id, "task": task, "runs": runs, "datasets": _aggregate(runs)}
+
+
+def _aggregate(runs: list[dict]) -> dict:
+    out: dict = {}
+    for dataset in dict.fromkeys(r["dataset"] for r in runs):
+        mine = [r for r in runs if r["dataset"] == dataset]
+        keys = [k for k in mine[0] if k.endswith("_mean") and k != "train_seconds_mean"]
+        out[dataset] = {"runs": len(mine), "mlflow_run_ids": [r["mlflow_run_id"] for r in mine]}
+        for key in keys:
+            values = [r[key] for r in mine]
+            out[dataset][key] = statistics.fmean(values)
+            out[dataset][key.replace("_mean", "_std")] = statistics.pstdev(values)
+    return out
+
+
+@contextlib.contextmanager
+def shared_prefect_api():
+    """Make Dask workers report to this process's Prefect API: the configured server, or the
+    ephemeral one (started here and exported as PREFECT_API_URL, which the workers inherit)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = PREFECT_API_URL.value()
+    previous = os.environ.get("PREFECT_API_URL")
+    if url:
+        os.environ["PREFECT_API_URL"] = url
+        try:
+            yield url
+        finally:
+            _restore("PREFECT_API_URL", previous)
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+    finally:
+        _restore("PREFECT_API_URL", previous)
+
+
+def _restore(key: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = value
+
+
+def run_sweep(datasets: list[str], seeds: list[int], *, task: str = "classify", config=None,
+              split_seed: int | None = None, device: str = "cpu", address: str | None = None,
+              workers: int = 2) -> dict:
+    """Run :func:`sweep_flow` on a DaskTaskRunner (local cluster of ``workers`` or ``address``)."""
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        runner = DaskTaskRunner(address=address)
+    else:
+        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
+                                                "processes": True, "dashboard_address": None})
+    started = time.perf_counter()
+    with shared_prefect_api():
+        result = sweep_flow.with_options(task_runner=runner)(
+            datasets=datasets, seeds=seeds, task=task, config=config, split_seed=split_seed, device=device)
+    result["seconds"] = time.perf_counter() - started
+    result["dask"] = address or f"local cluster, {workers} workers"
+    return result

@@ -1,0 +1,352 @@
+"""MLflow bookkeeping for pipeline runs, through an explicit ``MlflowClient`` (no fluent globals,
+so it works the same from Prefect task threads and Dask worker processes).
+
+Layout: one experiment ``dgnn-<dataset>-<task>``; one parent run per pipeline run (config as
+params, git commit, data version, summary metrics, plots, the packaged model); one child run per
+module step (tags ``direction``, ``pass_index``, ``module_index``; the step's params, loss per SGD
+step, validation metric and the module's ``state_dict`` as ``checkpoint/module.pt``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from flows import settings
+
+PARENT_TAG = "mlflow.parentRunId"
+CHAMPION = "champion"
+
+
+def experiment_name(dataset: str, task: str) -> str:
+    return f"dgnn-{dataset}-{task}"
+
+
+def model_name(dataset: str, task: str) -> str:
+    return f"dgnn-{dataset}-{task}"
+
+
+def client(uri: str | None = None) -> MlflowClient:
+    uri = uri or settings.tracking_uri()
+    db = settings.sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        _fast_sqlite_commits()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+_SQLITE_TUNED = False
+
+
+def _fast_sqlite_commits() -> None:
+    """WAL journal + synchronous=NORMAL on sqlite connections opened by this process.
+
+    A default sqlite commit syncs the whole journal to disk (about 7 ms here), and a pipeline run
+    commits a few hundred times; in WAL mode with NORMAL sync a commit appends to the log and the
+    database stays consistent after a crash (only the last transactions can be lost on power
+    failure). WAL also lets readers (the MLflow UI, other sweep workers) work while one writes.
+    """
+    global _SQLITE_TUNED
+    if _SQLITE_TUNED:
+        return
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _tune(dbapi_connection, record):  # noqa: ARG001
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    _SQLITE_TUNED = True
+
+
+class BackgroundLogger:
+    """Logs child runs on one background thread, in submission order, so that MLflow writes
+    overlap the next module's training. :meth:`drain` waits and re-raises the first error."""
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dgnn-mlflow")
+        self._futures = []
+
+    def submit(self, fn, *args) -> None:
+        self._futures.append(self._pool.submit(fn, *args))
+
+    def drain(self) -> None:
+        futures, self._futures = self._futures, []
+        errors = [f.exception() for f in futures]
+        for err in errors:
+            if err is not None:
+                raise err
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+_BACKGROUND: dict[str, BackgroundLogger] = {}
+
+
+def background_logger(parent_run_id: str) -> BackgroundLogger | None:
+    """The logger the flow opened for this parent run (None in another process: log inline)."""
+    return _BACKGROUND.get(parent_run_id)
+
+
+@contextlib.contextmanager
+def background_logging(parent_run_id: str):
+    logger = _BACKGROUND[parent_run_id] = BackgroundLogger()
+    try:
+        yield logger
+    finally:
+        _BACKGROUND.pop(parent_run_id, None)
+        try:
+            logger.close()
+        except Exception:  # noqa: BLE001 - drained (and raised) on the success path already
+            pass
+
+
+@contextlib.contextmanager
+def store_lock(uri: str | None = None):
+    """Serialise registry updates between processes sharing a sqlite store (no-op for servers)."""
+    db = settings.sqlite_path(uri or settings.tracking_uri())
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.parent / ".dgnn-registry.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_experiment(mlflow_client: MlflowClient, name: str) -> str:
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = settings.artifact_root(mlflow_client.tracking_uri)
+    with store_lock(mlflow_client.tracking_uri):
+        found = mlflow_client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        return mlflow_client.create_experiment(
+            name, artifact_location=None if location is None else f"{location}/{name}"
+        )
+
+
+def flatten(value, prefix: str = "") -> dict[str, str]:
+    """Nested dicts/lists -> {"train.modules.0.width": "128", ...} (MLflow params are strings)."""
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            out |= flatten(v, f"{prefix}{k}.")
+        return out
+    if isinstance(value, (list, tuple)):
+        out = {}
+        for i, v in enumerate(value):
+            out |= flatten(v, f"{prefix}{i}.")
+        return out
+    return {prefix.rstrip("."): str(value)}
+
+
+def git_commit(folder: Path | None = None) -> dict[str, str]:
+    """Commit of the code (the ``dgnn`` package's repository) and whether the tree is dirty."""
+    folder = folder or Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"mlflow.source.git.commit": sha, "git_commit": sha, "git_dirty": str(bool(dirty)).lower()}
+
+
+def _owner_tags() -> dict[str, str]:
+    return {"dgnn.host": socket.gethostname(), "dgnn.pid": str(os.getpid())}
+
+
+def start_run(mlflow_client: MlflowClient, experiment_id: str, name: str, *, tags: dict | None = None,
+              params: dict | None = None, parent_id: str | None = None) -> str:
+    tags = {**_owner_tags(), **(tags or {})}
+    if parent_id:
+        tags[PARENT_TAG] = parent_id
+    run = mlflow_client.create_run(experiment_id, run_name=name,
+                                   tags={k: str(v) for k, v in tags.items()})
+    if params:
+        log_params(mlflow_client, run.info.run_id, params)
+    return run.info.run_id
+
+
+def log_params(mlflow_client: MlflowClient, run_id: str, params: dict) -> None:
+    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        mlflow_client.log_batch(run_id, params=items[i:i + 100])
+
+
+def log_metrics(mlflow_client: MlflowClient, run_id: str, metrics: dict, step: int = 0) -> None:
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
+    for i in range(0, len(items), 1000):
+        mlflow_client.log_batch(run_id, metrics=items[i:i + 1000])
+
+
+def log_series(mlflow_client: MlflowClient, run_id: str, key: str, values, start: int = 1) -> None:
+    """One metric value per step (e.g. the loss of every SGD step), in batches."""
+    now = int(time.time() * 1000)
+    items = [Metric(key, float(v), now, start + i) for i, v in enumerate(values)]
+    for i in range(0, len(items), 1000):
+        mlflow_client.log_batch(run_id, metrics=items[i:i + 1000])
+
+
+def set_tags(mlflow_client: MlflowClient, run_id: str, tags: dict) -> None:
+    mlflow_client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def end_run(mlflow_client: MlflowClient, run_id: str, status: str = "FINISHED") -> None:
+    mlflow_client.set_terminated(run_id, status=status)
+
+
+def fail_run(mlflow_client: MlflowClient, run_id: str, error: BaseException | str) -> None:
+    """Mark a run FAILED with the cause as a tag; never raises (it runs on the error path)."""
+    try:
+        message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        set_tags(mlflow_client, run_id, {"error": message[:5000]})
+        mlflow_client.set_terminated(run_id, status="FAILED")
+    except Exception:  # noqa: BLE001 - the original error matters more
+        pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale_runs(mlflow_client: MlflowClient, experiment_id: str) -> list[str]:
+    """Runs still RUNNING whose process on this host is gone (killed, crashed): mark them FAILED."""
+    host = socket.gethostname()
+    runs = mlflow_client.search_runs(
+        [experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`dgnn.host` = '{host}'",
+        max_results=1000,
+    )
+    reaped = []
+    for run in runs:
+        pid = run.data.tags.get("dgnn.pid", "")
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            fail_run(mlflow_client, run.info.run_id, f"process {pid} ended without closing the run")
+            reaped.append(run.info.run_id)
+    return reaped
+
+
+def log_json(mlflow_client: MlflowClient, run_id: str, data, artifact_file: str) -> None:
+    mlflow_client.log_text(run_id, json.dumps(data, indent=2, sort_keys=True, default=str), artifact_file)
+
+
+# -- plots ------------------------------------------------------------------------------------------
+
+
+def plot_losses(steps: list[dict], path: Path) -> Path:
+    """One panel per module: the loss of every SGD step, one line per pass (BT dashed)."""
+    modules = sorted({s["module"] for s in steps})
+    fig = _figure(4.5 * len(modules), 3.4)
+    axes = fig.subplots(1, len(modules), squeeze=False)
+    for ax, module in zip(axes[0], modules):
+        for s in (s for s in steps if s["module"] == module):
+            every = max(1, len(s["losses"]) // 200)  # at most ~200 points a line
+            xs = list(range(1, len(s["losses"]) + 1))[::every]
+            ax.plot(xs, s["losses"][::every], label=s["name"],
+                    linestyle="--" if s["direction"] == "backward" else "-")
+        ax.set_title(f"module {module + 1}")
+        ax.set_xlabel("SGD step")
+        ax.set_ylabel("loss")
+        ax.legend(fontsize=7)
+    fig.savefig(path, dpi=72)
+    return path
+
+
+def _figure(width: float, height: float):
+    """A bare Agg figure (no pyplot state, fixed margins: no extra layout pass when saving)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.15, top=0.9, wspace=0.25)
+    return fig
+
+
+def plot_passes(passes: list[dict], path: Path) -> Path:
+    """Every validation/test metric after each forward pass (the selected pass marked)."""
+    fig = _figure(5, 3.4)
+    ax = fig.subplots()
+    xs = [p["pass_index"] for p in passes]
+    for key in passes[0]["metrics"] if passes else []:
+        ax.plot(xs, [p["metrics"][key] for p in passes], marker="o", label=key)
+    for p in passes:
+        if p.get("is_best_final"):
+            ax.axvline(p["pass_index"], color="grey", linestyle=":")
+    ax.set_xlabel("forward pass")
+    ax.set_xticks(xs)
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=72)
+    return path
+
+
+# -- registry ---------------------------------------------------------------------------------------
+
+
+def register_model(mlflow_client: MlflowClient, name: str, run_id: str, artifact_path: str,
+                   criterion: float, criterion_name: str) -> dict:
+    """Register ``runs:/<run_id>/<artifact_path>`` as a new version of ``name``; move the alias
+    ``champion`` to it only if its validation criterion beats the current champion's."""
+    source = f"{mlflow_client.get_run(run_id).info.artifact_uri}/{artifact_path}"
+    with store_lock(mlflow_client.tracking_uri):
+        try:
+            mlflow_client.create_registered_model(name)
+        except MlflowException as err:
+            if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code) and "already exists" not in str(err):
+                raise
+        version = mlflow_client.create_model_version(
+            name, source, run_id=run_id,
+            tags={"criterion": criterion_name, "val_criterion": repr(float(criterion))},
+        ).version
+        try:
+            current = mlflow_client.get_model_version_by_alias(name, CHAMPION)
+            current_value = float(current.tags.get("val_criterion", "-inf"))
+        except MlflowException:
+            current, current_value = None, float("-inf")
+        champion = current is None or float(criterion) > current_value
+        if champion:
+            mlflow_client.set_registered_model_alias(name, CHAMPION, version)
+    return {
+        "name": name,
+        "version": int(version),
+        "model_uri": f"models:/{name}/{version}",
+        "champion": champion,
+        "previous_champion": None if current is None else int(current.version),
+        "previous_champion_criterion": None if current is None else current_value,
+    }

@@ -1,0 +1,227 @@
+"""The tracked pipeline on real Cora: Prefect test harness, a temporary MLflow sqlite store.
+
+One module-scoped environment (project folder, data folder, MLflow store, Prefect result
+storage); the tests run in file order and share the store, each checking one acceptance point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import flows  # noqa: F401 - environment defaults first
+import pytest
+import torch
+import yaml
+
+from flows_conftest import TINY  # tests/ is on sys.path
+
+L, BP = 2, 1
+CHILDREN = (2 * BP + 1) * L
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, shared_datasets):
+    """Project folder with its own data, checkpoints, MLflow store and Prefect result storage."""
+    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    root = tmp_path_factory.mktemp("flows_project")
+    values = {
+        "DGNN_PROJECT_DIR": str(root),
+        "DGNN_DATA_DIR": str(root / "data"),
+        "DGNN_DATA_MIRROR": str(shared_datasets),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+        "DGNN_RUNS_DIR": str(root / ".dgnn_cache" / "runs"),
+    }
+    saved = {k: os.environ.get(k) for k in [*values, "DGNN_FAIL_AT"]}
+    os.environ.update(values)
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    with prefect_test_harness(server_startup_timeout=90):
+        with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: str(root / ".prefect" / "results")}):
+            yield {"root": root, "config": config, "uri": values["MLFLOW_TRACKING_URI"]}
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _run(env, seed=0, **kw):
+    from flows.pipeline import train_pipeline
+
+    start = time.perf_counter()
+    summary = train_pipeline(dataset="cora", task="classify", config=str(env["config"]), seed=seed,
+                             device="cpu", **kw)
+    summary["wall_seconds"] = time.perf_counter() - start
+    summary["predictions"] = torch.load(Path(summary["checkpoint_dir"]) / "predictions.pt")
+    return summary
+
+
+@pytest.fixture(scope="module")
+def first(env):
+    return _run(env)
+
+
+def _client(env):
+    from flows import tracking
+
+    return tracking.client(env["uri"])
+
+
+def _children(client, parent):
+    run = client.get_run(parent)
+    return client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'",
+                              max_results=1000)
+
+
+def test_run_logs_parent_children_checkpoints(env, first):
+    from dgnn.nn import DecoupledModule
+
+    client = _client(env)
+    parent = client.get_run(first["mlflow_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert client.get_experiment(parent.info.experiment_id).name == "dgnn-cora-classify" == first["experiment"]
+    params = parent.data.params
+    assert params["train.modules.0.width"] == "32" and params["train.bp_count"] == "1" and params["seed"] == "0"
+    tags = parent.data.tags
+    assert len(tags["mlflow.source.git.commit"]) == 40
+    assert tags["data_version"] == first["data_version"] and tags["data_content_hash"] == first["data_content_hash"]
+    assert {"test_acc", "val_acc", "macro_f1", "best_pass", "train_seconds"} <= set(parent.data.metrics)
+    assert parent.data.metrics["test_acc"] == pytest.approx(first["test_acc_mean"])
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert artifacts == {"plots/loss_curves.png", "plots/metric_per_pass.png"}
+
+    children = _children(client, parent.info.run_id)
+    assert len(children) == CHILDREN == first["child_runs"]
+    seen = set()
+    for child in children:
+        assert child.info.status == "FINISHED"
+        t = child.data.tags
+        seen.add((t["direction"], int(t["pass_index"]), int(t["module_index"])))
+        assert child.data.params["module.width"] in ("32", "16")
+        history = client.get_metric_history(child.info.run_id, "loss")
+        assert len(history) == 20 and [m.step for m in history] == list(range(1, 21))
+        assert "val_acc" in child.data.metrics
+        path = client.download_artifacts(child.info.run_id, "checkpoint/module.pt", str(env["root"] / "dl" / t["step"]))
+        state = torch.load(path, weights_only=True)
+        module_index = int(t["module_index"]) - 1
+        width_in = 1433 if module_index == 0 else 32
+        width_out = 32 if module_index == 0 else 16
+        module = DecoupledModule(width_in, width_out, has_input_transform=module_index > 0, num_classes=7)
+        module.load_state_dict(state)  # strict: every checkpoint loads
+    assert seen == {("forward", 0, 1), ("forward", 0, 2), ("backward", 1, 2), ("backward", 1, 1),
+                    ("forward", 1, 1), ("forward", 1, 2)}
+
+
+def test_registered_model_predicts_like_in_process(env, first):
+    """The logged model (loaded by URI, fresh objects) equals the flow's and a plain trainer's."""
+    from dgnn.config import RunConfig
+    from dgnn.data import load_adjacency, load_graph
+    from dgnn.trainer import DecoupledTrainer
+    import pandas as pd
+
+    from flows.model import load
+
+    registered = first["registered_model"]
+    assert registered["name"] == "dgnn-cora-classify" and registered["champion"]
+    nodes = list(range(2708))
+    for uri in (first["model_uri"], registered["model_uri"], "models:/dgnn-cora-classify@champion"):
+        frame = load(uri).predict(pd.DataFrame({"node": nodes}))
+        assert torch.equal(torch.tensor(frame["prediction"].to_numpy()), first["predictions"]["prediction"])
+    # The library alone (what `dgnn train` runs) gives the same model and metrics.
+    config = RunConfig.model_validate(TINY).train
+    trainer = DecoupledTrainer(load_graph("cora"), config, seed=0, adj=load_adjacency("cora"))
+    fit = trainer.fit()
+    assert torch.equal(trainer.predict(), first["predictions"]["prediction"])
+    assert fit.metrics["test_acc"] == first["test_acc_mean"]
+
+
+def test_second_identical_run_is_cached_and_faster(env, first):
+    second = _run(env)
+    assert {"fetch", "normalise", "propagate"} <= set(second["cached_tasks"])
+    assert second["task_states"]["fetch"] == "Cached"
+    assert second["wall_seconds"] < first["wall_seconds"]
+    assert second["test_acc_mean"] == first["test_acc_mean"]
+    assert torch.equal(second["predictions"]["prediction"], first["predictions"]["prediction"])
+    print(f"first run {first['wall_seconds']:.1f}s, second {second['wall_seconds']:.1f}s")
+
+
+def test_failure_in_module_2_then_resume_matches(env, first):
+    from flows.pipeline import ModuleStepError
+
+    client = _client(env)
+    os.environ["DGNN_FAIL_AT"] = "FT0-m2"
+    try:
+        with pytest.raises(ModuleStepError, match=r"FT0-m2 failed \(forward pass 0, module 2.*injected failure"):
+            _run(env)
+    finally:
+        del os.environ["DGNN_FAIL_AT"]
+    experiment = client.get_experiment_by_name("dgnn-cora-classify").experiment_id
+    failed = client.search_runs([experiment], "attributes.status = 'FAILED' and tags.dataset = 'cora'")
+    assert len(failed) == 1
+    parent = failed[0]
+    assert "FT0-m2" in parent.data.tags["error"]
+    statuses = {c.data.tags["step"]: c.info.status for c in _children(client, parent.info.run_id)}
+    assert statuses == {"FT0-m1": "FINISHED", "FT0-m2": "FAILED"}
+    assert not client.search_runs([experiment], "attributes.status = 'RUNNING'")
+
+    resumed = _run(env)
+    assert resumed["resumed_steps"] == ["FT0-m1"]
+    assert resumed["test_acc_mean"] == first["test_acc_mean"] and resumed["val_acc_mean"] == first["val_acc_mean"]
+    assert torch.equal(resumed["predictions"]["prediction"], first["predictions"]["prediction"])
+    assert torch.equal(resumed["predictions"]["embedding"], first["predictions"]["embedding"])
+    assert len(_children(client, resumed["mlflow_run_id"])) == CHILDREN
+
+
+def test_champion_alias_moves_only_on_improvement(env, first):
+    from flows import tracking
+
+    client = _client(env)
+    name = "dgnn-test-alias"
+    run = first["mlflow_run_id"]
+    a = tracking.register_model(client, name, run, "model", 0.5, "val_acc")
+    b = tracking.register_model(client, name, run, "model", 0.4, "val_acc")
+    c = tracking.register_model(client, name, run, "model", 0.6, "val_acc")
+    assert (a["champion"], b["champion"], c["champion"]) == (True, False, True)
+    assert int(client.get_model_version_by_alias(name, "champion").version) == c["version"]
+
+
+def test_crashed_run_is_reaped_as_failed(env):
+    from flows import tracking
+
+    client = _client(env)
+    experiment = tracking.ensure_experiment(client, "dgnn-crash-test")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run = tracking.start_run(client, experiment, "crashed", tags={"dgnn.pid": dead.pid})
+    assert client.get_run(run).info.status == "RUNNING"
+    assert tracking.reap_stale_runs(client, experiment) == [run]
+    assert client.get_run(run).info.status == "FAILED"
+
+
+def test_cli_run_json_and_predict(env, first):
+    """`dgnn run --json` in a fresh process (its own ephemeral Prefect server), then `dgnn predict`."""
+    dgnn = Path(sys.executable).with_name("dgnn")
+    proc_env = {**os.environ, "PREFECT_HOME": str(env["root"] / ".prefect-cli")}
+    proc_env.pop("PREFECT_API_URL", None)
+    out = subprocess.run([str(dgnn), "run", "--dataset", "cora", "--task", "classify", "--config",
+                          str(env["config"]), "--seed", "0", "--json", "--quiet", "--device", "cpu"],
+                         env=proc_env, capture_output=True, text=True, timeout=240, cwd=env["root"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout)
+    for key in ("test_acc_mean", "val_acc_mean", "macro_f1_mean", "per_seed", "mlflow_run_id", "experiment",
+                "data_version", "model_uri"):
+        assert key in summary
+    assert summary["test_acc_mean"] == first["test_acc_mean"]
+    pred = subprocess.run([str(dgnn), "predict", "--model-uri", summary["model_uri"], "--nodes", "0,5,9", "--json"],
+                          env=proc_env, capture_output=True, text=True, timeout=120, cwd=env["root"])
+    assert pred.returncode == 0, pred.stderr[-3000:]
+    rows = json.loads(pred.stdout)
+    assert [r["node"] for r in rows] == [0, 5, 9]
+    assert [r["prediction"] for r in rows] == first["predictions"]["prediction"][[0, 5, 9]].tolist()
