@@ -53,7 +53,7 @@ def in_process(configs: list[str], dataset: str, seed: int, repeats: int) -> dic
     import flows  # noqa: F401
     from dgnn.config import load_config
     from dgnn.experiment import train_seeds
-    from flows.pipeline import train_pipeline
+    from flows.pipeline import run_pipeline
 
     imports = time.perf_counter() - t0
     from prefect.server.api.server import SubprocessASGIServer
@@ -68,7 +68,7 @@ def in_process(configs: list[str], dataset: str, seed: int, repeats: int) -> dic
         m["steps"] = 5
     tiny["train"]["bp_count"] = 0
     t0 = time.perf_counter()
-    train_pipeline(dataset=dataset, task=run_config.train.task, config=tiny, seed=seed, device="cpu")
+    run_pipeline(dataset=dataset, task=run_config.train.task, config=tiny, seed=seed, device="cpu")
     warmup = time.perf_counter() - t0  # MLflow store creation, data fetch/propagate, first registration
 
     cases = []
@@ -80,7 +80,7 @@ def in_process(configs: list[str], dataset: str, seed: int, repeats: int) -> dic
             summary = train_seeds(dataset, run_config.train, [seed], device="cpu", verbose=False)
             train_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            piped = train_pipeline(dataset=dataset, task=run_config.train.task, config=config, seed=seed,
+            piped = run_pipeline(dataset=dataset, task=run_config.train.task, config=config, seed=seed,
                                    device="cpu")
             run_s.append(time.perf_counter() - t0)
             metrics.append({"train_test_acc": summary["test_acc_mean"], "run_test_acc": piped["test_acc_mean"],

@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 
 from dgnn.config import TrainConfig
-from dgnn.data import load_adjacency, load_graph, load_propagated
+from dgnn.data import load_adjacency, load_graph, stored_propagated
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, StepResult
 
 CLASSIFY_METRICS = ("test_acc", "val_acc", "macro_f1")
@@ -53,15 +53,16 @@ class Inputs:
 def load_inputs(dataset: str, config: TrainConfig, data_dir=None, split_seed: int = 0) -> Inputs:
     """Read (building when missing) the stored graph, adjacency and module-1 propagated features.
 
-    The data stage stores the plain powers Â^p N(X); a module 1 with another filter gets
-    ``first_input=None`` and the trainer filters the features itself.
+    Â^{p_1} N(X) comes from the propagate stage when it stored that order and normalisation;
+    otherwise (another order, or a module 1 with another filter) ``first_input`` is None and the
+    trainer filters the features itself, leaving the stage's (DVC-tracked) output untouched.
     """
     graph = load_graph(dataset, data_dir=data_dir, split_seed=split_seed)
     adj = load_adjacency(dataset, data_dir=data_dir)
-    first = None
     module = config.modules[0]
+    first = None
     if module.filter == "power":
-        first = load_propagated(dataset, module.order, data_dir=data_dir, feature_norm=config.feature_norm)
+        first = stored_propagated(dataset, module.order, data_dir=data_dir, feature_norm=config.feature_norm)
     return Inputs(graph, adj, first)
 
 

@@ -8,7 +8,6 @@ The matrix is a ``torch.sparse_csr_tensor``; nothing here ever builds a dense n 
 
 from __future__ import annotations
 
-import hashlib
 
 import warnings
 
@@ -104,40 +103,3 @@ def propagate_blocked(adj: torch.Tensor, h: torch.Tensor, order: int, block_rows
     for _ in range(order):
         h = propagate_rows(adj, h, block_rows)
     return h
-
-
-def tensor_digest(*tensors: torch.Tensor) -> str:
-    """SHA-256 of the tensors' bytes, shapes and dtypes: identifies an input to propagation."""
-    digest = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
-        digest.update(t.numpy().tobytes() if t.layout == torch.strided else b"")
-    return digest.hexdigest()
-
-
-class PropagationCache:
-    r"""Memoises :math:`\hat A^p H` by the content of ``H`` so an unchanged input is never re-propagated.
-
-    Keys are content digests, so a recomputed but identical ``H`` still hits. Holds at most
-    ``max_entries`` results (oldest evicted first) to bound memory.
-    """
-
-    def __init__(self, adj: torch.Tensor, max_entries: int = 8):
-        self.adj = adj
-        self.max_entries = max_entries
-        self._store: dict[tuple[str, int], torch.Tensor] = {}
-        self.hits = 0
-        self.misses = 0
-
-    def __call__(self, h: torch.Tensor, order: int) -> torch.Tensor:
-        key = (tensor_digest(h), order)
-        if key in self._store:
-            self.hits += 1
-            return self._store[key]
-        self.misses += 1
-        out = propagate(self.adj, h, order)
-        if len(self._store) >= self.max_entries:
-            self._store.pop(next(iter(self._store)))
-        self._store[key] = out
-        return out

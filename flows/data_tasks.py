@@ -15,17 +15,19 @@ then logs a warning and calls the same :mod:`dgnn.data` stage function directly;
 version such data, add it to ``params.yaml`` and run ``dvc repro``.
 
 Every task returns a small dict (paths, hashes), never arrays. Results are cached across
-processes (``INPUTS + TASK_SOURCE``, ``persist_result=True``); the key also includes a cheap
-fingerprint of the stage's ``dvc.lock`` entry and of its output files (names, sizes, mtimes), so a
-deleted, rebuilt or changed output is never answered from the cache. :func:`validate_data` is
-never cached: it is the check that output files are what was written and what ``dvc.lock`` says.
+processes (``persist_result=True``) on the inputs, the task source, the data folder and the
+dataset's ``params.yaml`` entry: a key known before the first run and unchanged after it, so an
+identical second run is answered from the cache. :func:`run_stage` runs a stage anyway (and
+refreshes its entry) when its output is missing. :func:`validate_data` is never cached: it is the
+check that output files are what was written and what ``dvc.lock`` says, so a corrupted output is
+never used because a cached task skipped over it. :func:`fetch_data` retries network and OS
+failures (never a checksum mismatch).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -210,31 +212,37 @@ def _result(dataset: str, stage: str, tracked: bool, project: Path, **extra) -> 
     }
 
 
-def _fingerprint(dataset: str, stage: str) -> str:
-    """The stage's ``dvc.lock`` entry and the names, sizes and mtimes of its output files."""
-    project = settings.project_dir()
-    parts = [json.dumps(read_lock(project).get(stage_name(stage, dataset)), sort_keys=True, default=str),
-             str(data_root().resolve())]
-    folder = dataset_dir(dataset) / _OUT[stage]
-    if folder.is_dir():
-        for p in sorted(folder.iterdir()):
-            st = p.stat()
-            parts.append(f"{p.name}:{st.st_size}:{st.st_mtime_ns}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+def _data_location(context, parameters) -> str:
+    """Cache-key part: the resolved data folder and the dataset's ``params.yaml`` entry (changing a
+    DVC stage parameter reruns the stages)."""
+    entry = read_params(settings.project_dir()).get(parameters.get("dataset"))
+    return json.dumps([str(data_root().resolve()), entry], sort_keys=True, default=str)
 
 
-def _workspace_key(stage: str):
-    def key(context, parameters: dict) -> str:
-        return _fingerprint(parameters["dataset"], stage)
-
-    return CacheKeyFnPolicy(cache_key_fn=key)
+_CACHED = INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_data_location)
+_TRANSIENT_WORDS = ("cannot download", "timed out", "temporary failure", "connection reset",
+                    "connection refused", "unable to acquire lock")
 
 
-def _policy(stage: str):
-    return INPUTS + TASK_SOURCE + _workspace_key(stage)
+def _transient(task_, task_run, state) -> bool:
+    """Retry a fetch only for network/OS errors (a checksum mismatch will not heal)."""
+    err = state.data if isinstance(state.data, BaseException) else None
+    if err is None:
+        try:
+            err = state.result(raise_on_failure=False)
+        except Exception:  # noqa: BLE001
+            return True
+    while err is not None:
+        if isinstance(err, (OSError, TimeoutError, ConnectionError)) and not isinstance(err, FileNotFoundError):
+            return True
+        if any(word in str(err).lower() for word in _TRANSIENT_WORDS):  # e.g. from a dvc subprocess
+            return True
+        err = err.__cause__
+    return False
 
 
-@task(cache_policy=_policy("fetch"), persist_result=True, retries=2, retry_delay_seconds=5)
+@task(cache_policy=_CACHED, persist_result=True, retries=3, retry_delay_seconds=[1, 2, 4],
+      retry_condition_fn=_transient)
 def fetch_data(dataset: str, split_seed: int = 0) -> dict:
     """Run ``fetch@<dataset>``: the validated graph in ``data/<dataset>/graph``.
 
@@ -284,7 +292,7 @@ def validate_data(dataset: str) -> dict:
     return {"dataset": dataset, "content_hash": result.content_hash, "folders": folders, "dvc": status}
 
 
-@task(cache_policy=_policy("normalise"), persist_result=True)
+@task(cache_policy=_CACHED, persist_result=True)
 def normalise_data(dataset: str) -> dict:
     """Run ``normalise@<dataset>``: the normalised adjacency in ``data/<dataset>/adj``."""
     project = settings.project_dir()
@@ -298,7 +306,7 @@ def normalise_data(dataset: str) -> dict:
     return _result(dataset, "normalise", entry is not None, project)
 
 
-@task(cache_policy=_policy("propagate"), persist_result=True)
+@task(cache_policy=_CACHED, persist_result=True)
 def propagate_data(dataset: str, orders: list[int], feature_norm: str) -> dict:
     """Run ``propagate@<dataset>``: Â^k N(X) for the orders of ``params.yaml`` in ``propagated/``.
 
@@ -331,6 +339,28 @@ def propagate_data(dataset: str, orders: list[int], feature_norm: str) -> dict:
 
         propagate_stage(dataset, orders, feature_norm=feature_norm)
     return _result(dataset, "propagate", tracked, project, orders=orders, feature_norm=feature_norm)
+
+
+def outputs_present(stage: str, dataset: str, orders=(), feature_norm: str = "none") -> bool:
+    """Whether the stage's output folder is stored (for propagate: with these orders and norm)."""
+    folder = dataset_dir(dataset) / _OUT[stage]
+    if not is_stored(folder):
+        return False
+    if stage != "propagate":
+        return True
+    meta = read_meta(folder)
+    return meta.get("feature_norm", "none") == feature_norm and set(orders) <= set(meta.get("orders", []))
+
+
+def run_stage(stage: str, *args):
+    """Run the task of ``stage`` (``fetch``, ``validate``, ``normalise``, ``propagate``) on ``args``
+    and return its final Prefect state; a cached stage whose output is missing runs again."""
+    data_task = {"fetch": fetch_data, "validate": validate_data, "normalise": normalise_data,
+                 "propagate": propagate_data}[stage]
+    if stage != "validate":
+        wanted = args[1:] if stage == "propagate" else ()  # (orders, feature_norm)
+        data_task = data_task.with_options(refresh_cache=not outputs_present(stage, args[0], *wanted))
+    return data_task(*args, return_state=True)
 
 
 def workspace_differences(dataset: str, recorded: dict[str, str], project_dir=None) -> tuple[list, list]:

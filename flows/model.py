@@ -18,6 +18,7 @@ import torch
 from dgnn.config import TrainConfig
 
 CODE = Path(__file__).with_name("packaged_model.py")
+LIBRARY = Path(__file__).resolve().parent.parent / "dgnn"  # shipped with the model (code_paths)
 PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", "numpy", "pandas"]
 
 
@@ -30,8 +31,8 @@ def model_payload(trainer, config: TrainConfig, dataset: str) -> dict:
     for cfg, state in zip(config.modules, trainer.best["modules"]):
         modules.append({
             "order": cfg.order,
-            "filter": getattr(cfg, "filter", "power"),
-            "alpha": float(getattr(cfg, "alpha", 0.0)),
+            "filter": cfg.filter,
+            "alpha": float(cfg.alpha),
             "activation": cfg.activation,
             "inner_activation": cfg.inner_activation,
             "weight": state["weight"].cpu(),
@@ -73,6 +74,7 @@ def save_packaged_model(payload: dict, path: Path) -> Path:
         mlflow.pyfunc.save_model(
             path,
             python_model=str(CODE),
+            code_paths=[str(LIBRARY)],
             artifacts={"model": str(weights)},
             signature=signature,
             pip_requirements=PIP_REQUIREMENTS,

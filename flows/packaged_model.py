@@ -1,14 +1,15 @@
 """The logged model's code (MLflow "models from code"): copied into every logged model as-is.
 
-It needs only torch, numpy, pandas and mlflow: no ``dgnn`` import and no training objects. The
-model's one artifact (``model.pt``, written by :func:`flows.model.model_payload`) holds the module
+It needs torch, numpy, pandas and mlflow, and the maths of the ``dgnn`` library itself, whose
+source is shipped inside the model (``code_paths``), so the numbers are the trainer's own; no
+training objects. The model's one artifact (``model.pt``, written by :func:`flows.model.model_payload`) holds the module
 weights of the selected pass, their propagation orders and activations, and the graph inputs
 (raw features as sparse COO, the normalised adjacency as CSR). At load time the stack is applied
 once to all nodes, exactly as the trainer does after a forward pass:
 
     P_1 = g_1(Â) norm(X),  H_l = act(inner_act(P_l U_l) W_l + b),  P_{l+1} = g_{l+1}(Â) H_l
 
-(g = Â^p, or the averaged filter of ``dgnn.nn.filters``)
+(g: the module's filter, ``dgnn.nn.filters.graph_filter``)
 and ``predict`` returns, for the requested node ids, the predicted class (argmax of the last
 module's class head, with its softmax probability) or, for clustering models, the cluster that
 k-means gave the selected embedding during training (stored, since k-means is not a function of
@@ -27,39 +28,9 @@ import torch
 import torch.nn.functional as F
 from mlflow.pyfunc import PythonModel
 
-_ACT = {
-    "identity": lambda z: z,
-    "relu": torch.relu,
-    "elu": F.elu,
-    "leaky_relu": F.leaky_relu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-}
-
-
-def _normalise(x: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "none":
-        return x
-    if kind == "row":
-        return x / x.sum(1, keepdim=True).clamp_min(1e-12)
-    raise ValueError(f"unknown feature normalisation {kind!r}")
-
-
-def _filter(adj: torch.Tensor, h: torch.Tensor, order: int, kind: str, alpha: float) -> torch.Tensor:
-    """Â^p H ("power") or (1-α)/p Σ_{k=1..p} Â^k H + α H ("average"), as the trainer computes it."""
-    if kind == "power" or order == 0:
-        for _ in range(order):
-            h = adj @ h
-        return h
-    if kind != "average":
-        raise ValueError(f"unknown graph filter {kind!r}")
-    total = torch.zeros_like(h)
-    hop = h
-    for _ in range(order):
-        hop = adj @ hop
-        total += hop
-    return (1 - alpha) / order * total + alpha * h
-
+from dgnn.nn.filters import graph_filter
+from dgnn.nn.module import ACTIVATIONS
+from dgnn.propagation import normalize_features
 
 @torch.no_grad()
 def forward_all(payload: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -70,14 +41,14 @@ def forward_all(payload: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
                                 check_invariants=False).to_dense().float()
     a = payload["adj"]
     adj = torch.sparse_csr_tensor(a["crow"], a["col"], a["values"], size=(n, n))
-    h = _normalise(x, payload["feature_norm"])
-    for i, m in enumerate(payload["modules"]):
-        p = _filter(adj, h, m["order"], m.get("filter", "power"), m.get("alpha", 0.0))
+    h = normalize_features(x, payload["feature_norm"])
+    for m in payload["modules"]:
+        p = graph_filter(adj, h, m["order"], m["filter"], m["alpha"])
         z = p if m["input_transform"] is None else p @ m["input_transform"]
-        z = _ACT[m["inner_activation"]](z) @ m["weight"]
+        z = ACTIVATIONS[m["inner_activation"]]()(z) @ m["weight"]
         if m["bias"] is not None:
             z = z + m["bias"]
-        h = _ACT[m["activation"]](z)
+        h = ACTIVATIONS[m["activation"]]()(z)
     head = payload["modules"][-1]
     logits = None if head["head_weight"] is None else F.linear(h, head["head_weight"], head["head_bias"])
     return h, logits

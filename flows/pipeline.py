@@ -31,17 +31,16 @@ from functools import lru_cache
 from pathlib import Path
 
 import flows  # noqa: F401 - environment defaults before prefect/mlflow are imported
-import numpy as np
 import torch
 import yaml
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE, CacheKeyFnPolicy
+from prefect.cache_policies import NO_CACHE
 
 from dgnn.config import RunConfig, TrainConfig, default_config_path, load_config
-from dgnn.data import content_hash, load_adjacency, load_graph
+from dgnn.data import content_hash
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored, read_meta
-from dgnn.experiment import Inputs, resolve_device, summarize
+from dgnn.experiment import Inputs, load_inputs, resolve_device, summarize
 from dgnn.nn.filters import graph_filter
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, Step, schedule
 from flows import data_tasks, settings, tracking
@@ -82,75 +81,17 @@ def run_key(dataset: str, train: TrainConfig, seed: int, split_seed: int, data_v
 # -- data tasks -------------------------------------------------------------------------------------
 
 
-def _data_location(context, parameters) -> str:
-    """Part of the data tasks' cache key, stable from the first run on: the resolved data folder
-    and the dataset's ``params.yaml`` entry (changing a DVC stage parameter reruns the stages)."""
-    from flows.data_tasks import read_params
-
-    entry = read_params(settings.project_dir()).get(parameters.get("dataset"))
-    return json.dumps([str(data_root().resolve()), entry], sort_keys=True, default=str)
-
-
-def _outputs_present(stage: str, dataset: str, args: tuple) -> bool:
-    """Whether the stage's output folder is stored (and, for propagate, holds what is asked)."""
-    folder = dataset_dir(dataset) / {"fetch": "graph", "normalise": "adj", "propagate": "propagated"}[stage]
-    if not is_stored(folder):
-        return False
-    if stage == "propagate":
-        meta = read_meta(folder)
-        orders, feature_norm = args[1], args[2]
-        return meta.get("feature_norm", "none") == feature_norm and set(orders) <= set(meta.get("orders", []))
-    return True
-
-
-def _transient(task_, task_run, state) -> bool:
-    """Retry a fetch only for network/OS errors (a checksum mismatch will not heal)."""
-    err = state.data if isinstance(state.data, BaseException) else None
-    if err is None:
-        try:
-            err = state.result(raise_on_failure=False)
-        except Exception:  # noqa: BLE001
-            return True
-    while err is not None:
-        if isinstance(err, (OSError, TimeoutError, ConnectionError)) and not isinstance(err, FileNotFoundError):
-            return True
-        if any(word in str(err).lower() for word in _TRANSIENT_WORDS):  # e.g. from a dvc subprocess
-            return True
-        err = err.__cause__
-    return False
-
-
-_TRANSIENT_WORDS = ("cannot download", "timed out", "temporary failure", "connection reset",
-                    "connection refused", "unable to acquire lock")
-
-
-def _cached(data_task, stage: str, args: tuple, **options):
-    """The data task with cross-process caching on inputs + task source + data location.
-
-    The key is known before the first run and unchanged after it, so the second identical run is
-    answered from the cache; when the stage's output is missing (deleted, new data folder) the
-    task runs anyway and refreshes the cached entry. A task that opts out of caching (validate,
-    the integrity check) runs every time.
-    """
-    if data_task.cache_policy == NO_CACHE:
-        return data_task.with_options(**options) if options else data_task
-    policy = INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_data_location)
-    return data_task.with_options(cache_policy=policy, persist_result=True,
-                                  refresh_cache=not _outputs_present(stage, args[0], args), **options)
-
-
 def run_data_tasks(dataset: str, split_seed: int, train: TrainConfig) -> dict:
     """fetch -> validate -> normalise -> propagate; returns per-task state names and the version."""
     steps = [
-        ("fetch", data_tasks.fetch_data, (dataset, split_seed),
-         {"retries": 3, "retry_delay_seconds": [1, 2, 4], "retry_condition_fn": _transient}),
-        ("validate", data_tasks.validate_data, (dataset,), {}),
-        ("normalise", data_tasks.normalise_data, (dataset,), {}),
-        ("propagate", data_tasks.propagate_data, (dataset, [train.modules[0].order], train.feature_norm), {}),
+        ("fetch", (dataset, split_seed)),
+        ("validate", (dataset,)),
+        ("normalise", (dataset,)),
+        ("propagate", (dataset, [train.modules[0].order], train.feature_norm)),
     ]
     states = {}
-    for name, data_task, args, options in steps:
-        state = _cached(data_task, name, args, **options)(*args, return_state=True)
+    for name, args in steps:
+        state = data_tasks.run_stage(name, *args)
         state.result()  # raises the task's error
         states[name] = state.name
     version = data_tasks.data_version(dataset)
@@ -164,25 +105,10 @@ def run_data_tasks(dataset: str, split_seed: int, train: TrainConfig) -> dict:
 # -- checkpoints ------------------------------------------------------------------------------------
 
 
-def stored_first_input(dataset: str, root: str, train: TrainConfig) -> torch.Tensor | None:
-    """P_1 from the propagate stage's output when it holds what module 1 needs (same feature
-    normalisation, plain power filter, the order stored); None lets the trainer propagate.
-    Never rewrites ``propagated/`` (it is DVC's output)."""
-    first = train.modules[0]
-    folder = dataset_dir(dataset, root) / "propagated"
-    if getattr(first, "filter", "power") != "power" or not is_stored(folder):
-        return None
-    meta = read_meta(folder)
-    if meta.get("feature_norm", "none") != train.feature_norm or first.order not in meta.get("orders", []):
-        return None
-    return torch.from_numpy(np.load(folder / f"p{first.order}.npy"))
-
-
 @lru_cache(maxsize=4)
 def _inputs(dataset: str, root: str, split_seed: int, version: str, train_json: str) -> Inputs:
-    train = TrainConfig.model_validate_json(train_json)
-    graph = load_graph(dataset, data_dir=root, split_seed=split_seed)
-    return Inputs(graph, load_adjacency(dataset, data_dir=root), stored_first_input(dataset, root, train))
+    # ``version`` is only part of the cache key: new data gives new inputs.
+    return load_inputs(dataset, TrainConfig.model_validate_json(train_json), data_dir=root, split_seed=split_seed)
 
 
 def build_trainer(ctx: dict) -> DecoupledTrainer:
@@ -493,3 +419,17 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
     except BaseException as err:
         tracking.fail_run(client, parent, err)
         raise
+
+
+def run_pipeline(**parameters) -> dict:
+    """``train_pipeline(**parameters)`` as ``dgnn run`` calls it.
+
+    Flow-run heartbeats let a long-lived Prefect server mark a crashed run; the ephemeral server
+    dies with this process, so there they would only add the wait (up to 1 s) for the heartbeat
+    thread at the end of the run. They stay on when ``PREFECT_API_URL`` names a server.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    updates = {} if os.environ.get("PREFECT_API_URL") else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    with temporary_settings(updates=updates):
+        return train_pipeline(**parameters)

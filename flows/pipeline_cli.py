@@ -45,10 +45,16 @@ def _config_arg(args: argparse.Namespace):
     return str(Path(args.config).resolve()) if args.config else None
 
 
-def _validate_config(args: argparse.Namespace) -> None:
+def _config_error(args: argparse.Namespace) -> int:
+    """0 if the dataset/config arguments make a valid run config, else 2 after one error line."""
     from dgnn.cli import run_config
 
-    run_config(args)
+    try:
+        run_config(args)
+    except Exception as err:  # noqa: BLE001
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _print_summary(summary: dict, as_json: bool) -> None:
@@ -64,16 +70,13 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        _validate_config(args)
-    except Exception as err:  # noqa: BLE001
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+    if _config_error(args):
         return 2
     _prepare(args)
-    from flows.pipeline import train_pipeline
+    from flows.pipeline import run_pipeline
 
     try:
-        summary = train_pipeline(dataset=args.dataset, task=args.task, config=_config_arg(args),
+        summary = run_pipeline(dataset=args.dataset, task=args.task, config=_config_arg(args),
                                  seed=args.seed, split_seed=args.split_seed, device=args.device,
                                  keep_checkpoints=args.keep_checkpoints)
     except BaseException as err:  # noqa: BLE001 - the flow already closed its runs as FAILED
@@ -90,10 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.cron and not args.interval:
         print("error: give --cron EXPR or --interval SECONDS", file=sys.stderr)
         return 2
-    try:
-        _validate_config(args)
-    except Exception as err:  # noqa: BLE001
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+    if _config_error(args):
         return 2
     _prepare(args)
     import contextlib
@@ -137,10 +137,10 @@ def _sweep(args: argparse.Namespace) -> int:
         seeds = parse_seeds(args.seeds)
         if not datasets:
             raise ValueError("--datasets is empty")
-        for dataset in datasets:
-            _validate_config(argparse.Namespace(**{**vars(args), "dataset": dataset}))
-    except Exception as err:  # noqa: BLE001
+    except ValueError as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    if any(_config_error(argparse.Namespace(**{**vars(args), "dataset": d})) for d in datasets):
         return 2
     _prepare(args)
     from flows.sweep import run_sweep

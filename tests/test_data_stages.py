@@ -17,6 +17,7 @@ from dgnn.data import (
     load_propagated,
     normalise_stage,
     propagate_stage,
+    stored_propagated,
     verify,
 )
 from dgnn.data.store import atomic_folder
@@ -64,6 +65,25 @@ def test_row_feature_norm_equals_what_the_trainer_computes(cora, tmp_data_dir):
         assert torch.equal(load_propagated("cora", k, feature_norm="row"), propagate(adj, x, k))
     assert content_hash(propagate_stage("cora", [2, 0], feature_norm="row")) == content_hash(folder)
     assert not (folder / "p1.npy").exists()
+
+
+def test_training_inputs_read_the_stage_output_and_never_rewrite_it(cora, tmp_data_dir):
+    from dgnn.config import TrainConfig
+    from dgnn.experiment import load_inputs
+
+    folder = propagate_stage("cora", [1, 2], feature_norm="row")
+    before = content_hash(folder)
+    assert torch.equal(stored_propagated("cora", 2, feature_norm="row"), load_propagated("cora", 2, feature_norm="row"))
+    assert stored_propagated("cora", 3, feature_norm="row") is None
+    assert stored_propagated("cora", 2, feature_norm="none") is None
+
+    def config(order, **module):
+        return TrainConfig(task="classify", feature_norm="row", modules=[{"width": 8, "order": order, **module}])
+
+    assert load_inputs("cora", config(2)).first_input is not None
+    assert load_inputs("cora", config(3)).first_input is None  # trainer propagates; stage output kept
+    assert load_inputs("cora", config(2, filter="average")).first_input is None
+    assert content_hash(folder) == before and sorted(p.name for p in folder.glob("p*.npy")) == ["p1.npy", "p2.npy"]
 
 
 def test_load_propagated_recomputes_for_another_feature_norm(cora, tmp_data_dir):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 import yaml
 
 from flows_conftest import TINY  # tests/ is on sys.path
+from flows.server import stop_process_group
 
 pytestmark = pytest.mark.slow
 DGNN = str(Path(sys.executable).with_name("dgnn"))
@@ -41,16 +41,6 @@ def _client(project):
     from flows import tracking
 
     return tracking.client(project["uri"])
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +89,7 @@ def test_mlflow_server_answers_rest_search(project, sweep):
             found = json.loads(response.read())["runs"]
         assert {r["info"]["run_id"] for r in found} == {r["mlflow_run_id"] for r in sweep["runs"]}
     finally:
-        _stop(server)
+        stop_process_group(server, timeout=40)
 
 
 def test_serve_schedule_fires(project):
@@ -122,5 +112,5 @@ def test_serve_schedule_fires(project):
         assert finished, (project["root"] / "serve.log").read_text()[-3000:]
         assert finished[0].data.tags["prefect.flow_run_id"]
     finally:
-        _stop(server)
+        stop_process_group(server, timeout=40)
         log.close()

@@ -9,7 +9,14 @@ from dgnn.data.fetch import fetch, load_graph
 from dgnn.data.graph import Graph
 from dgnn.data.layout import FetchResult
 from dgnn.data.registry import DATASETS
-from dgnn.data.stages import load_adjacency, load_propagated, normalise_stage, propagate_stage, verify
+from dgnn.data.stages import (
+    load_adjacency,
+    load_propagated,
+    normalise_stage,
+    propagate_stage,
+    stored_propagated,
+    verify,
+)
 from dgnn.data.store import content_hash
 from dgnn.data.synthetic import PRESETS as SYNTHETIC
 from dgnn.data.user_import import import_graph, predictions_to_ids
@@ -26,6 +33,7 @@ __all__ = [
     "load_adjacency",
     "load_graph",
     "load_propagated",
+    "stored_propagated",
     "normalise_stage",
     "predictions_to_ids",
     "propagate_stage",

@@ -113,6 +113,18 @@ def propagate_stage(
     return target
 
 
+def stored_propagated(name: str, order: int, data_dir=None, feature_norm: str = "none") -> torch.Tensor | None:
+    r""":math:`\hat A^{order} N(X)` if ``propagated/`` already holds it, current and with this
+    ``feature_norm``; else None. Never writes (``propagated/`` may be a DVC output)."""
+    folder = dataset_dir(name, data_dir) / "propagated"
+    if not is_current(folder, _propagated_inputs(name, data_dir)):
+        return None
+    meta = read_meta(folder)
+    if meta.get("feature_norm", "none") != feature_norm or order not in meta["orders"]:
+        return None
+    return torch.from_numpy(np.load(folder / f"p{order}.npy"))
+
+
 def load_propagated(name: str, order: int, data_dir=None, feature_norm: str = "none") -> torch.Tensor:
     r""":math:`\hat A^{order} N(X)` as a float32 tensor (propagating first if missing or stale).
 
