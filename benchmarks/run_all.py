@@ -200,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             "git_commit": _git("rev-parse", "HEAD"), "git_dirty_files": _git("status", "--porcelain").splitlines(),
             "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.run_all", *(argv or sys.argv[1:])]),
             "load_avg_start": os.getloadavg()}
-    merge = bool(args.only)
-    if merge and (out / "run_meta.json").exists():
+    # --only replaces rows of an earlier run; into an empty folder it is simply a (smaller) run.
+    merge = bool(args.only) and (out / "run_meta.json").exists()
+    if merge:
         previous = json.loads((out / "run_meta.json").read_text())
         rerun = {"started": started, "processes": [s.name for s in specs], "git_commit": meta["git_commit"],
                  "git_dirty_files": len(meta["git_dirty_files"]), "load_avg_start": meta["load_avg_start"]}

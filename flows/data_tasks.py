@@ -6,11 +6,10 @@ run them with ``dvc repro <stage>@<dataset>`` in the project folder (``$DGNN_PRO
 the current directory), so ``dvc.lock`` always describes what the pipeline used, and
 :func:`data_version` reads the hashes every MLflow run records from ``dvc.lock``.
 
-Untracked data. A dataset that is not listed in ``params.yaml`` (a synthetic or imported graph),
-propagation orders / a ``feature_norm`` that its ``params.yaml`` entry does not cover, or a data
-folder (``$DGNN_DATA_DIR``) other than ``<project>/data`` cannot come from a DVC stage. The task
-then logs a warning and calls the same :mod:`dgnn.data` stage function directly; its result has
-``tracked: False``, :func:`data_version` reports ``"untracked"`` for a dataset missing from
+Untracked data. A dataset that is not listed in ``params.yaml`` (a synthetic or imported graph)
+or a data folder (``$DGNN_DATA_DIR``) other than ``<project>/data`` cannot come from a DVC stage.
+The task then logs a warning and calls the same :mod:`dgnn.data` stage function directly; its
+result has ``tracked: False``, :func:`data_version` reports ``"untracked"`` for a dataset missing from
 ``dvc.lock``, and ``dgnn lineage`` reports the workspace as differing from ``dvc.lock``. To
 version such data, add it to ``params.yaml`` and run ``dvc repro``.
 
@@ -310,35 +309,30 @@ def normalise_data(dataset: str) -> dict:
 def propagate_data(dataset: str, orders: list[int], feature_norm: str) -> dict:
     """Run ``propagate@<dataset>``: Â^k N(X) for the orders of ``params.yaml`` in ``propagated/``.
 
-    When ``orders`` or ``feature_norm`` are not covered by the dataset's ``params.yaml`` entry the
-    stage function runs directly (warning logged, ``tracked: False``) with the requested orders
-    (plus the entry's orders when the normalisation is the same), as ``load_propagated`` would.
+    ``orders`` are what the run would like stored (may be empty). For a dataset with DVC stages
+    the stage runs as ``params.yaml`` defines it and its output is never rewritten: orders or a
+    ``feature_norm`` it does not cover are logged and left to the trainer, which then filters the
+    features in memory. A dataset without stages gets ``orders`` (at least order 1) directly.
     """
     project = settings.project_dir()
     orders = sorted({int(k) for k in orders})
     entry = _tracked(dataset, project)
-    tracked = False
-    if entry is not None:
-        params = entry.get("propagate") or {}
-        stage_orders = sorted(int(k) for k in params.get("orders", []))
-        stage_norm = params.get("feature_norm", "none")
-        if set(orders) <= set(stage_orders) and feature_norm == stage_norm:
-            _repro("propagate", dataset, project)
-            tracked = True
-            orders = stage_orders
-        else:
-            _logger().warning(
-                "propagate %s: orders %s / feature_norm %r are not covered by params.yaml (orders %s, "
-                "feature_norm %r): propagating directly, NOT versioned by DVC; `dgnn lineage` will "
-                "report the workspace as differing from dvc.lock. Add them to params.yaml and run "
-                "`dvc repro` to version them.", dataset, orders, feature_norm, stage_orders, stage_norm)
-            if feature_norm == stage_norm:
-                orders = sorted(set(orders) | set(stage_orders))
-    if not tracked:
+    if entry is None:
         from dgnn.data import propagate_stage
 
-        propagate_stage(dataset, orders, feature_norm=feature_norm)
-    return _result(dataset, "propagate", tracked, project, orders=orders, feature_norm=feature_norm)
+        propagate_stage(dataset, orders or [1], feature_norm=feature_norm)
+        return _result(dataset, "propagate", False, project, orders=orders or [1], feature_norm=feature_norm)
+    params = entry.get("propagate") or {}
+    stage_orders = sorted(int(k) for k in params.get("orders", []))
+    stage_norm = params.get("feature_norm", "none")
+    if not set(orders) <= set(stage_orders) or (orders and feature_norm != stage_norm):
+        _logger().warning(
+            "propagate %s: orders %s / feature_norm %r are not stored by the DVC stage (params.yaml: "
+            "orders %s, feature_norm %r): the trainer computes them in memory. Add them to "
+            "params.yaml and run `dvc repro` to store and version them.",
+            dataset, orders, feature_norm, stage_orders, stage_norm)
+    _repro("propagate", dataset, project)
+    return _result(dataset, "propagate", True, project, orders=stage_orders, feature_norm=stage_norm)
 
 
 def outputs_present(stage: str, dataset: str, orders=(), feature_norm: str = "none") -> bool:
@@ -349,7 +343,8 @@ def outputs_present(stage: str, dataset: str, orders=(), feature_norm: str = "no
     if stage != "propagate":
         return True
     meta = read_meta(folder)
-    return meta.get("feature_norm", "none") == feature_norm and set(orders) <= set(meta.get("orders", []))
+    return not orders or (meta.get("feature_norm", "none") == feature_norm
+                          and set(orders) <= set(meta.get("orders", [])))
 
 
 def run_stage(stage: str, *args):

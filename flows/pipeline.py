@@ -83,11 +83,13 @@ def run_key(dataset: str, train: TrainConfig, seed: int, split_seed: int, data_v
 
 def run_data_tasks(dataset: str, split_seed: int, train: TrainConfig) -> dict:
     """fetch -> validate -> normalise -> propagate; returns per-task state names and the version."""
+    first = train.modules[0]
+    wanted = [first.order] if first.filter == "power" else []  # other filters: computed by the trainer
     steps = [
         ("fetch", (dataset, split_seed)),
         ("validate", (dataset,)),
         ("normalise", (dataset,)),
-        ("propagate", (dataset, [train.modules[0].order], train.feature_norm)),
+        ("propagate", (dataset, wanted, train.feature_norm)),
     ]
     states = {}
     for name, args in steps:

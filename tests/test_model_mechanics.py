@@ -90,6 +90,16 @@ def test_reconstruction_loss_equals_dense_reference(graph):
     torch.testing.assert_close(loss, terms[keep].mean())
 
 
+def test_edge_lookup_block_equals_dense_for_shuffled_batches(graph):
+    """The neighbour-list lookup must match A[B, B] for any order of batch rows."""
+    lookup = EdgeLookup(graph.edge_index, graph.num_nodes)
+    dense = torch.zeros(graph.num_nodes, graph.num_nodes)
+    dense[graph.edge_index[0], graph.edge_index[1]] = 1
+    for seed in range(5):
+        batch = torch.randperm(graph.num_nodes, generator=torch.Generator().manual_seed(seed))[: 20 + 20 * seed]
+        assert torch.equal(lookup.block(batch), dense[batch][:, batch])
+
+
 @pytest.mark.parametrize("task", ["classify", "cluster"])
 def test_same_seed_same_metrics(graph, task):
     first = DecoupledTrainer(graph, config(task), seed=3).fit().metrics
