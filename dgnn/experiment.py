@@ -11,6 +11,8 @@ import torch
 
 from dgnn.config import TrainConfig
 from dgnn.data import load_adjacency, load_graph, stored_propagated
+from dgnn.nn.filters import graph_filter
+from dgnn.propagation import normalize_features
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, StepResult
 
 CLASSIFY_METRICS = ("test_acc", "val_acc", "macro_f1")
@@ -43,19 +45,19 @@ def resolve_device(device: str | None) -> torch.device:
 
 @dataclass
 class Inputs:
-    """What the trainer needs from the data stages: the graph, Â, and Â^{p_1} X."""
+    """What the trainer needs from the data stages: the graph, Â, and P_1 = g_1(Â) N(X)."""
 
     graph: object
     adj: torch.Tensor
-    first_input: torch.Tensor | None
+    first_input: torch.Tensor
 
 
 def load_inputs(dataset: str, config: TrainConfig, data_dir=None, split_seed: int = 0) -> Inputs:
     """Read (building when missing) the stored graph, adjacency and module-1 propagated features.
 
-    Â^{p_1} N(X) comes from the propagate stage when it stored that order and normalisation;
-    otherwise (another order, or a module 1 with another filter) ``first_input`` is None and the
-    trainer filters the features itself, leaving the stage's (DVC-tracked) output untouched.
+    P_1 = g_1(Â) N(X) is computed once here for every seed: read from the propagate stage when it
+    stored that power and normalisation, else filtered in memory (the stage's DVC-tracked output
+    is never rewritten).
     """
     graph = load_graph(dataset, data_dir=data_dir, split_seed=split_seed)
     adj = load_adjacency(dataset, data_dir=data_dir)
@@ -63,6 +65,9 @@ def load_inputs(dataset: str, config: TrainConfig, data_dir=None, split_seed: in
     first = None
     if module.filter == "power":
         first = stored_propagated(dataset, module.order, data_dir=data_dir, feature_norm=config.feature_norm)
+    if first is None:
+        x = normalize_features(graph.x.float(), config.feature_norm)
+        first = graph_filter(adj, x, module.order, module.filter, module.alpha)
     return Inputs(graph, adj, first)
 
 

@@ -102,8 +102,8 @@ class DecoupledTrainer:
         seed: seeds initialisation, dropout, batch sampling and masks.
         device: where modules and propagated inputs live ("cpu", "cuda", ...).
         adj: the normalised adjacency, if already computed (e.g. by the data stage).
-        first_input: P_1 = g(Â) X if already computed (rows must match ``graph.x`` after
-            feature_norm); only the plain ``power`` filter can come from the data stage.
+        first_input: P_1 = g_1(Â) N(X) if already computed (module 1's filter applied to
+            ``graph.x`` after ``feature_norm``), e.g. by the data stage or for an earlier seed.
     """
 
     def __init__(
@@ -156,9 +156,6 @@ class DecoupledTrainer:
         self.inputs: list[torch.Tensor | None] = [x.to(self.device)] + [None] * L
         self.propagated: list[torch.Tensor | None] = [None] * L
         if first_input is not None:
-            if config.modules[0].filter != "power":
-                raise ValueError("first_input is Â^p X, but module 1 uses the "
-                                 f"{config.modules[0].filter!r} filter: pass first_input=None")
             self.propagated[0] = first_input.to(self.device)
         # expected[l] = E_l = H_{l-1} U_l learned in the last backward pass (target of module l-1).
         self.expected: list[torch.Tensor | None] = [None] * L

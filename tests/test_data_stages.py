@@ -80,9 +80,14 @@ def test_training_inputs_read_the_stage_output_and_never_rewrite_it(cora, tmp_da
     def config(order, **module):
         return TrainConfig(task="classify", feature_norm="row", modules=[{"width": 8, "order": order, **module}])
 
-    assert load_inputs("cora", config(2)).first_input is not None
-    assert load_inputs("cora", config(3)).first_input is None  # trainer propagates; stage output kept
-    assert load_inputs("cora", config(2, filter="average")).first_input is None
+    from dgnn.nn.filters import graph_filter
+
+    adj = load_adjacency("cora")
+    x = normalize_features(cora.x.float(), "row")
+    assert torch.equal(load_inputs("cora", config(2)).first_input, stored_propagated("cora", 2, feature_norm="row"))
+    assert torch.equal(load_inputs("cora", config(3)).first_input, propagate(adj, x, 3))  # in memory
+    averaged = load_inputs("cora", config(4, filter="average", alpha=0.1)).first_input
+    assert torch.equal(averaged, graph_filter(adj, x, 4, "average", 0.1))
     assert content_hash(folder) == before and sorted(p.name for p in folder.glob("p*.npy")) == ["p1.npy", "p2.npy"]
 
 
