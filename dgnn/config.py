@@ -54,6 +54,10 @@ class TrainConfig(_Strict):
     )
     pass_patience: int = Field(default=0, ge=0, description="stop after this many passes without gain; 0 = off")
     mask_rate: float = Field(default=0.2, ge=0, lt=1, description="auto-encoder: share of entries hidden")
+    edge_batch_share: float = Field(
+        default=0.0, ge=0, le=1,
+        description="auto-encoder: share of each batch made of the endpoints of uniformly drawn edges "
+                    "(0 = the paper's uniform batches; on sparse graphs a uniform block holds few edges)")
     kmeans_restarts: int = Field(default=10, gt=0)
     kmeans_normalize: bool = Field(
         default=False, description="scale embedding rows to unit L2 norm before k-means (cosine geometry)"

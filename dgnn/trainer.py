@@ -215,6 +215,22 @@ class DecoupledTrainer:
             chosen = torch.randperm(n, generator=self.generator)[:size]
         return (chosen if pool is None else pool[chosen]).to(self.device)
 
+    def _sample_block_rows(self, size: int) -> torch.Tensor:
+        """Auto-encoder batch: endpoints of ``edge_batch_share * size / 2`` uniform edges, filled up
+        with uniform nodes; no repeats (plain uniform rows when the share is 0)."""
+        share = self.config.edge_batch_share
+        n = self.graph.num_nodes
+        if share == 0 or size >= n:
+            return self._sample(None, size)
+        edge_index = self.graph.edge_index
+        picks = torch.randint(edge_index.shape[1], (max(1, round(share * size / 2)),), generator=self.generator)
+        ends = torch.unique(edge_index[:, picks].reshape(-1))[:size]
+        free = torch.ones(n, dtype=torch.bool)
+        free[ends] = False
+        rest = free.nonzero().squeeze(1)
+        fill = rest[torch.randperm(len(rest), generator=self.generator)[: size - len(ends)]]
+        return torch.cat([ends, fill]).to(self.device)
+
     def _train_module(self, l: int, target: torch.Tensor | None) -> tuple[list[float], float | None, int]:
         cfg = self.config.modules[l]
         module = self.modules[l].train()
@@ -262,7 +278,7 @@ class DecoupledTrainer:
                 both = torch.cat([h, h_all])
                 loss = loss + target_loss(both, torch.cat([target[train_batch], target[batch]]), self.config.eta)
             return loss + penalty(module.penalized_parameters(), cfg.penalty, "l2")
-        batch = self._sample(None, cfg.batch_size)
+        batch = self._sample_block_rows(cfg.batch_size)
         z = module(p_rows[batch])
         loss = reconstruction_loss(z, self.edges.block(batch), self.config.mask_rate, self.generator)
         if target is not None:

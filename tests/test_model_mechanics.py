@@ -125,3 +125,18 @@ def test_state_dict_round_trip_mid_schedule(graph, task):
     resumed.load_state_dict(first.state_dict())
     run_steps(resumed, plan[5:])
     assert resumed.best["metrics"] == uninterrupted
+
+
+def test_edge_biased_batches_hold_more_edges_without_repeats():
+    graph = csbm(2000, num_classes=3, avg_degree=4, num_features=8, seed=0)  # sparse: few edges per block
+    uniform = DecoupledTrainer(graph, config("cluster"), seed=0)
+    biased = DecoupledTrainer(graph, config("cluster", edge_batch_share=1.0), seed=0)
+    again = DecoupledTrainer(graph, config("cluster", edge_batch_share=1.0), seed=0)
+    edges = {"uniform": 0, "biased": 0}
+    for _ in range(20):
+        batch = biased._sample_block_rows(30)
+        assert len(batch) == 30 and len(torch.unique(batch)) == 30
+        assert torch.equal(batch, again._sample_block_rows(30))  # seeded
+        edges["biased"] += int(biased.edges.block(batch).sum())
+        edges["uniform"] += int(uniform.edges.block(uniform._sample_block_rows(30)).sum())
+    assert edges["biased"] > 2 * edges["uniform"]
