@@ -16,23 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 STAGE_TAGS = {"fetch": "dvc.fetch", "normalise": "dvc.normalise", "propagate": "dvc.propagate"}
 
 
-def _git_head(project: Path) -> str | None:
-    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 else None
-
-
 def lineage(run_id: str, project_dir=None, tracking_uri: str | None = None) -> dict:
     """The run's recorded lineage and its comparison with the workspace, as a dict."""
     from mlflow.tracking import MlflowClient
 
-    from flows import data_tasks, settings
+    from flows import data_tasks, settings, tracking
 
     project = Path(project_dir).resolve() if project_dir else settings.project_dir()
     uri = tracking_uri or settings.tracking_uri()
@@ -46,7 +40,7 @@ def lineage(run_id: str, project_dir=None, tracking_uri: str | None = None) -> d
     if tags.get("data_version") not in (None, stages["propagate"]):
         differences.append(f"data_version tag {tags['data_version']} is not the propagate hash "
                            f"{stages['propagate']}")
-    head = _git_head(project)
+    head = tracking.git_commit(project).get("git_commit")
     commit = tags.get("git_commit")
     if commit and head and not head.startswith(commit.split("-")[0].split("+")[0]):
         notes.append(f"git HEAD is {head}, the run was made at {commit}")

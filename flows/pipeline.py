@@ -41,7 +41,6 @@ from dgnn.data import content_hash
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored, read_meta
 from dgnn.experiment import Inputs, load_inputs, resolve_device, summarize
-from dgnn.nn.filters import graph_filter
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, Step, schedule
 from flows import data_tasks, settings, tracking
 
@@ -122,9 +121,8 @@ def build_trainer(ctx: dict) -> DecoupledTrainer:
 
 
 def save_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
-    """trainer.state_dict() minus X and Â^{p_1} X (rebuilt from the data on load), atomically."""
+    """trainer.state_dict() minus X and P_1 (every trainer is built with both), atomically."""
     state = trainer.state_dict()
-    state["has_first_propagated"] = state["propagated"][0] is not None
     state["inputs"] = [None, *state["inputs"][1:]]
     state["propagated"] = [None, *state["propagated"][1:]]
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -134,13 +132,10 @@ def save_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
 
 def load_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
     state = torch.load(path, map_location=trainer.device, weights_only=False)
+    # X and P_1 never change during training, so the freshly built trainer's are the saved ones.
     x, first = trainer.inputs[0], trainer.propagated[0]
     trainer.load_state_dict(state)
-    trainer.inputs[0] = x
-    if state["has_first_propagated"]:
-        cfg = trainer.config.modules[0]
-        trainer.propagated[0] = first if first is not None else graph_filter(
-            trainer.adj, x, cfg.order, cfg.filter, cfg.alpha)
+    trainer.inputs[0], trainer.propagated[0] = x, first
 
 
 def _write_json(path: Path, data) -> None:

@@ -113,33 +113,31 @@ def propagate_stage(
     return target
 
 
+def _stored_orders(name: str, data_dir, feature_norm: str) -> list[int]:
+    """Orders held by ``propagated/`` when it is current and of this ``feature_norm`` (a folder
+    written before the setting existed counts as "none"); else none."""
+    folder = dataset_dir(name, data_dir) / "propagated"
+    if not is_current(folder, _propagated_inputs(name, data_dir)):
+        return []
+    meta = read_meta(folder)
+    return meta["orders"] if meta.get("feature_norm", "none") == feature_norm else []
+
+
 def stored_propagated(name: str, order: int, data_dir=None, feature_norm: str = "none") -> torch.Tensor | None:
     r""":math:`\hat A^{order} N(X)` if ``propagated/`` already holds it, current and with this
     ``feature_norm``; else None. Never writes (``propagated/`` may be a DVC output)."""
-    folder = dataset_dir(name, data_dir) / "propagated"
-    if not is_current(folder, _propagated_inputs(name, data_dir)):
+    if order not in _stored_orders(name, data_dir, feature_norm):
         return None
-    meta = read_meta(folder)
-    if meta.get("feature_norm", "none") != feature_norm or order not in meta["orders"]:
-        return None
-    return torch.from_numpy(np.load(folder / f"p{order}.npy"))
+    return torch.from_numpy(np.load(dataset_dir(name, data_dir) / "propagated" / f"p{order}.npy"))
 
 
 def load_propagated(name: str, order: int, data_dir=None, feature_norm: str = "none") -> torch.Tensor:
-    r""":math:`\hat A^{order} N(X)` as a float32 tensor (propagating first if missing or stale).
-
-    The stored folder is stale when its inputs changed or it holds another ``feature_norm``
-    (a folder written before the setting existed counts as "none").
-    """
-    folder = dataset_dir(name, data_dir) / "propagated"
-    stored = []
-    if is_current(folder, _propagated_inputs(name, data_dir)):
-        meta = read_meta(folder)
-        if meta.get("feature_norm", "none") == feature_norm:
-            stored = meta["orders"]
+    r""":math:`\hat A^{order} N(X)` as a float32 tensor (propagating first if missing or stale:
+    its inputs changed, or it holds another ``feature_norm``)."""
+    stored = _stored_orders(name, data_dir, feature_norm)
     if order not in stored:
         propagate_stage(name, [*stored, order], data_dir, feature_norm=feature_norm)
-    return torch.from_numpy(np.load(folder / f"p{order}.npy"))
+    return torch.from_numpy(np.load(dataset_dir(name, data_dir) / "propagated" / f"p{order}.npy"))
 
 
 def verify(name: str, data_dir=None) -> FetchResult:

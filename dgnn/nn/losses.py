@@ -25,6 +25,9 @@ class EdgeLookup:
         self.cols = keys % num_nodes
         self.crow = torch.zeros(num_nodes + 1, dtype=torch.long, device=keys.device)
         self.crow[1:] = torch.cumsum(torch.bincount(keys // num_nodes, minlength=num_nodes), 0)
+        # Row of each node in the current batch, -1 outside it; reset after every block so a
+        # training step costs O(batch + its degrees), not O(n).
+        self.position = torch.full((num_nodes,), -1, dtype=torch.long, device=keys.device)
 
     def block(self, batch: torch.Tensor) -> torch.Tensor:
         """Dense 0/1 block A[batch, batch] (m x m, float; ``batch`` without repeats).
@@ -33,7 +36,7 @@ class EdgeLookup:
         """
         batch = batch.to(self.crow.device)
         m = len(batch)
-        position = torch.full((self.num_nodes,), -1, dtype=torch.long, device=batch.device)
+        position = self.position
         position[batch] = torch.arange(m, device=batch.device)
         starts, counts = self.crow[batch], self.crow[batch + 1] - self.crow[batch]
         rows = torch.repeat_interleave(torch.arange(m, device=batch.device), counts)
@@ -43,6 +46,7 @@ class EdgeLookup:
         inside = cols >= 0
         out = torch.zeros(m, m, device=batch.device)
         out[rows[inside], cols[inside]] = 1.0
+        position[batch] = -1
         return out
 
 
