@@ -72,20 +72,22 @@ def stage_name(stage: str, dataset: str) -> str:
     return f"{stage}@{dataset}"
 
 
-def read_params(project_dir=None) -> dict:
-    """``datasets:`` of ``params.yaml`` ({} when there is none)."""
-    path = _project(project_dir) / "params.yaml"
+def _yaml_section(path: Path, key: str) -> dict:
     if not path.is_file():
         return {}
-    return (yaml.safe_load(path.read_text()) or {}).get("datasets") or {}
+    # libyaml's loader when PyYAML has it: dvc.lock is read several times a run
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return (yaml.load(path.read_text(), Loader=loader) or {}).get(key) or {}
+
+
+def read_params(project_dir=None) -> dict:
+    """``datasets:`` of ``params.yaml`` ({} when there is none)."""
+    return _yaml_section(_project(project_dir) / "params.yaml", "datasets")
 
 
 def read_lock(project_dir=None) -> dict:
     """The ``stages`` of ``dvc.lock`` ({} when there is none)."""
-    path = _project(project_dir) / "dvc.lock"
-    if not path.is_file():
-        return {}
-    return (yaml.safe_load(path.read_text()) or {}).get("stages") or {}
+    return _yaml_section(_project(project_dir) / "dvc.lock", "stages")
 
 
 def lock_hashes(dataset: str, project_dir=None, lock: dict | None = None) -> dict[str, str | None]:
@@ -270,25 +272,76 @@ def validate_data(dataset: str) -> dict:
 
     Every stored folder must match the content hash in its ``meta.json`` (``dgnn.data.verify``),
     and, for a dataset with DVC stages, no output may differ from ``dvc.lock`` (``dvc status``:
-    "modified"). Outputs not built yet are fine (the next stage builds them).
+    "modified"). Outputs not built yet are fine (the next stage builds them). ``dvc status`` is
+    skipped when outputs and ``dvc.lock`` are exactly as at its last clean verdict
+    (:func:`_checked_state`, remembered in ``.dvc/tmp/dgnn-validated.json``).
     """
     project = settings.project_dir()
     result = verify(dataset)  # raises naming the folder whose files changed
     folders = sorted(str(p.resolve()) for p in dataset_dir(dataset).iterdir() if is_stored(p))
     status = "untracked"
     if _in_dvc(dataset, project):
-        changed = {path: state for path, state in changed_outputs(dvc_status(dataset, project)).items()
-                   if state == "modified"}
-        if changed:
-            paths = " ".join(sorted(changed))
-            raise DataError(
-                f"{paths}: differ(s) from dvc.lock (modified after DVC recorded it: corrupted, or "
-                f"rewritten outside DVC); refusing to use it. Restore it with `dvc checkout {paths}` "
-                f"(or `dvc pull {paths}`), or rebuild it with `dvc repro --force "
-                f"{' '.join(stage_name(s, dataset) for s in STAGES)}`"
-            )
+        checked = _checked_state(dataset, project)
+        if checked is None or _last_match(project).get(dataset) != checked:
+            changed = {path: how for path, how in changed_outputs(dvc_status(dataset, project)).items()
+                       if how == "modified"}
+            if changed:
+                paths = " ".join(sorted(changed))
+                raise DataError(
+                    f"{paths}: differ(s) from dvc.lock (modified after DVC recorded it: corrupted, or "
+                    f"rewritten outside DVC); refusing to use it. Restore it with `dvc checkout {paths}` "
+                    f"(or `dvc pull {paths}`), or rebuild it with `dvc repro --force "
+                    f"{' '.join(stage_name(s, dataset) for s in STAGES)}`"
+                )
+            if checked is not None:
+                _remember_match(project, dataset, checked)
         status = "matches dvc.lock"
     return {"dataset": dataset, "content_hash": result.content_hash, "folders": folders, "dvc": status}
+
+
+# `dvc status` is a new Python process (about 0.5 s). validate_data skips it when the outputs and
+# their dvc.lock hashes are exactly as they were at the last `dvc status` that found nothing
+# modified: DVC's verdict is a function of those two, so it cannot have changed.
+_MATCHED = "dgnn-validated.json"
+
+
+def _checked_state(dataset: str, project: Path) -> dict | None:
+    """dvc.lock's output hashes plus a fingerprint of each output folder, or None when an output
+    is not a stored folder (then only DVC can say what it is).
+
+    Call after :func:`dgnn.data.verify`: every data file then matches the SHA-256 in its folder's
+    ``meta.json``, so the ``meta.json`` bytes and the folder's listing pin all of its content.
+    """
+    import hashlib
+
+    outputs = {}
+    for stage in STAGES:
+        folder = dataset_dir(dataset) / _OUT[stage]
+        if not folder.exists():
+            outputs[stage] = None
+            continue
+        if not is_stored(folder):
+            return None
+        listing = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+        digest = hashlib.sha256("\0".join(listing).encode())
+        digest.update((folder / "meta.json").read_bytes())
+        outputs[stage] = digest.hexdigest()
+    return {"lock": lock_hashes(dataset, project), "outputs": outputs}
+
+
+def _last_match(project: Path) -> dict:
+    try:
+        return json.loads((project / ".dvc" / "tmp" / _MATCHED).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember_match(project: Path, dataset: str, state: dict) -> None:
+    path = project / ".dvc" / "tmp" / _MATCHED
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({**_last_match(project), dataset: state}, indent=1, sort_keys=True))
+    os.replace(tmp, path)
 
 
 @task(cache_policy=_CACHED, persist_result=True)

@@ -78,7 +78,7 @@ class DecoupledGNNModel(PythonModel):
         else:
             self.probability, self.prediction = None, payload["cluster_prediction"]
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         nodes = node_ids(model_input)
         bad = nodes[(nodes < 0) | (nodes >= self.num_nodes)]
         if bad.size:

@@ -8,9 +8,10 @@
   under ``PREFECT_RESULTS_LOCAL_STORAGE_PATH``; a stage whose output is missing runs again and
   refreshes its cache entry; validate (the integrity check) always runs; fetch retries transient
   (network / OS) failures.
-* A module task rebuilds the trainer from the stored data, loads the checkpoint file of the
-  previous step (``<runs dir>/<run key>/NN-<step>.pt``), runs one :class:`dgnn.trainer.Step`,
-  saves its own checkpoint and logs one MLflow child run. The run key hashes dataset, config, seed,
+* A module task takes the trainer the previous step left: from memory when this process ran that
+  step, else rebuilt from the stored data plus that step's checkpoint file
+  (``<runs dir>/<run key>/NN-<step>.pt``). It runs one :class:`dgnn.trainer.Step`, saves its own
+  checkpoint and logs one MLflow child run. The run key hashes dataset, config, seed,
   split seed and data version, so a rerun after a failure finds the finished steps and resumes
   (checkpoints carry the RNG states: the result equals an uninterrupted run, and ``dgnn train``).
 * Testing hook: ``DGNN_FAIL_AT=FT0-m2`` (comma-separated step names) makes that module task fail
@@ -20,6 +21,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -138,6 +140,26 @@ def load_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
     trainer.inputs[0], trainer.propagated[0] = x, first
 
 
+# The trainer that this process's last module task of a run left (by run folder): the next task of
+# the run, or evaluate, continues from memory instead of rebuilding the trainer and reading back
+# the checkpoint just written. The checkpoint files stay the record that resume and other processes
+# (Dask workers) read.
+_LIVE: dict[str, tuple[int, str, DecoupledTrainer, torch.Tensor]] = {}
+
+
+def trainer_after(ctx: dict, index: int) -> DecoupledTrainer:
+    """The trainer as saved after step ``index`` of the run (a fresh one for ``index`` -1)."""
+    live = _LIVE.pop(ctx["run_dir"], None)  # taken: a step that fails leaves no half-trained trainer
+    if live is not None and live[:2] == (index, ctx["device"]):
+        torch.set_rng_state(live[3])  # what loading the checkpoint would restore
+        return live[2]
+    trainer = build_trainer(ctx)
+    if index >= 0:
+        step = schedule(trainer.config.num_modules, trainer.config.bp_count)[index]
+        load_checkpoint(trainer, _step_file(Path(ctx["run_dir"]), index, step))
+    return trainer
+
+
 def _write_json(path: Path, data) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2, default=float))
@@ -165,10 +187,7 @@ def execute_step(ctx: dict, index: int, step: Step) -> dict:
     if ckpt.exists() and record_file.exists():
         return {**json.loads(record_file.read_text()), "resumed": True}
     _check_fault_injection(step)
-    trainer = build_trainer(ctx)
-    if index > 0:
-        previous = schedule(trainer.config.num_modules, trainer.config.bp_count)[index - 1]
-        load_checkpoint(trainer, _step_file(run_dir, index - 1, previous))
+    trainer = trainer_after(ctx, index - 1)
     result = trainer.run_step(step)
     record = {
         "index": index, "name": step.name, "direction": step.direction, "pass_index": step.pass_index,
@@ -181,6 +200,7 @@ def execute_step(ctx: dict, index: int, step: Step) -> dict:
     torch.save(trainer.modules[step.module].state_dict(), ckpt.with_suffix(".module.pt"))
     save_checkpoint(trainer, ckpt)
     _write_json(record_file, record)
+    _LIVE[ctx["run_dir"]] = (index, ctx["device"], trainer, torch.get_rng_state())
     return {**record, "resumed": False}
 
 
@@ -198,20 +218,19 @@ def log_step(ctx: dict, index: int, step: Step, record: dict | None, error: Base
             "mlflow.runName": step.name}
     if record is not None:
         tags["resumed_from_checkpoint"] = str(record["resumed"]).lower()
-    run_id = tracking.start_run(client, ctx["experiment_id"], step.name, tags=tags, params=params,
+    run_id = tracking.start_run(client, ctx["experiment_id"], step.name, tags=tags,
                                 parent_id=ctx["parent_run_id"])
     if error is not None:
+        tracking.log_batch(client, run_id, params=params)
         tracking.fail_run(client, run_id, error)
         return
     try:
-        tracking.log_series(client, run_id, "loss", record["losses"])
         metrics = {"seconds": record["seconds"], "steps_run": record["steps_run"],
-                   "final_loss": record["losses"][-1]}
-        if record["val_metric"] is not None:
-            metrics["val_acc"] = record["val_metric"]
+                   "final_loss": record["losses"][-1], "val_acc": record["val_metric"]}
         if record["pass"] is not None:
             metrics |= {f"pass_{k}": v for k, v in record["pass"]["metrics"].items()}
-        tracking.log_metrics(client, run_id, metrics)
+        tracking.log_batch(client, run_id, params=params, metrics=[
+            *tracking.series_items("loss", record["losses"]), *tracking.metric_items(metrics)])
         ckpt = _step_file(Path(ctx["run_dir"]), index, step).with_suffix(".module.pt")
         with tempfile.TemporaryDirectory(prefix="dgnn-ckpt-") as tmp:
             target = Path(tmp) / "module.pt"
@@ -262,9 +281,7 @@ def evaluate_task(ctx: dict, last_index: int) -> dict:
     from flows.model import model_payload
 
     run_dir = Path(ctx["run_dir"])
-    trainer = build_trainer(ctx)
-    plan = schedule(trainer.config.num_modules, trainer.config.bp_count)
-    load_checkpoint(trainer, _step_file(run_dir, last_index, plan[last_index]))
+    trainer = trainer_after(ctx, last_index)
     trainer.restore_best()
     torch.save({"prediction": trainer.predict().cpu(), "embedding": trainer.embed().cpu()},
                run_dir / "predictions.pt")
@@ -295,12 +312,11 @@ def report_task(ctx: dict, evaluation: dict, step_records: list[dict], data: dic
                     passes=passes, train_seconds=train_seconds)
     summary = summarize(ctx["dataset"], train, [ctx["seed"]], [fit])
 
-    tracking.log_metrics(client, parent, {**evaluation["metrics"], "best_pass": evaluation["best_pass"],
-                                          "train_seconds": train_seconds,
-                                          "resumed_steps": sum(r["resumed"] for r in step_records)})
-    for p in evaluation["passes"]:
-        tracking.log_metrics(client, parent, {f"pass_{k}": v for k, v in p["metrics"].items()},
-                             step=p["pass_index"])
+    final = {**evaluation["metrics"], "best_pass": evaluation["best_pass"], "train_seconds": train_seconds,
+             "resumed_steps": sum(r["resumed"] for r in step_records)}
+    per_pass = [item for p in evaluation["passes"]
+                for item in tracking.metric_items({f"pass_{k}": v for k, v in p["metrics"].items()}, p["pass_index"])]
+    tracking.log_batch(client, parent, metrics=[*tracking.metric_items(final), *per_pass])
     losses = [{**r, "losses": json.loads(_step_file(run_dir, r["index"], Step(
         r["direction"], r["pass_index"], r["module"])).with_suffix(".json").read_text())["losses"]}
               for r in step_records]
@@ -418,6 +434,14 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
         raise
 
 
+def prepare_process(uri: str | None = None) -> None:
+    """Open the MLflow store and import what the report task needs, ahead of a first run (e.g.
+    while the ephemeral Prefect server boots): the run itself then finds both done."""
+    tracking.client(uri)
+    import mlflow.pyfunc  # noqa: F401
+    from matplotlib.backends import backend_agg  # noqa: F401
+
+
 def run_pipeline(**parameters) -> dict:
     """``train_pipeline(**parameters)`` as ``dgnn run`` calls it.
 
@@ -425,8 +449,27 @@ def run_pipeline(**parameters) -> dict:
     dies with this process, so there they would only add the wait (up to 1 s) for the heartbeat
     thread at the end of the run. They stay on when ``PREFECT_API_URL`` names a server.
     """
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    updates = {} if os.environ.get("PREFECT_API_URL") else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-    with temporary_settings(updates=updates):
+    if os.environ.get("PREFECT_API_URL"):
         return train_pipeline(**parameters)
+    with _settings_without_heartbeats():
+        return train_pipeline(**parameters)
+
+
+_NO_HEARTBEATS: tuple = (None, None)  # (settings it was derived from, derived settings)
+
+
+@contextlib.contextmanager
+def _settings_without_heartbeats():
+    """The current Prefect settings with heartbeats off; derived once per base settings object
+    (a settings copy takes about 35 ms, a sizeable part of a short run's overhead)."""
+    global _NO_HEARTBEATS
+    import prefect.context
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    context = prefect.context.get_settings_context()
+    base, derived = _NO_HEARTBEATS
+    if base is not context.settings:
+        derived = context.settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+        _NO_HEARTBEATS = (context.settings, derived)
+    with prefect.context.SettingsContext(profile=context.profile, settings=derived):
+        yield

@@ -73,9 +73,16 @@ def _run(args: argparse.Namespace) -> int:
     if _config_error(args):
         return 2
     _prepare(args)
-    from flows.pipeline import run_pipeline
+    wait_for_server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        from flows.server import start_ephemeral
+
+        wait_for_server = start_ephemeral()
+    from flows.pipeline import prepare_process, run_pipeline
 
     try:
+        prepare_process()  # while the server boots
+        server = wait_for_server() if wait_for_server else None
         summary = run_pipeline(dataset=args.dataset, task=args.task, config=_config_arg(args),
                                  seed=args.seed, split_seed=args.split_seed, device=args.device,
                                  keep_checkpoints=args.keep_checkpoints)
@@ -85,6 +92,8 @@ def _run(args: argparse.Namespace) -> int:
             return 130
         print(f"error: pipeline failed: {_one_line(err)}", file=sys.stderr)
         return 1
+    if server is not None:
+        summary["prefect_ephemeral_server"] = server
     _print_summary(summary, args.json)
     return 0
 

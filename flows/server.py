@@ -1,9 +1,15 @@
-"""A local Prefect server on 127.0.0.1 for commands that need the server's services.
+"""Prefect servers on 127.0.0.1: the ephemeral one of ``dgnn run``, started early, and a full one
+for commands that need the server's services.
 
-The ephemeral server that plain flow runs use does not run the scheduler, so ``dgnn serve``
-without ``PREFECT_API_URL`` starts ``prefect server start --host 127.0.0.1`` (state in
-``$PREFECT_HOME``, the project's ``.prefect``), points ``PREFECT_API_URL`` at it for as long as
-it serves, and stops it afterwards. Its UI is on the same address.
+Without ``PREFECT_API_URL`` a flow run starts Prefect's ephemeral server (a subprocess that lives
+as long as this process) on its first API call and waits for it. :func:`start_ephemeral` starts
+that same server on a thread instead, so the caller's remaining imports and set-up overlap its
+boot.
+
+The ephemeral server does not run the scheduler, so ``dgnn serve`` without ``PREFECT_API_URL``
+starts ``prefect server start --host 127.0.0.1`` (state in ``$PREFECT_HOME``, the project's
+``.prefect``), points ``PREFECT_API_URL`` at it for as long as it serves, and stops it afterwards.
+Its UI is on the same address.
 """
 
 from __future__ import annotations
@@ -14,8 +20,46 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from typing import Callable
+
+
+def start_ephemeral() -> Callable[[], dict[str, float]]:
+    """Begin starting Prefect's ephemeral server; return ``wait``, which blocks until it answers.
+
+    ``wait()`` re-raises a failed start and returns ``start_s`` (import of the server module to
+    healthy) and ``blocked_s`` (the part of it that the caller spent only waiting: the import,
+    which runs here because imports on two threads can deadlock, plus the wait in ``wait()``).
+    """
+    started = time.perf_counter()
+    from prefect.server.api.server import SubprocessASGIServer
+
+    imported = time.perf_counter()
+    outcome: dict = {}
+
+    def boot() -> None:
+        try:
+            SubprocessASGIServer().start(
+                timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
+        except BaseException as err:  # noqa: BLE001 - handed to the waiting thread
+            outcome["error"] = err
+        outcome["start_s"] = time.perf_counter() - started
+
+    thread = threading.Thread(target=boot, name="prefect-ephemeral-server", daemon=True)
+    thread.start()
+
+    def wait() -> dict[str, float]:
+        waiting = time.perf_counter()
+        thread.join()
+        if "error" in outcome:
+            raise RuntimeError(f"the ephemeral Prefect server did not start: {outcome['error']} (set "
+                               f"PREFECT_API_URL to use a running server instead)") from outcome["error"]
+        return {"start_s": outcome["start_s"],
+                "blocked_s": (imported - started) + (time.perf_counter() - waiting)}
+
+    return wait
 
 
 def free_port(preferred: int | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import socket
@@ -37,7 +38,18 @@ def model_name(dataset: str, task: str) -> str:
 
 
 def client(uri: str | None = None) -> MlflowClient:
-    uri = uri or settings.tracking_uri()
+    """The process's client for ``uri`` (default: the project's store).
+
+    One per store and process: building an ``MlflowClient`` opens a new SQLAlchemy engine and
+    checks the database schema (about 0.1 s on sqlite), and a pipeline run needs a client in the
+    flow, in every module task and in the report. The store's sessions are per call, so task
+    threads can share it; the process id in the key keeps a forked child off its parent's engine.
+    """
+    return _client(uri or settings.tracking_uri(), os.getpid())
+
+
+@functools.lru_cache(maxsize=8)
+def _client(uri: str, pid: int) -> MlflowClient:  # noqa: ARG001 - pid is part of the cache key
     db = settings.sqlite_path(uri)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -193,33 +205,42 @@ def start_run(mlflow_client: MlflowClient, experiment_id: str, name: str, *, tag
     run = mlflow_client.create_run(experiment_id, run_name=name,
                                    tags={k: str(v) for k, v in tags.items()})
     if params:
-        log_params(mlflow_client, run.info.run_id, params)
+        log_batch(mlflow_client, run.info.run_id, params=params)
     return run.info.run_id
 
 
-def log_params(mlflow_client: MlflowClient, run_id: str, params: dict) -> None:
-    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-    for i in range(0, len(items), 100):
-        mlflow_client.log_batch(run_id, params=items[i:i + 100])
+def metric_items(metrics: dict, step: int = 0) -> list[Metric]:
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
+
+
+def series_items(key: str, values, start: int = 1) -> list[Metric]:
+    """One value per step (e.g. the loss of every SGD step), steps ``start``, ``start + 1``, ..."""
+    now = int(time.time() * 1000)
+    return [Metric(key, float(v), now, start + i) for i, v in enumerate(values)]
+
+
+def log_batch(mlflow_client: MlflowClient, run_id: str, *, params: dict | None = None,
+              tags: dict | None = None, metrics: list[Metric] = ()) -> None:
+    """Params, tags and metrics in as few calls as MLflow's batch limits allow (100 params, 100
+    tags, 1000 entities a call): each call is a database transaction."""
+    params = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
+    tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    metrics = list(metrics)
+    while params or tags or metrics:
+        p, params = params[:100], params[100:]
+        t, tags = tags[:100], tags[100:]
+        room = 1000 - len(p) - len(t)
+        m, metrics = metrics[:room], metrics[room:]
+        mlflow_client.log_batch(run_id, metrics=m, params=p, tags=t)
 
 
 def log_metrics(mlflow_client: MlflowClient, run_id: str, metrics: dict, step: int = 0) -> None:
-    now = int(time.time() * 1000)
-    items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
-    for i in range(0, len(items), 1000):
-        mlflow_client.log_batch(run_id, metrics=items[i:i + 1000])
-
-
-def log_series(mlflow_client: MlflowClient, run_id: str, key: str, values, start: int = 1) -> None:
-    """One metric value per step (e.g. the loss of every SGD step), in batches."""
-    now = int(time.time() * 1000)
-    items = [Metric(key, float(v), now, start + i) for i, v in enumerate(values)]
-    for i in range(0, len(items), 1000):
-        mlflow_client.log_batch(run_id, metrics=items[i:i + 1000])
+    log_batch(mlflow_client, run_id, metrics=metric_items(metrics, step))
 
 
 def set_tags(mlflow_client: MlflowClient, run_id: str, tags: dict) -> None:
-    mlflow_client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    log_batch(mlflow_client, run_id, tags=tags)
 
 
 def end_run(mlflow_client: MlflowClient, run_id: str, status: str = "FINISHED") -> None:

@@ -181,6 +181,29 @@ def test_validate_refuses_data_rewritten_outside_dvc(project, inside, monkeypatc
     assert json.loads(_dvc(project, "status", "--json", *CORA).stdout) == {}
 
 
+def test_validate_reuses_a_clean_dvc_verdict_only_for_the_same_outputs(project, inside, monkeypatch):
+    """`dvc status` is skipped for outputs and dvc.lock it already cleared, and runs again (and
+    refuses) once an output is rewritten consistently with its meta.json."""
+    from dgnn.data import DataError, propagate_stage
+    from flows import data_tasks
+
+    assert data_tasks.validate_data.fn("cora")["dvc"] == "matches dvc.lock"
+    calls = []
+    real = data_tasks.dvc_status
+    monkeypatch.setattr(data_tasks, "dvc_status", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert data_tasks.validate_data.fn("cora")["dvc"] == "matches dvc.lock"
+    assert calls == []
+    propagate_stage("cora", [1], feature_norm="none")
+    try:
+        with pytest.raises(DataError, match=r"data/cora/propagated: differ\(s\) from dvc.lock"):
+            data_tasks.validate_data.fn("cora")
+        assert len(calls) == 1
+    finally:
+        _dvc(project, "checkout", "--force", "propagate@cora")
+    assert data_tasks.validate_data.fn("cora")["dvc"] == "matches dvc.lock"  # the cleared state again
+    assert len(calls) == 1
+
+
 def test_tasks_run_the_dvc_stages(project, inside, monkeypatch):
     from flows import data_tasks
 

@@ -219,6 +219,8 @@ def test_cli_run_json_and_predict(env, first):
                 "data_version", "model_uri"):
         assert key in summary
     assert summary["test_acc_mean"] == first["test_acc_mean"]
+    server = summary["prefect_ephemeral_server"]  # started on a thread while the command set up
+    assert 0 < server["blocked_s"] <= server["start_s"] + 0.5
     pred = subprocess.run([str(dgnn), "predict", "--model-uri", summary["model_uri"], "--nodes", "0,5,9", "--json"],
                           env=proc_env, capture_output=True, text=True, timeout=120, cwd=env["root"])
     assert pred.returncode == 0, pred.stderr[-3000:]
