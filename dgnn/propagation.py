@@ -66,33 +66,30 @@ def propagate(adj: torch.Tensor, h: torch.Tensor, order: int) -> torch.Tensor:
     return h
 
 
-def _row_block(adj: torch.Tensor, start: int, end: int) -> torch.Tensor:
-    """Rows ``start:end`` of a CSR matrix as a CSR matrix (views of its arrays, no copy of values)."""
-    crow = adj.crow_indices()
-    lo, hi = int(crow[start]), int(crow[end])
-    return torch.sparse_csr_tensor(
-        crow[start : end + 1] - lo,
-        adj.col_indices()[lo:hi],
-        adj.values()[lo:hi],
-        size=(end - start, adj.shape[1]),
-        check_invariants=False,
-    )
-
-
 def propagate_rows(
     adj: torch.Tensor, h: torch.Tensor, block_rows: int, out: torch.Tensor | None = None
 ) -> torch.Tensor:
-    r"""One hop :math:`\hat A H`, ``block_rows`` output rows at a time, written into ``out``.
+    r"""One hop :math:`\hat A H`, ``block_rows`` output rows at a time, written into ``out``;
+    bit-identical on every CPU.
+
+    Row ``i`` is :math:`\sum_j a_{ij} h_j` summed in column order, each product and each sum one
+    rounded operation (gather, multiply, ``index_add_``). ``adj @ h`` (MKL) leaves the order and
+    the use of fused multiply-adds to the CPU it runs on, so its last bits, and with them the DVC
+    hash of the propagate stage that uses this function, would differ between machines. It
+    agrees with :func:`propagate` to float rounding (exactly, where MKL sums in this order).
 
     ``h`` and ``out`` may be backed by memory-mapped files (see
-    :func:`dgnn.data.propagate_stage`), so beyond ``adj`` only one block of rows is ever held in
-    memory. Each row is summed exactly as by ``adj @ h``, so the numbers equal :func:`propagate`.
+    :func:`dgnn.data.propagate_stage`): beyond ``adj``, one block's products (its non-zeros times
+    the width of ``h``) are held in memory.
     """
-    adj = adj.to(dtype=h.dtype)
+    crow, col, values = adj.crow_indices(), adj.col_indices(), adj.values().to(h.dtype)
     out = torch.empty_like(h) if out is None else out
     for start in range(0, adj.shape[0], block_rows):
         end = min(start + block_rows, adj.shape[0])
-        out[start:end] = _row_block(adj, start, end) @ h
+        lo, hi = int(crow[start]), int(crow[end])
+        rows = torch.repeat_interleave(torch.arange(end - start, device=h.device), crow[start : end + 1].diff())
+        products = h.index_select(0, col[lo:hi]).mul_(values[lo:hi, None])
+        out[start:end].zero_().index_add_(0, rows, products)
     return out
 
 

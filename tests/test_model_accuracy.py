@@ -9,6 +9,7 @@ still catching a regression.
 from __future__ import annotations
 
 import pytest
+import torch
 
 from dgnn.config import default_config_path, load_config
 from dgnn.data import fetch
@@ -21,15 +22,21 @@ def cora(shared_datasets, tmp_data_dir):
     return "cora"
 
 
-def _train(task: str, seeds: list[int]) -> dict:
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                  reason="no CUDA device here"))]
+
+
+def _train(task: str, seeds: list[int], device: str) -> dict:
     config = load_config(default_config_path("cora", task)).train
-    return train_seeds("cora", config, seeds, device="cpu", verbose=False)
+    return train_seeds("cora", config, seeds, device=device, verbose=False)
 
 
-def test_cora_classification_reaches_target(cora):
-    assert _train("classify", list(range(10)))["test_acc_mean"] >= 0.825
+@pytest.mark.parametrize("device", DEVICES)
+def test_cora_classification_reaches_target(cora, device):
+    assert _train("classify", list(range(10)), device)["test_acc_mean"] >= 0.825
 
 
-def test_cora_clustering_reaches_target(cora):
-    summary = _train("cluster", list(range(5)))
+@pytest.mark.parametrize("device", DEVICES)
+def test_cora_clustering_reaches_target(cora, device):
+    summary = _train("cluster", list(range(5)), device)
     assert summary["acc_mean"] >= 0.685 and summary["nmi_mean"] >= 0.53

@@ -20,7 +20,7 @@ from dgnn.data.store import atomic_folder, content_hash, is_current, is_stored, 
 from dgnn.propagation import normalize_features, normalized_adjacency, propagate_rows
 
 _CSR = ("indptr", "indices", "values")
-BLOCK_ROWS = 1 << 17  # default rows per propagation block: 64 MiB of output at 128 features
+BLOCK_ROWS = 1 << 14  # default rows per propagation block: ~80 MiB of products at degree 10, 128 features
 FEATURE_NORMS = ("none", "row")  # see dgnn.propagation.normalize_features
 
 
@@ -80,7 +80,8 @@ def propagate_stage(
     exactly what the trainer applies before propagating; it is recorded in ``meta.json``.
     Hop k reads hop k-1 from its memory-mapped file and writes its own file ``block_rows`` rows
     at a time (default :data:`BLOCK_ROWS`), so memory beyond the adjacency stays bounded; the
-    numbers equal :func:`dgnn.propagation.propagate`. Only the requested orders are kept.
+    numbers are the same on every CPU (:func:`dgnn.propagation.propagate_rows`), so is the DVC
+    hash. Only the requested orders are kept.
     """
     orders = sorted({int(k) for k in orders})
     if not orders or orders[0] < 0:
