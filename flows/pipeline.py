@@ -435,11 +435,13 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
 
 
 def prepare_process(uri: str | None = None) -> None:
-    """Open the MLflow store and import what the report task needs, ahead of a first run (e.g.
+    """Open the MLflow store and import what a first run imports on its way, ahead of it (e.g.
     while the ephemeral Prefect server boots): the run itself then finds both done."""
     tracking.client(uri)
     import mlflow.pyfunc  # noqa: F401
+    import torch._dynamo  # noqa: F401 - imported by the first torch.optim optimizer built (~1 s)
     from matplotlib.backends import backend_agg  # noqa: F401
+    from matplotlib.figure import Figure  # noqa: F401
 
 
 def run_pipeline(**parameters) -> dict:
