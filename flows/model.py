@@ -23,9 +23,16 @@ PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", "numpy", "panda
 
 
 def model_payload(trainer, config: TrainConfig, dataset: str) -> dict:
-    """Weights of the selected pass + the graph (sparse features, CSR adjacency) as plain tensors."""
+    """Weights of the selected pass + the graph (features sparse or dense, whichever is smaller; CSR
+    adjacency) as plain tensors."""
     graph = trainer.graph
-    x = graph.x.float().cpu().to_sparse().coalesce()
+    x = graph.x.float().cpu()
+    # COO costs 20 bytes a non-zero (two int64 indices, a float32), dense 4 bytes an entry.
+    if 5 * int(torch.count_nonzero(x)) < x.numel():
+        x = x.to_sparse().coalesce()
+        features = {"indices": x.indices(), "values": x.values(), "shape": list(x.shape)}
+    else:
+        features = {"dense": x}
     adj = trainer.adj.cpu()
     modules = []
     for cfg, state in zip(config.modules, trainer.best["modules"]):
@@ -47,7 +54,7 @@ def model_payload(trainer, config: TrainConfig, dataset: str) -> dict:
         "task": config.task,
         "num_nodes": graph.num_nodes,
         "feature_norm": config.feature_norm,
-        "x": {"indices": x.indices(), "values": x.values(), "shape": list(x.shape)},
+        "x": features,
         "adj": {"crow": adj.crow_indices(), "col": adj.col_indices(), "values": adj.values()},
         "modules": modules,
         "cluster_prediction": None if config.task == "classify" else trainer.best["prediction"].cpu(),

@@ -2,10 +2,11 @@
 
 It needs torch, numpy, pandas and mlflow, and the maths of the ``dgnn`` library itself, whose
 source is shipped inside the model (``code_paths``), so the numbers are the trainer's own; no
-training objects. The model's one artifact (``model.pt``, written by :func:`flows.model.model_payload`) holds the module
-weights of the selected pass, their propagation orders and activations, and the graph inputs
-(raw features as sparse COO, the normalised adjacency as CSR). At load time the stack is applied
-once to all nodes, exactly as the trainer does after a forward pass:
+training objects. The model's one artifact (``model.pt``, written by
+:func:`flows.model.model_payload`) holds the module weights of the selected pass, their
+propagation orders and activations, and the graph inputs (raw features as sparse COO, or dense
+where that is smaller; the normalised adjacency as CSR). At load time the stack is applied once
+to all nodes, exactly as the trainer does after a forward pass:
 
     P_1 = g_1(Â) norm(X),  H_l = act(inner_act(P_l U_l) W_l + b),  P_{l+1} = g_{l+1}(Â) H_l
 
@@ -37,8 +38,8 @@ def forward_all(payload: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(H_L, class logits or None) for every node of the stored graph."""
     n = payload["num_nodes"]
     xs = payload["x"]
-    x = torch.sparse_coo_tensor(xs["indices"], xs["values"], tuple(xs["shape"]),
-                                check_invariants=False).to_dense().float()
+    x = xs["dense"] if "dense" in xs else torch.sparse_coo_tensor(
+        xs["indices"], xs["values"], tuple(xs["shape"]), check_invariants=False).to_dense().float()
     a = payload["adj"]
     adj = torch.sparse_csr_tensor(a["crow"], a["col"], a["values"], size=(n, n))
     h = normalize_features(x, payload["feature_norm"])

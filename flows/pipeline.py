@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +38,7 @@ import torch
 import yaml
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from torch.utils.weak import WeakIdKeyDictionary
 
 from dgnn.config import RunConfig, TrainConfig, default_config_path, load_config
 from dgnn.data import content_hash
@@ -122,22 +124,70 @@ def build_trainer(ctx: dict) -> DecoupledTrainer:
                             first_input=inputs.first_input)
 
 
+# The node-sized tensors of the trainer state (H_l, Â^p H_l, E_l, the best pass's output and
+# prediction) go to files of their own, each written once, and a step's checkpoint names them: a
+# module step replaces one or two of them, so it writes those instead of the whole state (at 100k
+# nodes and three modules, 256 MB a step). The trainer replaces these tensors and never changes
+# one in place, so the same tensor object means the same content.
+_TENSOR_FILES = WeakIdKeyDictionary()  # tensor -> (folder, file name)
+_TENSOR_PREFIX = "tensor-"
+
+
+def _tensor_ref(tensor: torch.Tensor | None, folder: Path) -> dict | None:
+    if tensor is None:
+        return None
+    written = _TENSOR_FILES.get(tensor)
+    if written is None or written[0] != folder or not (folder / written[1]).exists():
+        name = f"{_TENSOR_PREFIX}{uuid.uuid4().hex}.pt"
+        tmp = folder / f".{name}.tmp-{os.getpid()}"
+        torch.save(tensor, tmp)
+        os.replace(tmp, folder / name)
+        written = _TENSOR_FILES[tensor] = (folder, name)
+    return {"tensor_file": written[1]}
+
+
+def _tensor_from(ref, folder: Path, device) -> torch.Tensor | None:
+    return None if ref is None else torch.load(folder / ref["tensor_file"], map_location=device)
+
+
 def save_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
-    """trainer.state_dict() minus X and P_1 (every trainer is built with both), atomically."""
+    """trainer.state_dict() minus X and P_1 (every trainer is built with both), atomically; the
+    node-sized tensors as references to their files."""
+    folder = path.parent
     state = trainer.state_dict()
-    state["inputs"] = [None, *state["inputs"][1:]]
-    state["propagated"] = [None, *state["propagated"][1:]]
+    for key in ("inputs", "propagated", "expected"):
+        state[key] = [None if i == 0 and key != "expected" else _tensor_ref(t, folder)
+                      for i, t in enumerate(state[key])]
+    if state["best"] is not None:
+        state["best"] = {**state["best"], **{k: _tensor_ref(state["best"][k], folder)
+                                             for k in ("output", "prediction")}}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(state, tmp)
     os.replace(tmp, path)
 
 
 def load_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
-    state = torch.load(path, map_location=trainer.device, weights_only=False)
+    folder, device = path.parent, trainer.device
+    state = torch.load(path, map_location=device, weights_only=False)
+    for key in ("inputs", "propagated", "expected"):
+        state[key] = [_tensor_from(ref, folder, device) for ref in state[key]]
+    if state["best"] is not None:
+        state["best"] |= {k: _tensor_from(state["best"][k], folder, device) for k in ("output", "prediction")}
     # X and P_1 never change during training, so the freshly built trainer's are the saved ones.
     x, first = trainer.inputs[0], trainer.propagated[0]
     trainer.load_state_dict(state)
     trainer.inputs[0], trainer.propagated[0] = x, first
+
+
+def remove_checkpoints(run_dir: Path, records: list[dict]) -> None:
+    """The per-step trainer checkpoints and their tensor files (module weights, step records and
+    predictions stay)."""
+    for index, record in enumerate(records):
+        _step_file(run_dir, index, Step(record["direction"], record["pass_index"], record["module"])).unlink(
+            missing_ok=True)
+    for tensor_file in run_dir.glob(f"{_TENSOR_PREFIX}*.pt"):
+        tensor_file.unlink()
+    (run_dir / "model-payload.pt").unlink(missing_ok=True)
 
 
 # The trainer that this process's last module task of a run left (by run folder): the next task of
@@ -421,10 +471,7 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
             summary = report_task(ctx, evaluation, records, data)
             child_logger.drain()
         if not keep_checkpoints:
-            for index, record in enumerate(records):
-                _step_file(run_dir, index, Step(record["direction"], record["pass_index"],
-                                                record["module"])).unlink(missing_ok=True)
-            (run_dir / "model-payload.pt").unlink(missing_ok=True)
+            remove_checkpoints(run_dir, records)
         summary["pipeline_seconds"] = time.perf_counter() - started
         tracking.log_metrics(client, parent, {"pipeline_seconds": summary["pipeline_seconds"]})
         tracking.end_run(client, parent)

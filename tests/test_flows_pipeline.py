@@ -227,3 +227,51 @@ def test_cli_run_json_and_predict(env, first):
     rows = json.loads(pred.stdout)
     assert [r["node"] for r in rows] == [0, 5, 9]
     assert [r["prediction"] for r in rows] == first["predictions"]["prediction"][[0, 5, 9]].tolist()
+
+
+def test_checkpoints_write_each_node_sized_tensor_once(tmp_path):
+    """A step's checkpoint names the H, Â^p H and E tensor files; only replaced tensors are written."""
+    from dgnn.config import TrainConfig
+    from dgnn.data.synthetic import csbm
+    from dgnn.trainer import DecoupledTrainer, schedule
+    from flows.pipeline import load_checkpoint, save_checkpoint
+
+    graph = csbm(300, num_classes=3, avg_degree=6, num_features=16, seed=0)
+    config = TrainConfig.model_validate({**TINY["train"], "feature_norm": "none"})
+    trainer = DecoupledTrainer(graph, config, seed=0)
+    plan = schedule(L, BP)  # FT0-m1, FT0-m2, BT1-m2, BT1-m1, FT1-m1, FT1-m2
+    files, references = [], 0
+    for index, step in enumerate(plan):
+        trainer.run_step(step)
+        if step.direction == "forward" and step.module == L - 1:
+            trainer.end_forward_pass(step.pass_index)
+        save_checkpoint(trainer, tmp_path / f"{index:02d}.pt")
+        files.append(len(list(tmp_path.glob("tensor-*.pt"))))
+        state = trainer.state_dict()
+        references += sum(t is not None for key in ("inputs", "propagated", "expected") for t in state[key][1:])
+    assert files[3] == files[2]  # BT of module 1 replaces no node-sized tensor
+    assert files[-1] < references
+    resumed = DecoupledTrainer(graph, config, seed=0)
+    load_checkpoint(resumed, tmp_path / f"{len(plan) - 1:02d}.pt")
+    for key, first in (("inputs", 1), ("propagated", 1), ("expected", 0)):  # X and P_1: the trainer's own
+        for mine, theirs in zip(getattr(resumed, key)[first:], getattr(trainer, key)[first:]):
+            assert (mine is None and theirs is None) or torch.equal(mine, theirs)
+    assert torch.equal(resumed.best["output"], trainer.best["output"])
+    assert torch.equal(resumed.predict(), trainer.predict())
+
+
+def test_packaged_model_stores_dense_features_dense_and_predicts_like_the_trainer():
+    from dgnn.config import TrainConfig
+    from dgnn.data.synthetic import csbm
+    from dgnn.trainer import DecoupledTrainer
+    from flows.model import model_payload
+    from flows.packaged_model import forward_all
+
+    graph = csbm(300, num_classes=3, avg_degree=6, num_features=16, seed=0)  # Gaussian features
+    config = TrainConfig.model_validate({**TINY["train"], "feature_norm": "none"})
+    trainer = DecoupledTrainer(graph, config, seed=0)
+    trainer.fit()
+    payload = model_payload(trainer, config, "synthetic-csbm-300")
+    assert torch.equal(payload["x"]["dense"], graph.x.float())
+    _, logits = forward_all(payload)
+    assert torch.equal(logits.argmax(1), trainer.predict())
