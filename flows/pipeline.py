@@ -10,8 +10,8 @@
   (network / OS) failures.
 * A module task takes the trainer the previous step left: from memory when this process ran that
   step, else rebuilt from the stored data plus that step's checkpoint file
-  (``<runs dir>/<run key>/NN-<step>.pt``). It runs one :class:`dgnn.trainer.Step`, saves its own
-  checkpoint and logs one MLflow child run. The run key hashes dataset, config, seed,
+  (``<runs dir>/<run key>/NN-<step>.pt``, which names the files of its node-sized tensors). It
+  runs one :class:`dgnn.trainer.Step`, saves its own checkpoint and logs one MLflow child run. The run key hashes dataset, config, seed,
   split seed and data version, so a rerun after a failure finds the finished steps and resumes
   (checkpoints carry the RNG states: the result equals an uninterrupted run, and ``dgnn train``).
 * Testing hook: ``DGNN_FAIL_AT=FT0-m2`` (comma-separated step names) makes that module task fail
