@@ -22,8 +22,8 @@ Two figures per config, both in ``results/pipeline_overhead.json``:
 Configs: the shipped ``configs/cora-classify.yaml`` (one module step), the same with
 ``bp_count: 2`` (five steps) and the authors' schedule ``configs/paper-cora-classify.yaml``
 (33 steps); the whole commands also run the CSBM scaling config on ``synthetic-csbm-100k``
-(9 steps, node-sized checkpoints of 100k rows). A least-squares line through the in-process overheads gives the fixed and per-step
-parts.
+(9 steps, node-sized checkpoints of 100k rows). A least-squares line through the in-process
+overheads gives the fixed and per-step parts.
 
     .venv/bin/python benchmarks/bench_pipeline_overhead.py [--repeats 3] [--no-cli]   # ~10 min
 """
@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "benchmarks" / "work" / "pipeline_overhead"
 RESULT = REPO / "benchmarks" / "results" / "pipeline_overhead.json"
 LIMIT = 1.3
+DGNN = str(Path(sys.executable).with_name("dgnn"))  # the console script of this environment
 # A larger graph for the whole commands: the CSBM scaling config on 100k nodes (3 modules, 9 steps).
 SCALE_CONFIG = REPO / "benchmarks" / "configs" / "csbm-dgnn.yaml"
 SCALE_DATASET = "synthetic-csbm-100k"
@@ -142,7 +143,6 @@ def longer_schedule(config: str, work: Path) -> str:
 def whole_commands(config: str, dataset: str, seed: int, env: dict, repeats: int, api: str) -> dict:
     """``dgnn train``, ``dgnn run`` (ephemeral server) and ``dgnn run`` against the running server
     at ``api`` as fresh processes, alternated ``repeats`` times."""
-    dgnn = str(Path(sys.executable).with_name("dgnn"))
     commands = {"dgnn_train": (["train", "--seeds", str(seed)], env),
                 "dgnn_run": (["run", "--seed", str(seed)], env),
                 "dgnn_run_running_server": (["run", "--seed", str(seed)], {**env, "PREFECT_API_URL": api})}
@@ -151,7 +151,7 @@ def whole_commands(config: str, dataset: str, seed: int, env: dict, repeats: int
     for _ in range(repeats):
         for name, (args, command_env) in commands.items():
             t0 = time.perf_counter()
-            proc = subprocess.run([dgnn, *args, "--dataset", dataset, "--config", config, "--device", "cpu",
+            proc = subprocess.run([DGNN, *args, "--dataset", dataset, "--config", config, "--device", "cpu",
                                    "--json", "--quiet"], env=command_env, capture_output=True, text=True, cwd=REPO)
             wall = time.perf_counter() - t0
             if proc.returncode != 0:
@@ -219,8 +219,8 @@ def main(argv=None) -> int:
         os.environ.update(_environment(WORK))  # the running server keeps its state in WORK too
         cases = [(c, args.dataset) for c in (shipped, *([str(paper)] if paper.exists() else []))]
         cases.append((str(SCALE_CONFIG), SCALE_DATASET))
-        build = [str(Path(sys.executable).with_name("dgnn")), "train", "--dataset", SCALE_DATASET, "--config",
-                 str(SCALE_CONFIG), "--device", "cpu", "--quiet"]
+        build = [DGNN, "train", "--dataset", SCALE_DATASET, "--config", str(SCALE_CONFIG), "--device", "cpu",
+                 "--quiet"]
         subprocess.run(build, env=env, check=True, capture_output=True, cwd=REPO)  # data built once, untimed
         with prefect_server(port=None) as api:
             result["whole_commands"] = [{"dataset": dataset, **whole_commands(c, dataset, args.seed, env,

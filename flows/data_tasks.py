@@ -40,7 +40,7 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE, CacheKeyFnPoli
 
 from dgnn.data import DataError, content_hash, verify
 from dgnn.data.layout import data_root, dataset_dir
-from dgnn.data.store import is_stored, read_meta
+from dgnn.data.store import is_stored, read_meta, write_atomically
 from flows import settings
 
 STAGES = ("fetch", "normalise", "propagate")
@@ -339,9 +339,8 @@ def _last_match(project: Path) -> dict:
 def _remember_match(project: Path, dataset: str, state: dict) -> None:
     path = project / ".dvc" / "tmp" / _MATCHED
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({**_last_match(project), dataset: state}, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    text = json.dumps({**_last_match(project), dataset: state}, indent=1, sort_keys=True)
+    write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 @task(cache_policy=_CACHED, persist_result=True)

@@ -11,9 +11,10 @@
 * A module task takes the trainer the previous step left: from memory when this process ran that
   step, else rebuilt from the stored data plus that step's checkpoint file
   (``<runs dir>/<run key>/NN-<step>.pt``, which names the files of its node-sized tensors). It
-  runs one :class:`dgnn.trainer.Step`, saves its own checkpoint and logs one MLflow child run. The run key hashes dataset, config, seed,
-  split seed and data version, so a rerun after a failure finds the finished steps and resumes
-  (checkpoints carry the RNG states: the result equals an uninterrupted run, and ``dgnn train``).
+  runs one :class:`dgnn.trainer.Step`, saves its own checkpoint and logs one MLflow child run.
+  The run key hashes dataset, config, seed, split seed and data version, so a rerun after a
+  failure finds the finished steps and resumes (checkpoints carry the RNG states: the result
+  equals an uninterrupted run, and ``dgnn train``).
 * Testing hook: ``DGNN_FAIL_AT=FT0-m2`` (comma-separated step names) makes that module task fail
   before it trains.
 * Every MLflow run this flow opens is closed: FINISHED, or FAILED with the error as a tag.
@@ -43,7 +44,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from dgnn.config import RunConfig, TrainConfig, default_config_path, load_config
 from dgnn.data import content_hash
 from dgnn.data.layout import data_root, dataset_dir
-from dgnn.data.store import is_stored, read_meta
+from dgnn.data.store import is_stored, read_meta, write_atomically
 from dgnn.experiment import Inputs, load_inputs, resolve_device, summarize
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, Step, schedule
 from flows import data_tasks, settings, tracking
@@ -139,9 +140,7 @@ def _tensor_ref(tensor: torch.Tensor | None, folder: Path) -> dict | None:
     written = _TENSOR_FILES.get(tensor)
     if written is None or written[0] != folder or not (folder / written[1]).exists():
         name = f"{_TENSOR_PREFIX}{uuid.uuid4().hex}.pt"
-        tmp = folder / f".{name}.tmp-{os.getpid()}"
-        torch.save(tensor, tmp)
-        os.replace(tmp, folder / name)
+        write_atomically(folder / name, lambda tmp: torch.save(tensor, tmp))
         written = _TENSOR_FILES[tensor] = (folder, name)
     return {"tensor_file": written[1]}
 
@@ -155,15 +154,12 @@ def save_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
     node-sized tensors as references to their files."""
     folder = path.parent
     state = trainer.state_dict()
-    for key in ("inputs", "propagated", "expected"):
-        state[key] = [None if i == 0 and key != "expected" else _tensor_ref(t, folder)
-                      for i, t in enumerate(state[key])]
+    for key in ("inputs", "propagated", "expected"):  # expected[0] is always None: module 1 has no target
+        state[key] = [None, *(_tensor_ref(t, folder) for t in state[key][1:])]
     if state["best"] is not None:
         state["best"] = {**state["best"], **{k: _tensor_ref(state["best"][k], folder)
                                              for k in ("output", "prediction")}}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
@@ -172,7 +168,8 @@ def load_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
     for key in ("inputs", "propagated", "expected"):
         state[key] = [_tensor_from(ref, folder, device) for ref in state[key]]
     if state["best"] is not None:
-        state["best"] |= {k: _tensor_from(state["best"][k], folder, device) for k in ("output", "prediction")}
+        state["best"] |= {k: _tensor_from(state["best"][k], folder, device)
+                          for k in ("output", "prediction")}
     # X and P_1 never change during training, so the freshly built trainer's are the saved ones.
     x, first = trainer.inputs[0], trainer.propagated[0]
     trainer.load_state_dict(state)
@@ -183,8 +180,8 @@ def remove_checkpoints(run_dir: Path, records: list[dict]) -> None:
     """The per-step trainer checkpoints and their tensor files (module weights, step records and
     predictions stay)."""
     for index, record in enumerate(records):
-        _step_file(run_dir, index, Step(record["direction"], record["pass_index"], record["module"])).unlink(
-            missing_ok=True)
+        step = Step(record["direction"], record["pass_index"], record["module"])
+        _step_file(run_dir, index, step).unlink(missing_ok=True)
     for tensor_file in run_dir.glob(f"{_TENSOR_PREFIX}*.pt"):
         tensor_file.unlink()
     (run_dir / "model-payload.pt").unlink(missing_ok=True)
@@ -211,9 +208,7 @@ def trainer_after(ctx: dict, index: int) -> DecoupledTrainer:
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=float))
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=float)))
 
 
 def _step_file(run_dir: Path, index: int, step: Step) -> Path:

@@ -57,6 +57,14 @@ def is_current(folder: Path, inputs: dict) -> bool:
     return is_stored(folder) and read_meta(folder).get("inputs") == inputs
 
 
+def write_atomically(path: Path, write) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it over ``path``: readers
+    see the old file or the new one, never part of one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
 @contextmanager
 def atomic_folder(dest: Path):
     """Yield an empty temporary folder beside ``dest``; on success it replaces ``dest`` by renames.
