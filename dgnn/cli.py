@@ -8,7 +8,7 @@ import sys
 
 from pydantic import ValidationError
 
-from dgnn.config import default_config_path, load_config
+from dgnn.config import Portfolio, config_task, default_config_path, load_config
 from dgnn.data import DataError
 from dgnn.experiment import parse_seeds, train_seeds
 
@@ -25,19 +25,22 @@ def run_config(args: argparse.Namespace):
     """The run config named by ``--config`` or shipped for the dataset and task, CLI overrides applied."""
     path = args.config or default_config_path(args.dataset, args.task)
     config = load_config(path)
-    if config.train.task != args.task:
-        raise ValueError(f"{path} is a {config.train.task!r} config but --task is {args.task!r}")
+    if config_task(config) != args.task:
+        raise ValueError(f"{path} is a {config_task(config)!r} config but --task is {args.task!r}")
     return config
 
 
 def _train(args: argparse.Namespace) -> int:
     try:
         config = run_config(args)
-        summary = train_seeds(args.dataset, config.train, parse_seeds(args.seeds), device=args.device,
+        train = config if isinstance(config, Portfolio) else config.train
+        summary = train_seeds(args.dataset, train, parse_seeds(args.seeds), device=args.device,
                               data_dir=args.data_dir, split_seed=args.split_seed, verbose=not args.quiet)
     except (DataError, ValidationError, ValueError, FileNotFoundError) as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Activation = Literal["identity", "relu", "elu", "leaky_relu", "tanh", "sigmoid"]
 Task = Literal["classify", "cluster"]
@@ -76,15 +76,41 @@ class RunConfig(_Strict):
     train: TrainConfig
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read a YAML run config; pydantic's error names the offending field."""
+class Portfolio(_Strict):
+    """Several candidate configs; each is trained and the best on validation is kept (ties: the
+    first listed). The default for graphs without a config of their own."""
+
+    task: Task
+    split_seed: int = 0
+    candidates: dict[str, TrainConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _same_task(self) -> Portfolio:
+        wrong = [name for name, c in self.candidates.items() if c.task != self.task]
+        if wrong:
+            raise ValueError(f"candidates {wrong} are not {self.task!r} configs")
+        return self
+
+
+def load_config(path: str | Path) -> RunConfig | Portfolio:
+    """Read a YAML run config (``train:``) or portfolio (``candidates:``); pydantic's error names
+    the offending field."""
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a YAML mapping with 'train:' at the top level")
-    return RunConfig.model_validate(raw)
+        raise ValueError(f"{path}: expected a YAML mapping with 'train:' or 'candidates:' at the top level")
+    return Portfolio.model_validate(raw) if "candidates" in raw else RunConfig.model_validate(raw)
+
+
+def config_task(config: RunConfig | Portfolio) -> Task:
+    return config.task if isinstance(config, Portfolio) else config.train.task
+
+
+def first_train(config: RunConfig | Portfolio) -> TrainConfig:
+    """The run's train config, or a portfolio's first candidate (what the data stages prepare for)."""
+    return next(iter(config.candidates.values())) if isinstance(config, Portfolio) else config.train
 
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import statistics
 import sys
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from dgnn.config import TrainConfig
+from dgnn.config import Portfolio, TrainConfig
 from dgnn.data import load_adjacency, load_graph, stored_propagated
 from dgnn.nn.filters import graph_filter
 from dgnn.propagation import normalize_features
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, StepResult
+from dgnn.tune.portfolio import choose
 
 CLASSIFY_METRICS = ("test_acc", "val_acc", "macro_f1")
 CLUSTER_METRICS = ("acc", "nmi", "ari", "modularity")
@@ -43,32 +43,48 @@ def resolve_device(device: str | None) -> torch.device:
     return resolved
 
 
-@dataclass
 class Inputs:
-    """What the trainer needs from the data stages: the graph, Â, and P_1 = g_1(Â) N(X)."""
+    """What the trainer needs from the data stages: the graph, Â, and P_1 = g_1(Â) N(X) per config.
 
-    graph: object
-    adj: torch.Tensor
-    first_input: torch.Tensor
-
-
-def load_inputs(dataset: str, config: TrainConfig, data_dir=None, split_seed: int = 0) -> Inputs:
-    """Read (building when missing) the stored graph, adjacency and module-1 propagated features.
-
-    P_1 = g_1(Â) N(X) is computed once here for every seed: read from the propagate stage when it
-    stored that power and normalisation, else filtered in memory (the stage's DVC-tracked output
-    is never rewritten).
+    P_1 depends only on module 1's filter and the feature normalisation, so it is computed once per
+    (normalisation, filter) and shared by every seed and every candidate config that uses it: read
+    from the propagate stage when it stored that power and normalisation, else filtered in memory
+    (the stage's DVC-tracked output is never rewritten). Only the last few are kept: each one is
+    as large as the features.
     """
+
+    KEEP = 3
+
+    def __init__(self, dataset: str, graph, adj: torch.Tensor, data_dir=None):
+        self.dataset, self.graph, self.adj, self.data_dir = dataset, graph, adj, data_dir
+        self._first: dict[tuple, torch.Tensor] = {}
+
+    def first_input(self, config: TrainConfig) -> torch.Tensor:
+        module = config.modules[0]
+        kind = "power" if module.order == 0 else module.filter
+        key = (config.feature_norm, kind, module.order, module.alpha if kind == "average" else 0.0)
+        if key not in self._first:
+            first = None
+            if kind == "power":
+                first = stored_propagated(self.dataset, module.order, data_dir=self.data_dir,
+                                          feature_norm=config.feature_norm)
+            if first is None:
+                x = normalize_features(self.graph.x.float(), config.feature_norm)
+                first = graph_filter(self.adj, x, module.order, module.filter, module.alpha)
+            while len(self._first) >= self.KEEP:
+                self._first.pop(next(iter(self._first)))
+            self._first[key] = first
+        return self._first[key]
+
+    def trainer(self, config: TrainConfig, seed: int, device) -> DecoupledTrainer:
+        return DecoupledTrainer(self.graph, config, seed=seed, device=device, adj=self.adj,
+                                first_input=self.first_input(config))
+
+
+def load_inputs(dataset: str, data_dir=None, split_seed: int = 0) -> Inputs:
+    """Read (building when missing) the stored graph and normalised adjacency of ``dataset``."""
     graph = load_graph(dataset, data_dir=data_dir, split_seed=split_seed)
-    adj = load_adjacency(dataset, data_dir=data_dir)
-    module = config.modules[0]
-    first = None
-    if module.filter == "power":
-        first = stored_propagated(dataset, module.order, data_dir=data_dir, feature_norm=config.feature_norm)
-    if first is None:
-        x = normalize_features(graph.x.float(), config.feature_norm)
-        first = graph_filter(adj, x, module.order, module.filter, module.alpha)
-    return Inputs(graph, adj, first)
+    return Inputs(dataset, graph, load_adjacency(dataset, data_dir=data_dir), data_dir)
 
 
 def progress_printer(seed: int, stream=sys.stderr) -> tuple[Callable, Callable]:
@@ -88,16 +104,34 @@ def progress_printer(seed: int, stream=sys.stderr) -> tuple[Callable, Callable]:
 
 
 def train_one(inputs: Inputs, config: TrainConfig, seed: int, device, verbose: bool) -> FitResult:
-    trainer = DecoupledTrainer(inputs.graph, config, seed=seed, device=device, adj=inputs.adj,
-                               first_input=inputs.first_input)
     on_step, on_pass = progress_printer(seed) if verbose else (None, None)
-    return trainer.fit(on_step=on_step, on_pass=on_pass)
+    return inputs.trainer(config, seed, device).fit(on_step=on_step, on_pass=on_pass)
 
 
-def summarize(dataset: str, config: TrainConfig, seeds: list[int], results: list[FitResult]) -> dict:
-    """Mean and standard deviation of every metric over seeds, plus per-seed rows."""
-    names = CLASSIFY_METRICS if config.task == "classify" else CLUSTER_METRICS
-    summary: dict = {"dataset": dataset, "task": config.task, "seeds": seeds}
+def fit_warnings(result: FitResult, num_classes: int) -> list[str]:
+    """Plain-language warnings when a classifier did not learn: it does not fit its own training
+    nodes, or it is no better than chance on validation."""
+    if result.task != "classify":
+        return []
+    chance = 1 / max(num_classes, 1)
+    train_acc, val_acc = result.metrics["train_acc"], result.metrics["val_acc"]
+    advice = "the config is too weak or too regularised for this graph: try `dgnn tune`"
+    warnings = []
+    if train_acc < 0.5:
+        warnings.append(f"the model fits only {train_acc:.1%} of its training nodes; {advice}")
+    if val_acc < 1.5 * chance:
+        warnings.append(f"validation accuracy {val_acc:.1%} is near chance ({chance:.1%}); {advice}")
+    return warnings
+
+
+def summarize(dataset: str, task: str, seeds: list[int], results: list[FitResult], num_classes: int,
+              chosen: list | None = None) -> dict:
+    """Mean and standard deviation of every metric over seeds, plus per-seed rows and warnings.
+
+    ``chosen``: per seed, the portfolio :class:`~dgnn.tune.portfolio.Choice` the result came from.
+    """
+    names = CLASSIFY_METRICS if task == "classify" else CLUSTER_METRICS
+    summary: dict = {"dataset": dataset, "task": task, "seeds": seeds}
     for name in (*names, "train_seconds"):
         values = [r.train_seconds if name == "train_seconds" else r.metrics[name] for r in results]
         summary[f"{name}_mean"] = statistics.fmean(values)
@@ -106,13 +140,27 @@ def summarize(dataset: str, config: TrainConfig, seeds: list[int], results: list
         {"seed": s, "best_pass": r.best_pass, "train_seconds": r.train_seconds, **r.metrics}
         for s, r in zip(seeds, results)
     ]
+    if chosen:
+        for row, choice in zip(summary["per_seed"], chosen):
+            row |= {"chosen": choice.name, "candidate_criteria": choice.scores,
+                    "select_seconds": choice.seconds}
+        summary["chosen"] = [c.name for c in chosen]
+    summary["warnings"] = sorted({w for r in results for w in fit_warnings(r, num_classes)})
     return summary
 
 
-def train_seeds(dataset: str, config: TrainConfig, seeds: list[int], *, device=None, data_dir=None,
-                split_seed: int = 0, verbose: bool = True) -> dict:
-    """Train ``config`` on ``dataset`` once per seed; return :func:`summarize`'s dictionary."""
+def train_seeds(dataset: str, config: TrainConfig | Portfolio, seeds: list[int], *, device=None,
+                data_dir=None, split_seed: int = 0, verbose: bool = True) -> dict:
+    """Train ``config`` on ``dataset`` once per seed; return :func:`summarize`'s dictionary.
+
+    A :class:`~dgnn.config.Portfolio` trains every candidate per seed and keeps the one with the
+    best validation criterion for that seed.
+    """
     device = resolve_device(device)
-    inputs = load_inputs(dataset, config, data_dir, split_seed)
+    inputs = load_inputs(dataset, data_dir, split_seed)
+    num_classes = inputs.graph.num_classes
+    if isinstance(config, Portfolio):
+        chosen = [choose(inputs, config, seed, device, verbose) for seed in seeds]
+        return summarize(dataset, config.task, seeds, [c.result for c in chosen], num_classes, chosen)
     results = [train_one(inputs, config, seed, device, verbose) for seed in seeds]
-    return summarize(dataset, config, seeds, results)
+    return summarize(dataset, config.task, seeds, results, num_classes)

@@ -82,6 +82,11 @@ class FitResult:
     steps: list[StepResult] = field(default_factory=list)
     train_seconds: float = 0.0
 
+    @property
+    def criterion(self) -> float:
+        """What selection maximised, at the selected pass (validation accuracy or modularity)."""
+        return next(p.criterion for p in self.passes if p.pass_index == self.best_pass)
+
     def to_dict(self) -> dict:
         return {
             "task": self.task,

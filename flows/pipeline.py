@@ -41,11 +41,12 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from torch.utils.weak import WeakIdKeyDictionary
 
-from dgnn.config import RunConfig, TrainConfig, default_config_path, load_config
+from dgnn.config import Portfolio, RunConfig, config_task, first_train, TrainConfig, default_config_path, load_config
 from dgnn.data import content_hash
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored, read_meta, write_atomically
 from dgnn.experiment import Inputs, load_inputs, resolve_device, summarize
+from dgnn.tune.portfolio import choose
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, Step, schedule
 from flows import data_tasks, settings, tracking
 
@@ -55,23 +56,25 @@ FAIL_AT_ENV = "DGNN_FAIL_AT"
 # -- configuration ----------------------------------------------------------------------------------
 
 
-def resolve_config(dataset: str, task: str, config=None) -> RunConfig:
-    """A RunConfig from a path, a dict (a whole run config or just its ``train`` part) or the
-    shipped default for ``dataset``/``task``."""
+def resolve_config(dataset: str, task: str, config=None) -> RunConfig | Portfolio:
+    """A RunConfig (or Portfolio) from a path, a dict (a whole run config, just its ``train``
+    part, or a portfolio) or the shipped default for ``dataset``/``task``."""
     if config is None:
         run_config = load_config(default_config_path(dataset, task))
     elif isinstance(config, (str, Path)):
         run_config = load_config(config)
-    elif isinstance(config, RunConfig):
+    elif isinstance(config, (RunConfig, Portfolio)):
         run_config = config
     elif isinstance(config, TrainConfig):
         run_config = RunConfig(dataset=dataset, train=config)
+    elif isinstance(config, dict) and "candidates" in config:
+        run_config = Portfolio.model_validate(config)
     elif isinstance(config, dict):
         run_config = RunConfig.model_validate(config if "train" in config else {"train": config})
     else:
         raise TypeError(f"config must be a path, a dict or a RunConfig, not {type(config).__name__}")
-    if run_config.train.task != task:
-        raise ValueError(f"the config is a {run_config.train.task!r} config but the task is {task!r}")
+    if config_task(run_config) != task:
+        raise ValueError(f"the config is a {config_task(run_config)!r} config but the task is {task!r}")
     return run_config
 
 
@@ -85,15 +88,18 @@ def run_key(dataset: str, train: TrainConfig, seed: int, split_seed: int, data_v
 # -- data tasks -------------------------------------------------------------------------------------
 
 
-def run_data_tasks(dataset: str, split_seed: int, train: TrainConfig) -> dict:
-    """fetch -> validate -> normalise -> propagate; returns per-task state names and the version."""
-    first = train.modules[0]
-    wanted = [first.order] if first.filter == "power" else []  # other filters: computed by the trainer
+def run_data_tasks(dataset: str, split_seed: int, train: TrainConfig | None) -> dict:
+    """fetch -> validate -> normalise -> propagate; returns per-task state names and the version.
+
+    The propagate stage stores module 1's power of ``train`` (other filters, and every filter
+    when ``train`` is None, are computed by the trainer)."""
+    first = train.modules[0] if train else None
+    wanted = [first.order] if first and first.filter == "power" else []
     steps = [
         ("fetch", (dataset, split_seed)),
         ("validate", (dataset,)),
         ("normalise", (dataset,)),
-        ("propagate", (dataset, wanted, train.feature_norm)),
+        ("propagate", (dataset, wanted, train.feature_norm if train else "none")),
     ]
     states = {}
     for name, args in steps:
@@ -112,17 +118,26 @@ def run_data_tasks(dataset: str, split_seed: int, train: TrainConfig) -> dict:
 
 
 @lru_cache(maxsize=4)
-def _inputs(dataset: str, root: str, split_seed: int, version: str, train_json: str) -> Inputs:
+def stage_inputs(dataset: str, root: str, split_seed: int, version: str) -> Inputs:
     # ``version`` is only part of the cache key: new data gives new inputs.
-    return load_inputs(dataset, TrainConfig.model_validate_json(train_json), data_dir=root, split_seed=split_seed)
+    return load_inputs(dataset, data_dir=root, split_seed=split_seed)
+
+
+def inputs_of(ctx: dict) -> Inputs:
+    return stage_inputs(ctx["dataset"], ctx["data_root"], ctx["split_seed"], ctx["data_content_hash"])
 
 
 def build_trainer(ctx: dict) -> DecoupledTrainer:
-    train = TrainConfig.model_validate(ctx["train"])
-    inputs = _inputs(ctx["dataset"], ctx["data_root"], ctx["split_seed"], ctx["data_content_hash"],
-                     json.dumps(ctx["train"], sort_keys=True))
-    return DecoupledTrainer(inputs.graph, train, seed=ctx["seed"], device=ctx["device"], adj=inputs.adj,
-                            first_input=inputs.first_input)
+    return inputs_of(ctx).trainer(TrainConfig.model_validate(ctx["train"]), ctx["seed"], ctx["device"])
+
+
+@task(name="choose-config", cache_policy=NO_CACHE, persist_result=False)
+def choose_task(dataset: str, portfolio: Portfolio, seed: int, split_seed: int, device: str,
+                data_content_hash: str) -> dict:
+    """The portfolio candidate with the best validation criterion for this seed."""
+    inputs = stage_inputs(dataset, str(data_root().resolve()), split_seed, data_content_hash)
+    choice = choose(inputs, portfolio, seed, device, verbose=True)
+    return {"name": choice.name, "train": choice.config, "scores": choice.scores, "seconds": choice.seconds}
 
 
 # The node-sized tensors of the trainer state (H_l, Â^p H_l, E_l, the best pass's output and
@@ -355,7 +370,9 @@ def report_task(ctx: dict, evaluation: dict, step_records: list[dict], data: dic
     train_seconds = sum(r["seconds"] for r in step_records)
     fit = FitResult(task=train.task, best_pass=evaluation["best_pass"], metrics=evaluation["metrics"],
                     passes=passes, train_seconds=train_seconds)
-    summary = summarize(ctx["dataset"], train, [ctx["seed"]], [fit])
+    summary = summarize(ctx["dataset"], train.task, [ctx["seed"]], [fit], inputs_of(ctx).graph.num_classes)
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}")
 
     final = {**evaluation["metrics"], "best_pass": evaluation["best_pass"], "train_seconds": train_seconds,
              "resumed_steps": sum(r["resumed"] for r in step_records)}
@@ -376,10 +393,12 @@ def report_task(ctx: dict, evaluation: dict, step_records: list[dict], data: dic
         save_packaged_model(torch.load(run_dir / "model-payload.pt", weights_only=False), tmp / "model")
         client.log_artifacts(parent, str(tmp / "model"), "model")
     registered = tracking.register_model(client, tracking.model_name(ctx["dataset"], train.task), parent,
-                                         "model", evaluation["criterion"], evaluation["criterion_name"])
+                                         "model", evaluation["criterion"], evaluation["criterion_name"],
+                                         ctx.get("model_tags"))
     tracking.set_tags(client, parent, {"registered_model": registered["name"],
                                        "registered_version": registered["version"],
-                                       "champion": str(registered["champion"]).lower()})
+                                       "champion": str(registered["champion"]).lower(),
+                                       "warnings": " | ".join(summary["warnings"]) or "none"})
     summary |= {
         "mlflow_run_id": parent,
         "experiment": ctx["experiment"],
@@ -425,9 +444,15 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
 
     started = time.perf_counter()
     run_config = resolve_config(dataset, task, config)
-    train = run_config.train
     split_seed = run_config.split_seed if split_seed is None else split_seed
     device = str(resolve_device(device))
+    choice = None
+    if isinstance(run_config, Portfolio):
+        data = run_data_tasks(dataset, split_seed, first_train(run_config))
+        choice = choose_task(dataset, run_config, seed, split_seed, device, data["data_content_hash"])
+        run_config = RunConfig(dataset=dataset, split_seed=split_seed, train=choice["train"])
+        run_tags = {**(run_tags or {}), "config_choice": choice["name"]}
+    train = run_config.train
     uri = settings.tracking_uri()
     client = tracking.client(uri)
     experiment = tracking.experiment_name(dataset, task)
@@ -449,10 +474,14 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
             "data_tracked": str(data["data_version"] != "untracked").lower(), "run_key": key,
             **{f"dvc.{k}": v for k, v in data["versions"].items() if k != "data_version"}})
         client.log_artifact(parent, str(run_dir / "config.yaml"))
+        if choice is not None:
+            tracking.log_metrics(client, parent, {f"candidate_criterion.{name}": value
+                                                  for name, value in choice["scores"].items()})
         ctx = {"dataset": dataset, "train": train.model_dump(mode="json"), "seed": seed,
                "split_seed": split_seed, "device": device, "data_root": str(data_root().resolve()),
                "data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
                "run_key": key, "run_dir": str(run_dir),
+               "model_tags": {k: v for k, v in (run_tags or {}).items() if k.startswith("tune") or k == "config_choice"},
                "tracking_uri": uri, "experiment": experiment, "experiment_id": experiment_id,
                "parent_run_id": parent}
         records = []

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from dgnn.cli import add_training_arguments
+from flows.tune_options import add_tune_arguments, check_budget
 
 
 def _one_line(err: BaseException) -> str:
@@ -69,23 +70,50 @@ def _print_summary(summary: dict, as_json: bool) -> None:
           f"{' (champion)' if summary['registered_model']['champion'] else ''}")
 
 
-def _run(args: argparse.Namespace) -> int:
-    if _config_error(args):
-        return 2
-    _prepare(args)
+def with_server(work):
+    """``work()`` against the configured Prefect API, or an ephemeral server started on the side
+    (the run's imports overlap its boot); returns work's result plus the server's start figures."""
     wait_for_server = None
     if not os.environ.get("PREFECT_API_URL"):
         from flows.server import start_ephemeral
 
         wait_for_server = start_ephemeral()
-    from flows.pipeline import prepare_process, run_pipeline
+    from flows.pipeline import prepare_process
+
+    prepare_process()  # while the server boots
+    server = wait_for_server() if wait_for_server else None
+    return work(), server
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.config == "tuned":
+        args.config, args.tune = None, True
+    problem = check_budget(args) if args.tune else None
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if _config_error(args):
+        return 2
+    _prepare(args)
+
+    def work() -> dict:
+        from flows.pipeline import run_pipeline
+
+        config, tags = _config_arg(args), {}
+        if args.tune:
+            from flows.tune import run_tune
+            from flows.tune_cli import tune_parameters
+
+            tuned = run_tune(**tune_parameters(args))
+            config = tuned["best_config_file"]
+            tags = {"tune_run_id": tuned["mlflow_run_id"], "tune_study": tuned["study"],
+                    "tune_best_trial": tuned["best_trial"]}
+        return run_pipeline(dataset=args.dataset, task=args.task, config=config, seed=args.seed,
+                            split_seed=args.split_seed, device=args.device,
+                            keep_checkpoints=args.keep_checkpoints, run_tags=tags)
 
     try:
-        prepare_process()  # while the server boots
-        server = wait_for_server() if wait_for_server else None
-        summary = run_pipeline(dataset=args.dataset, task=args.task, config=_config_arg(args),
-                                 seed=args.seed, split_seed=args.split_seed, device=args.device,
-                                 keep_checkpoints=args.keep_checkpoints)
+        summary, server = with_server(work)
     except BaseException as err:  # noqa: BLE001 - the flow already closed its runs as FAILED
         if isinstance(err, KeyboardInterrupt):
             print("interrupted: the MLflow runs were closed as FAILED; rerun to resume", file=sys.stderr)
@@ -245,6 +273,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run the tracked pipeline once (Prefect flow + MLflow runs)")
     add_training_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--tune", action="store_true", help="first run `dgnn tune` (same options; "
+                                                       "also --config tuned), then the pipeline with its best config")
+    add_tune_arguments(p)
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the per-step trainer checkpoints after a successful run")
     p.set_defaults(handler=_run)

@@ -13,7 +13,8 @@ A variable the user already set is never changed.
 | ``MLFLOW_DISABLE_TELEMETRY`` | ``true`` |
 
 ``DGNN_RUNS_DIR`` (default ``<project>/.dgnn_cache/runs``) holds the per-step trainer checkpoints
-that let a failed pipeline run resume.
+that let a failed pipeline run resume; ``DGNN_OPTUNA_STORAGE`` (default ``optuna.db`` beside the
+MLflow database) holds the ``dgnn tune`` studies.
 """
 
 from __future__ import annotations
@@ -67,6 +68,17 @@ def artifact_root(uri: str) -> str | None:
     the server's default for anything else (None)."""
     db = sqlite_path(uri)
     return None if db is None else (db.parent / "artifacts").as_uri()
+
+
+def optuna_storage() -> str:
+    """``$DGNN_OPTUNA_STORAGE``, else ``optuna.db`` beside the MLflow sqlite database (or in the
+    runs folder when MLflow uses a server): where ``dgnn tune`` keeps its studies."""
+    if os.environ.get("DGNN_OPTUNA_STORAGE"):
+        return os.environ["DGNN_OPTUNA_STORAGE"]
+    db = sqlite_path(tracking_uri())
+    folder = db.parent if db is not None else runs_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'optuna.db'}"
 
 
 def runs_dir() -> Path:

@@ -20,6 +20,7 @@ import flows  # noqa: F401 - environment defaults before prefect/mlflow are impo
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from dgnn.config import first_train
 from flows import tracking
 from flows.pipeline import resolve_config, run_data_tasks, train_pipeline
 
@@ -42,7 +43,8 @@ def sweep_flow(datasets: list[str], seeds: list[int], task: str = "classify", co
         run_config = resolve_config(dataset, task, config)
         configs[dataset] = run_config.model_dump(mode="json")
         tracking.ensure_experiment(client, tracking.experiment_name(dataset, task))
-        run_data_tasks(dataset, run_config.split_seed if split_seed is None else split_seed, run_config.train)
+        run_data_tasks(dataset, run_config.split_seed if split_seed is None else split_seed,
+                       first_train(run_config))
     futures = [
         pipeline_run_task.submit(dataset, task, configs[dataset], seed, split_seed, device,
                                  {"sweep_id": sweep_id})

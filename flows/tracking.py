@@ -293,7 +293,7 @@ def log_json(mlflow_client: MlflowClient, run_id: str, data, artifact_file: str)
 def plot_losses(steps: list[dict], path: Path) -> Path:
     """One panel per module: the loss of every SGD step, one line per pass (BT dashed)."""
     modules = sorted({s["module"] for s in steps})
-    fig = _figure(4.5 * len(modules), 3.4)
+    fig = figure(4.5 * len(modules), 3.4)
     axes = fig.subplots(1, len(modules), squeeze=False)
     for ax, module in zip(axes[0], modules):
         for s in (s for s in steps if s["module"] == module):
@@ -309,7 +309,7 @@ def plot_losses(steps: list[dict], path: Path) -> Path:
     return path
 
 
-def _figure(width: float, height: float):
+def figure(width: float, height: float):
     """A bare Agg figure (no pyplot state, fixed margins: no extra layout pass when saving)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -322,7 +322,7 @@ def _figure(width: float, height: float):
 
 def plot_passes(passes: list[dict], path: Path) -> Path:
     """Every validation/test metric after each forward pass (the selected pass marked)."""
-    fig = _figure(5, 3.4)
+    fig = figure(5, 3.4)
     ax = fig.subplots()
     xs = [p["pass_index"] for p in passes]
     for key in passes[0]["metrics"] if passes else []:
@@ -341,9 +341,10 @@ def plot_passes(passes: list[dict], path: Path) -> Path:
 
 
 def register_model(mlflow_client: MlflowClient, name: str, run_id: str, artifact_path: str,
-                   criterion: float, criterion_name: str) -> dict:
-    """Register ``runs:/<run_id>/<artifact_path>`` as a new version of ``name``; move the alias
-    ``champion`` to it only if its validation criterion beats the current champion's."""
+                   criterion: float, criterion_name: str, tags: dict | None = None) -> dict:
+    """Register ``runs:/<run_id>/<artifact_path>`` as a new version of ``name`` (with ``tags``,
+    e.g. the tune that chose its config); move the alias ``champion`` to it only if its
+    validation criterion beats the current champion's."""
     source = f"{mlflow_client.get_run(run_id).info.artifact_uri}/{artifact_path}"
     with store_lock(mlflow_client.tracking_uri):
         try:
@@ -353,7 +354,8 @@ def register_model(mlflow_client: MlflowClient, name: str, run_id: str, artifact
                 raise
         version = mlflow_client.create_model_version(
             name, source, run_id=run_id,
-            tags={"criterion": criterion_name, "val_criterion": repr(float(criterion))},
+            tags={"criterion": criterion_name, "val_criterion": repr(float(criterion)),
+                  **{k: str(v) for k, v in (tags or {}).items()}},
         ).version
         try:
             current = mlflow_client.get_model_version_by_alias(name, CHAMPION)

@@ -1,0 +1,118 @@
+"""``dgnn tune`` as a Prefect flow: data tasks, trial workers (in process or on Dask), report.
+
+One MLflow parent run per tune in experiment ``<dataset>-<task>-tune``, one child run per trial
+(:mod:`flows.tune_tracking`). The Optuna study lives in :func:`flows.settings.optuna_storage`, so
+the same command resumes a killed tune, and every worker of a Dask cluster shares it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import flows  # noqa: F401 - environment defaults before prefect/mlflow are imported
+import yaml
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from dgnn.config import first_train
+from dgnn.data.layout import data_root
+from dgnn.experiment import resolve_device
+from dgnn.tune.space import default_search_space, load_search_space
+from dgnn.tune.study import Objective, candidates_of, finish, open_study, optimize, study_name
+from flows import settings, tracking, tune_tracking
+from flows.pipeline import run_data_tasks, stage_inputs
+
+
+@task(name="tune-trials", task_run_name="trials-worker{worker}", cache_policy=NO_CACHE, persist_result=False)
+def trials_task(worker: int, job: dict) -> None:
+    """Run trials of the shared study until its trial count or time budget is reached."""
+    inputs = stage_inputs(job["dataset"], job["data_root"], job["split_seed"], job["data_content_hash"])
+    study = open_study(job["study"], job["storage"], job["seed"] + worker)
+    logger = tune_tracking.TrialLogger(job["tracking_uri"], job["experiment_id"], job["parent_run_id"],
+                                       job["label"])
+    objective = Objective(inputs, load_search_space(job["space_file"]), seed=job["seed"], device=job["device"])
+    optimize(study, objective, trials=job["trials"], budget_seconds=job["budget_seconds"], callbacks=[logger])
+
+
+@task(name="tune-report", cache_policy=NO_CACHE, persist_result=False)
+def report_task(job: dict) -> dict:
+    """Retrain the best config once (its test metrics are computed here and only here) and log it."""
+    inputs = stage_inputs(job["dataset"], job["data_root"], job["split_seed"], job["data_content_hash"])
+    study = open_study(job["study"], job["storage"], job["seed"])
+    result = finish(study, inputs, seed=job["seed"], device=job["device"])
+    config = {"dataset": job["dataset"], "split_seed": job["split_seed"],
+              "train": result.config.model_dump(mode="json")}
+    best_file = settings.runs_dir() / "tune" / f"{job['study']}.yaml"
+    best_file.parent.mkdir(parents=True, exist_ok=True)
+    best_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    client = tracking.client(job["tracking_uri"])
+    parent = job["parent_run_id"]
+    tracking.log_batch(client, parent, metrics=tracking.metric_items(
+        {"best_criterion": result.criterion, **{f"final_{k}": v for k, v in result.final.metrics.items()},
+         **{f"trials_{k}": v for k, v in result.trials.items()}}),
+        tags={"best_trial": result.best_trial, "best_candidate": result.candidate or "none (searched)"})
+    tune_tracking.log_study(job["tracking_uri"], parent, study, config)
+    return result.to_dict() | {"best_config_file": str(best_file)}
+
+
+@flow(name="dgnn-tune", flow_run_name="tune-{dataset}-{task}", log_prints=True)
+def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | None = None,
+              trials: int | None = None, budget_seconds: float | None = None, workers: int = 1,
+              seed: int = 0, split_seed: int = 0, device: str = "auto") -> dict:
+    """Search configs of ``dataset`` on validation data; returns the best config and its metrics."""
+    started = time.perf_counter()
+    space_file = str(Path(space_file or default_search_space(task)).resolve())
+    space = load_search_space(space_file)
+    if space.task != task:
+        raise ValueError(f"{space_file} searches {space.task!r} configs but the task is {task!r}")
+    portfolio = candidates_of(space.candidates)
+    data = run_data_tasks(dataset, split_seed, first_train(portfolio) if portfolio else None)
+    uri = settings.tracking_uri()
+    client = tracking.client(uri)
+    experiment_id = tracking.ensure_experiment(client, f"{tracking.experiment_name(dataset, task)}-tune")
+    tracking.reap_stale_runs(client, experiment_id)
+    name = study_name(dataset, task, split_seed, space_file, seed)
+    label = f"tune-{dataset}-{task}"
+    job = {"dataset": dataset, "split_seed": split_seed, "data_root": str(data_root().resolve()),
+           "data_content_hash": data["data_content_hash"], "space_file": space_file,
+           "storage": settings.optuna_storage(), "study": name, "seed": seed,
+           "device": str(resolve_device(device)), "trials": trials, "budget_seconds": budget_seconds,
+           "tracking_uri": uri, "experiment_id": experiment_id, "label": label}
+    parent = tracking.start_run(
+        client, experiment_id, label,
+        tags={"dataset": dataset, "task": task, "study": name, "optuna_storage": job["storage"],
+              "data_version": data["data_version"], **tracking.git_commit()},
+        params={"trials": trials, "budget_seconds": budget_seconds, "workers": workers, "seed": seed,
+                "split_seed": split_seed, "space_file": space_file, "device": job["device"]})
+    job["parent_run_id"] = parent
+    try:
+        futures = [trials_task.submit(worker, job) for worker in range(max(1, workers))]
+        for future in futures:
+            future.result()
+        summary = report_task(job)
+        summary |= {"mlflow_run_id": parent, "experiment_id": experiment_id, "storage": job["storage"],
+                    "data_version": data["data_version"], "seconds": time.perf_counter() - started}
+        tracking.log_metrics(client, parent, {"tune_seconds": summary["seconds"]})
+        tracking.end_run(client, parent)
+        return summary
+    except BaseException as err:
+        tracking.fail_run(client, parent, err)
+        raise
+
+
+def run_tune(*, workers: int = 1, dask_address: str | None = None, **parameters) -> dict:
+    """:func:`tune_flow` in this process (one worker) or with its trial workers on Dask."""
+    if workers <= 1 and not dask_address:
+        return tune_flow(workers=1, **parameters)
+    from prefect_dask import DaskTaskRunner
+
+    from flows.sweep import shared_prefect_api
+
+    if dask_address:
+        runner = DaskTaskRunner(address=dask_address)
+    else:
+        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
+                                                "processes": True, "dashboard_address": None})
+    with shared_prefect_api():
+        return tune_flow.with_options(task_runner=runner)(workers=workers, **parameters)

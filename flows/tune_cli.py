@@ -1,0 +1,57 @@
+"""``dgnn tune``: search configs of a dataset on validation data (Optuna), tracked in MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from flows.pipeline_cli import _one_line, _prepare, with_server
+from flows.tune_options import add_tune_arguments, check_budget
+
+
+def tune_parameters(args: argparse.Namespace) -> dict:
+    """The tune flow's parameters from ``dgnn tune`` / ``dgnn run --tune`` arguments."""
+    return {"dataset": args.dataset, "task": args.task, "space_file": args.search_space,
+            "trials": args.trials, "budget_seconds": args.budget_seconds, "workers": args.workers,
+            "dask_address": args.dask_address, "seed": args.seed, "split_seed": args.split_seed,
+            "device": args.device}
+
+
+def _tune(args: argparse.Namespace) -> int:
+    problem = check_budget(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    _prepare(args)
+    try:
+        from flows.tune import run_tune
+
+        summary, _ = with_server(lambda: run_tune(**tune_parameters(args)))
+    except KeyboardInterrupt:
+        print("interrupted: the study is kept; run the same command to resume it", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except BaseException as err:  # noqa: BLE001
+        print(f"error: tune failed: {_one_line(err)}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        shown = " ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items())
+        print(f"best trial {summary['best_trial']} ({summary['candidate'] or 'searched'}): criterion "
+              f"{summary['criterion']:.4f}; final {shown}; trials {summary['trials']}")
+        print(f"best config: {summary['best_config_file']}; mlflow run {summary['mlflow_run_id']}")
+    return 0
+
+
+def register(subparsers) -> None:
+    from dgnn.cli import add_training_arguments
+
+    p = subparsers.add_parser("tune", help="search configs on validation data (Optuna, tracked in MLflow)")
+    add_training_arguments(p)
+    add_tune_arguments(p)
+    p.add_argument("--seed", type=int, default=0, help="training seed of every trial")
+    p.set_defaults(handler=_tune)
