@@ -13,6 +13,7 @@ from dgnn.config import TrainConfig
 from dgnn.data import load_adjacency, load_graph, stored_propagated
 from dgnn.nn.filters import graph_filter
 from dgnn.propagation import normalize_features
+from dgnn.threads import apply_threads
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, StepResult
 
 CLASSIFY_METRICS = ("test_acc", "val_acc", "macro_f1")
@@ -110,9 +111,12 @@ def summarize(dataset: str, config: TrainConfig, seeds: list[int], results: list
 
 
 def train_seeds(dataset: str, config: TrainConfig, seeds: list[int], *, device=None, data_dir=None,
-                split_seed: int = 0, verbose: bool = True) -> dict:
-    """Train ``config`` on ``dataset`` once per seed; return :func:`summarize`'s dictionary."""
+                split_seed: int = 0, verbose: bool = True, threads: int | None = None) -> dict:
+    """Train ``config`` on ``dataset`` once per seed; return :func:`summarize`'s dictionary plus
+    ``threads``, the torch thread count used (``threads`` or :func:`dgnn.threads.choose_threads`'s)."""
     device = resolve_device(device)
     inputs = load_inputs(dataset, config, data_dir, split_seed)
+    apply_threads(inputs.graph.num_nodes, threads)
     results = [train_one(inputs, config, seed, device, verbose) for seed in seeds]
-    return summarize(dataset, config, seeds, results)
+    # read back, not the requested count: what training actually ran with
+    return summarize(dataset, config, seeds, results) | {"threads": torch.get_num_threads()}

@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
         server = wait_for_server() if wait_for_server else None
         summary = run_pipeline(dataset=args.dataset, task=args.task, config=_config_arg(args),
                                  seed=args.seed, split_seed=args.split_seed, device=args.device,
-                                 keep_checkpoints=args.keep_checkpoints)
+                                 keep_checkpoints=args.keep_checkpoints, threads=args.threads)
     except BaseException as err:  # noqa: BLE001 - the flow already closed its runs as FAILED
         if isinstance(err, KeyboardInterrupt):
             print("interrupted: the MLflow runs were closed as FAILED; rerun to resume", file=sys.stderr)
@@ -121,7 +121,8 @@ def _serve(args: argparse.Namespace) -> int:
         from flows.pipeline import train_pipeline
 
         parameters = {"dataset": args.dataset, "task": args.task, "config": _config_arg(args),
-                      "seed": args.seed, "split_seed": args.split_seed, "device": args.device}
+                      "seed": args.seed, "split_seed": args.split_seed, "device": args.device,
+                      "threads": args.threads}
         name = args.name or f"dgnn-{args.dataset}-{args.task}"
         try:
             train_pipeline.serve(
@@ -157,7 +158,7 @@ def _sweep(args: argparse.Namespace) -> int:
     try:
         result = run_sweep(datasets, seeds, task=args.task, config=_config_arg(args),
                            split_seed=args.split_seed, device=args.device, address=args.dask_address,
-                           workers=args.workers)
+                           workers=args.workers, threads=args.threads)
     except BaseException as err:  # noqa: BLE001
         print(f"error: sweep failed: {_one_line(err)}", file=sys.stderr)
         return 1
