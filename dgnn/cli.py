@@ -35,7 +35,8 @@ def _train(args: argparse.Namespace) -> int:
         config = run_config(args)
         train = config if isinstance(config, Portfolio) else config.train
         summary = train_seeds(args.dataset, train, parse_seeds(args.seeds), device=args.device,
-                              data_dir=args.data_dir, split_seed=args.split_seed, verbose=not args.quiet)
+                              data_dir=args.data_dir, split_seed=args.split_seed, verbose=not args.quiet,
+                              threads=args.threads)
     except (DataError, ValidationError, ValueError, FileNotFoundError) as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
@@ -49,6 +50,12 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that trains (train, run, sweep)."""
     p.add_argument("--dataset", default="cora", help="registry, synthetic or imported dataset name")
@@ -57,6 +64,8 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     p.add_argument("--data-dir", help="data folder (default: $DGNN_DATA_DIR or ./data)")
     p.add_argument("--split-seed", type=int, default=0, help="split seed for stratified datasets")
+    p.add_argument("--threads", type=_positive_int, help="torch threads (default: $DGNN_THREADS, "
+                   "$OMP_NUM_THREADS, else chosen from the graph size: see dgnn.threads)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 

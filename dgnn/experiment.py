@@ -12,6 +12,7 @@ from dgnn.config import Portfolio, TrainConfig
 from dgnn.data import load_adjacency, load_graph, stored_propagated
 from dgnn.nn.filters import graph_filter
 from dgnn.propagation import normalize_features
+from dgnn.threads import apply_threads
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, StepResult
 from dgnn.tune.portfolio import choose
 
@@ -150,17 +151,22 @@ def summarize(dataset: str, task: str, seeds: list[int], results: list[FitResult
 
 
 def train_seeds(dataset: str, config: TrainConfig | Portfolio, seeds: list[int], *, device=None,
-                data_dir=None, split_seed: int = 0, verbose: bool = True) -> dict:
-    """Train ``config`` on ``dataset`` once per seed; return :func:`summarize`'s dictionary.
+                data_dir=None, split_seed: int = 0, verbose: bool = True, threads: int | None = None) -> dict:
+    """Train ``config`` on ``dataset`` once per seed; return :func:`summarize`'s dictionary plus
+    ``threads``, the torch thread count used (``threads`` or :func:`dgnn.threads.choose_threads`'s).
 
     A :class:`~dgnn.config.Portfolio` trains every candidate per seed and keeps the one with the
     best validation criterion for that seed.
     """
     device = resolve_device(device)
     inputs = load_inputs(dataset, data_dir, split_seed)
+    apply_threads(inputs.graph.num_nodes, threads)
     num_classes = inputs.graph.num_classes
     if isinstance(config, Portfolio):
         chosen = [choose(inputs, config, seed, device, verbose) for seed in seeds]
-        return summarize(dataset, config.task, seeds, [c.result for c in chosen], num_classes, chosen)
-    results = [train_one(inputs, config, seed, device, verbose) for seed in seeds]
-    return summarize(dataset, config.task, seeds, results, num_classes)
+        summary = summarize(dataset, config.task, seeds, [c.result for c in chosen], num_classes, chosen)
+    else:
+        results = [train_one(inputs, config, seed, device, verbose) for seed in seeds]
+        summary = summarize(dataset, config.task, seeds, results, num_classes)
+    # read back, not the requested count: what training actually ran with
+    return summary | {"threads": torch.get_num_threads()}

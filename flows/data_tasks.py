@@ -9,9 +9,9 @@ the current directory), so ``dvc.lock`` always describes what the pipeline used,
 Untracked data. A dataset that is not listed in ``params.yaml`` (a synthetic or imported graph)
 or a data folder (``$DGNN_DATA_DIR``) other than ``<project>/data`` cannot come from a DVC stage.
 The task then logs a warning and calls the same :mod:`dgnn.data` stage function directly; its
-result has ``tracked: False``, :func:`data_version` reports ``"untracked"`` for a dataset missing from
-``dvc.lock``, and ``dgnn lineage`` reports the workspace as differing from ``dvc.lock``. To
-version such data, add it to ``params.yaml`` and run ``dvc repro``.
+result has ``tracked: False``, :func:`data_version` reports ``"untracked"`` (the run is tagged
+``data_tracked=false``), and ``dgnn lineage`` reports the workspace as differing. To version such
+data, add it to ``params.yaml``, train from ``<project>/data`` and run ``dvc repro``.
 
 Every task returns a small dict (paths, hashes), never arrays. Results are cached across
 processes (``persist_result=True``) on the inputs, the task source, the data folder and the
@@ -106,9 +106,11 @@ def data_version(dataset: str, project_dir=None) -> dict[str, str]:
     ``{"fetch": .., "normalise": .., "propagate": ..}`` are the md5s of the stage outputs
     (``data/<dataset>/graph``, ``adj``, ``propagated``) and ``data_version`` is the propagated
     output's md5 (its ``meta.json`` names the graph and adjacency it was computed from, so it pins
-    all three). A dataset without stages in ``dvc.lock`` gives ``"untracked"`` for every entry.
+    all three). A dataset without stages in ``dvc.lock``, or data read from a folder other than
+    ``<project>/data`` (which ``dvc.lock`` does not describe), gives ``"untracked"`` for every entry.
     """
-    hashes = lock_hashes(dataset, project_dir)
+    project = _project(project_dir)
+    hashes = lock_hashes(dataset, project) if _in_workspace(project) else dict.fromkeys(STAGES)
     version = {stage: hashes[stage] or UNTRACKED for stage in STAGES}
     version["data_version"] = version["propagate"]
     return version
@@ -178,7 +180,7 @@ def _tracked(dataset: str, project: Path) -> dict | None:
             "dataset %r is not in %s: running the dgnn.data stage directly, NOT versioned by DVC "
             "(add it under `datasets:` and run `dvc repro` to version it)", dataset, project / "params.yaml")
         return None
-    if data_root().resolve() != (project / "data").resolve():
+    if not _in_workspace(project):
         _logger().warning(
             "DGNN_DATA_DIR=%s is not %s/data where the DVC stages write: running the dgnn.data stage "
             "directly, NOT versioned by DVC", data_root(), project)
@@ -186,10 +188,14 @@ def _tracked(dataset: str, project: Path) -> dict | None:
     return entry
 
 
+def _in_workspace(project: Path) -> bool:
+    """True when the data folder is ``<project>/data``, where the DVC stages write."""
+    return data_root().resolve() == (project / "data").resolve()
+
+
 def _in_dvc(dataset: str, project: Path) -> bool:
     """True when ``dvc.lock`` has the dataset's stages and they write where the data is read."""
-    return (any(lock_hashes(dataset, project).values())
-            and data_root().resolve() == (project / "data").resolve())
+    return _in_workspace(project) and any(lock_hashes(dataset, project).values())
 
 
 def _repro(stage: str, dataset: str, project: Path) -> None:

@@ -3,8 +3,9 @@
 Reads the MLflow run (``$MLFLOW_TRACKING_URI``, default ``sqlite:///<project>/mlruns/mlflow.db``)
 and prints its dataset, task, git commit, data version, the DVC stage hashes it recorded (tags
 ``dvc.fetch``, ``dvc.normalise``, ``dvc.propagate``) and its params; then compares them with the
-workspace: the stage hashes in ``dvc.lock``, ``dvc status`` of the outputs, and every stored
-folder against its ``meta.json``.
+workspace: the stage hashes in ``dvc.lock``, ``dvc status`` of the outputs, every stored folder
+against its ``meta.json``, and the run's ``data_content_hash`` against the propagated features in
+``<project>/data`` (the only comparison that applies to a run on data DVC did not track).
 
 Exit status: 0 when the workspace matches the run ("matches"), 1 when anything differs
 ("DIFFERS: ..." lists each difference and how to get the run's data back), 2 when the run cannot
@@ -37,6 +38,9 @@ def lineage(run_id: str, project_dir=None, tracking_uri: str | None = None) -> d
         raise ValueError(f"run {run_id} has no `dataset` tag or param: not a dgnn pipeline run")
     stages = {stage: tags.get(tag) for stage, tag in STAGE_TAGS.items()}
     differences, notes = data_tasks.workspace_differences(dataset, stages, project)
+    difference = content_difference(dataset, tags.get("data_content_hash"), project)
+    if difference:
+        differences.append(difference)
     if tags.get("data_version") not in (None, stages["propagate"]):
         differences.append(f"data_version tag {tags['data_version']} is not the propagate hash "
                            f"{stages['propagate']}")
@@ -52,6 +56,7 @@ def lineage(run_id: str, project_dir=None, tracking_uri: str | None = None) -> d
         "task": tags.get("task"),
         "git_commit": commit,
         "data_version": tags.get("data_version"),
+        "data_content_hash": tags.get("data_content_hash"),
         "stages": {f"{stage}@{dataset}": value for stage, value in stages.items()},
         "params": dict(sorted(run.data.params.items())),
         "project": str(project),
@@ -61,10 +66,23 @@ def lineage(run_id: str, project_dir=None, tracking_uri: str | None = None) -> d
     }
 
 
+def content_difference(dataset: str, recorded: str | None, project: Path) -> str | None:
+    """How the run's ``data_content_hash`` differs from ``<project>/data/<dataset>/propagated``
+    (None when equal, or when the run recorded none)."""
+    from dgnn.data.store import is_stored, read_meta
+
+    folder = project / "data" / dataset / "propagated"
+    have = read_meta(folder)["content_hash"] if is_stored(folder) else None
+    if recorded is None or recorded == have:
+        return None
+    return (f"data/{dataset}/propagated: content hash {have or 'missing (not built)'}, the run trained on "
+            f"{recorded} (data from another folder or rebuilt since)")
+
+
 def _print(report: dict) -> None:
     rows = [("run", f"{report['run_id']} ({report['run_name']})"), ("dataset", report["dataset"]),
             ("task", report["task"]), ("git commit", report["git_commit"]),
-            ("data version", report["data_version"])]
+            ("data version", report["data_version"]), ("content hash", report["data_content_hash"])]
     for label, value in rows:
         print(f"{label:<14}{value}")
     print("dvc stages")

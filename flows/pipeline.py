@@ -46,6 +46,7 @@ from dgnn.data import content_hash
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored, read_meta, write_atomically
 from dgnn.experiment import Inputs, load_inputs, resolve_device, summarize
+from dgnn.threads import apply_threads
 from dgnn.tune.portfolio import choose
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, Step, schedule
 from flows import data_tasks, settings, tracking
@@ -89,7 +90,8 @@ def run_key(dataset: str, train: TrainConfig, seed: int, split_seed: int, data_v
 
 
 def run_data_tasks(dataset: str, split_seed: int, train: TrainConfig | None) -> dict:
-    """fetch -> validate -> normalise -> propagate; returns per-task state names and the version.
+    """fetch -> validate -> normalise -> propagate; returns per-task state names, the version and
+    the node count.
 
     The propagate stage stores module 1's power of ``train`` (other filters, and every filter
     when ``train`` is None, are computed by the trainer)."""
@@ -109,6 +111,7 @@ def run_data_tasks(dataset: str, split_seed: int, train: TrainConfig | None) -> 
     version = data_tasks.data_version(dataset)
     propagated = dataset_dir(dataset) / "propagated"
     return {"states": states, "cached": [k for k, v in states.items() if v == "Cached"],
+            "nodes": read_meta(dataset_dir(dataset) / "graph")["nodes"],
             "versions": version, "data_version": version["data_version"],
             "data_content_hash": read_meta(propagated)["content_hash"] if is_stored(propagated)
             else content_hash(propagated)}
@@ -414,6 +417,7 @@ def report_task(ctx: dict, evaluation: dict, step_records: list[dict], data: dic
         "task_states": data["states"],
         "resumed_steps": [r["name"] for r in step_records if r["resumed"]],
         "child_runs": len(step_records),
+        "threads": ctx["threads"],
     }
     tracking.log_json(client, parent, summary, "summary.json")
     return summary
@@ -432,13 +436,15 @@ def _flow_run_name() -> str:
 @flow(name="train-pipeline", flow_run_name=_flow_run_name, log_prints=True)
 def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict | str | None = None,
                    seed: int = 0, split_seed: int | None = None, device: str = "auto",
-                   run_tags: dict | None = None, keep_checkpoints: bool = False) -> dict:
+                   run_tags: dict | None = None, keep_checkpoints: bool = False,
+                   threads: int | None = None) -> dict:
     """Fetch, validate, normalise, propagate, train every module step, evaluate, report (tracked).
 
     Returns the ``dgnn train`` summary plus ``mlflow_run_id``, ``experiment``, ``data_version``,
     ``model_uri`` and the registry outcome. After a successful run the per-step trainer
     checkpoints are deleted unless ``keep_checkpoints`` (the module weights, step records and
     predictions stay; the module weights are also in MLflow), so an identical rerun trains again.
+    ``threads``: torch threads for this process (None: :func:`dgnn.threads.choose_threads`).
     """
     from prefect.runtime import flow_run
 
@@ -449,6 +455,7 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
     choice = None
     if isinstance(run_config, Portfolio):
         data = run_data_tasks(dataset, split_seed, first_train(run_config))
+        threads = apply_threads(data["nodes"], threads)
         choice = choose_task(dataset, run_config, seed, split_seed, device, data["data_content_hash"])
         run_config = RunConfig(dataset=dataset, split_seed=split_seed, train=choice["train"])
         run_tags = {**(run_tags or {}), "config_choice": choice["name"]}
@@ -465,6 +472,7 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
     parent = tracking.start_run(client, experiment_id, f"{dataset}-{task}-seed{seed}", tags=tags, params=params)
     try:
         data = run_data_tasks(dataset, split_seed, train)
+        threads = apply_threads(data["nodes"], threads)
         key = run_key(dataset, train, seed, split_seed, data["data_content_hash"])
         run_dir = settings.runs_dir() / key
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -472,6 +480,7 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
         tracking.set_tags(client, parent, {
             "data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
             "data_tracked": str(data["data_version"] != "untracked").lower(), "run_key": key,
+            "threads": threads,
             **{f"dvc.{k}": v for k, v in data["versions"].items() if k != "data_version"}})
         client.log_artifact(parent, str(run_dir / "config.yaml"))
         if choice is not None:
@@ -480,7 +489,7 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
         ctx = {"dataset": dataset, "train": train.model_dump(mode="json"), "seed": seed,
                "split_seed": split_seed, "device": device, "data_root": str(data_root().resolve()),
                "data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
-               "run_key": key, "run_dir": str(run_dir),
+               "run_key": key, "run_dir": str(run_dir), "threads": threads,
                "model_tags": {k: v for k, v in (run_tags or {}).items() if k.startswith("tune") or k == "config_choice"},
                "tracking_uri": uri, "experiment": experiment, "experiment_id": experiment_id,
                "parent_run_id": parent}

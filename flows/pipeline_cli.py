@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
                     "tune_best_trial": tuned["best_trial"]}
         return run_pipeline(dataset=args.dataset, task=args.task, config=config, seed=args.seed,
                             split_seed=args.split_seed, device=args.device,
-                            keep_checkpoints=args.keep_checkpoints, run_tags=tags)
+                            keep_checkpoints=args.keep_checkpoints, run_tags=tags, threads=args.threads)
 
     try:
         summary, server = with_server(work)
@@ -149,7 +149,8 @@ def _serve(args: argparse.Namespace) -> int:
         from flows.pipeline import train_pipeline
 
         parameters = {"dataset": args.dataset, "task": args.task, "config": _config_arg(args),
-                      "seed": args.seed, "split_seed": args.split_seed, "device": args.device}
+                      "seed": args.seed, "split_seed": args.split_seed, "device": args.device,
+                      "threads": args.threads}
         name = args.name or f"dgnn-{args.dataset}-{args.task}"
         try:
             train_pipeline.serve(
@@ -185,7 +186,7 @@ def _sweep(args: argparse.Namespace) -> int:
     try:
         result = run_sweep(datasets, seeds, task=args.task, config=_config_arg(args),
                            split_seed=args.split_seed, device=args.device, address=args.dask_address,
-                           workers=args.workers)
+                           workers=args.workers, threads=args.threads)
     except BaseException as err:  # noqa: BLE001
         print(f"error: sweep failed: {_one_line(err)}", file=sys.stderr)
         return 1

@@ -67,8 +67,11 @@ def start_ephemeral() -> Callable[[], dict[str, float]]:
 
 
 def free_port(preferred: int | None = None) -> int:
+    """``preferred`` when a server could listen on it now, else a free port the system picks."""
     if preferred:
         with socket.socket() as s:
+            # As servers bind (uvicorn too): a port whose last connection is in TIME_WAIT is free.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", preferred))
                 return preferred
@@ -96,19 +99,27 @@ def wait_healthy(url: str, timeout: float, process: subprocess.Popen | None = No
 
 @contextlib.contextmanager
 def prefect_server(port: int | None = 4200, scheduler_loop_seconds: int = 10, timeout: float = 120):
-    """Yield the API URL of a Prefect server started on 127.0.0.1 (stopped on exit)."""
+    """Yield the API URL of a Prefect server started on 127.0.0.1 (stopped on exit).
+
+    ``port`` when it is free, else any free port. The server's settings name the port it really
+    has: ``prefect server start --port`` does not change them, and its UI asks ``/ui-settings``
+    for the API address, which would otherwise be ``http://127.0.0.1:4200/api``.
+    """
     port = free_port(port)
+    api = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": str(scheduler_loop_seconds),
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_UI_API_URL": api,  # wins over its older alias PREFECT_UI_API_URL
     }
     env.pop("PREFECT_API_URL", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
-    api = f"http://127.0.0.1:{port}/api"
     try:
         wait_healthy(f"{api}/health", timeout, process)
         yield api

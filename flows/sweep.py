@@ -6,6 +6,10 @@ dask.distributed scheduler instead (its workers need this project installed and 
 MLflow store and data folder, e.g. by running from the same directory or with the same
 ``MLFLOW_TRACKING_URI`` / ``DGNN_DATA_DIR``). The data tasks of every dataset run first, in the
 flow's own process, so the workers find them cached and never run DVC stages concurrently.
+
+Threads: on a local cluster the flow chooses each dataset's torch thread count for a worker's
+share of the cores (:func:`dgnn.threads.choose_threads` with ``processes=workers``); the workers of
+a remote cluster choose for their own machine unless ``threads`` is given.
 """
 
 from __future__ import annotations
@@ -21,33 +25,39 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from dgnn.config import first_train
+from dgnn.threads import choose_threads
 from flows import tracking
 from flows.pipeline import resolve_config, run_data_tasks, train_pipeline
 
 
 @task(name="pipeline-run", task_run_name="{dataset}-seed{seed}", cache_policy=NO_CACHE, persist_result=False)
 def pipeline_run_task(dataset: str, task: str, config, seed: int, split_seed: int | None, device: str,
-                      run_tags: dict) -> dict:
+                      run_tags: dict, threads: int | None) -> dict:
     return train_pipeline(dataset=dataset, task=task, config=config, seed=seed, split_seed=split_seed,
-                          device=device, run_tags=run_tags)
+                          device=device, run_tags=run_tags, threads=threads)
 
 
 @flow(name="dgnn-sweep", log_prints=True)
 def sweep_flow(datasets: list[str], seeds: list[int], task: str = "classify", config: dict | str | None = None,
-               split_seed: int | None = None, device: str = "cpu", sweep_id: str | None = None) -> dict:
-    """Train every dataset x seed; returns per-run summaries and per-dataset mean/std."""
+               split_seed: int | None = None, device: str = "cpu", sweep_id: str | None = None,
+               threads: int | None = None, processes: int | None = None) -> dict:
+    """Train every dataset x seed; returns per-run summaries and per-dataset mean/std.
+
+    ``processes``: the runs training side by side on this machine (None: elsewhere, the workers
+    choose their threads)."""
     sweep_id = sweep_id or uuid.uuid4().hex[:12]
     client = tracking.client()
-    configs = {}
+    configs, run_threads = {}, {}
     for dataset in datasets:
         run_config = resolve_config(dataset, task, config)
         configs[dataset] = run_config.model_dump(mode="json")
         tracking.ensure_experiment(client, tracking.experiment_name(dataset, task))
-        run_data_tasks(dataset, run_config.split_seed if split_seed is None else split_seed,
-                       first_train(run_config))
+        data = run_data_tasks(dataset, run_config.split_seed if split_seed is None else split_seed,
+                              first_train(run_config))
+        run_threads[dataset] = threads if processes is None else choose_threads(data["nodes"], threads, processes)
     futures = [
         pipeline_run_task.submit(dataset, task, configs[dataset], seed, split_seed, device,
-                                 {"sweep_id": sweep_id})
+                                 {"sweep_id": sweep_id}, run_threads[dataset])
         for dataset in datasets for seed in seeds
     ]
     runs, errors = [], []
@@ -110,7 +120,7 @@ def _restore(key: str, value: str | None) -> None:
 
 def run_sweep(datasets: list[str], seeds: list[int], *, task: str = "classify", config=None,
               split_seed: int | None = None, device: str = "cpu", address: str | None = None,
-              workers: int = 2) -> dict:
+              workers: int = 2, threads: int | None = None) -> dict:
     """Run :func:`sweep_flow` on a DaskTaskRunner (local cluster of ``workers`` or ``address``)."""
     from prefect_dask import DaskTaskRunner
 
@@ -122,7 +132,8 @@ def run_sweep(datasets: list[str], seeds: list[int], *, task: str = "classify", 
     started = time.perf_counter()
     with shared_prefect_api():
         result = sweep_flow.with_options(task_runner=runner)(
-            datasets=datasets, seeds=seeds, task=task, config=config, split_seed=split_seed, device=device)
+            datasets=datasets, seeds=seeds, task=task, config=config, split_seed=split_seed, device=device,
+            threads=threads, processes=None if address else workers)
     result["seconds"] = time.perf_counter() - started
     result["dask"] = address or f"local cluster, {workers} workers"
     return result

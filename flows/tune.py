@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from dgnn.config import first_train
 from dgnn.data.layout import data_root
 from dgnn.experiment import resolve_device
+from dgnn.threads import apply_threads
 from dgnn.tune.space import default_search_space, load_search_space
 from dgnn.tune.study import Objective, candidates_of, finish, open_study, optimize, study_name
 from flows import settings, tracking, tune_tracking
@@ -28,6 +29,7 @@ from flows.pipeline import run_data_tasks, stage_inputs
 def trials_task(worker: int, job: dict) -> None:
     """Run trials of the shared study until its trial count or time budget is reached."""
     inputs = stage_inputs(job["dataset"], job["data_root"], job["split_seed"], job["data_content_hash"])
+    apply_threads(inputs.graph.num_nodes, job["threads"], processes=job["workers"])
     study = open_study(job["study"], job["storage"], job["seed"] + worker)
     logger = tune_tracking.TrialLogger(job["tracking_uri"], job["experiment_id"], job["parent_run_id"],
                                        job["label"])
@@ -59,7 +61,7 @@ def report_task(job: dict) -> dict:
 @flow(name="dgnn-tune", flow_run_name="tune-{dataset}-{task}", log_prints=True)
 def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | None = None,
               trials: int | None = None, budget_seconds: float | None = None, workers: int = 1,
-              seed: int = 0, split_seed: int = 0, device: str = "auto") -> dict:
+              seed: int = 0, split_seed: int = 0, device: str = "auto", threads: int | None = None) -> dict:
     """Search configs of ``dataset`` on validation data; returns the best config and its metrics."""
     started = time.perf_counter()
     space_file = str(Path(space_file or default_search_space(task)).resolve())
@@ -78,7 +80,7 @@ def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | N
            "data_content_hash": data["data_content_hash"], "space_file": space_file,
            "storage": settings.optuna_storage(), "study": name, "seed": seed,
            "device": str(resolve_device(device)), "trials": trials, "budget_seconds": budget_seconds,
-           "tracking_uri": uri, "experiment_id": experiment_id, "label": label}
+           "threads": threads, "workers": max(1, workers), "tracking_uri": uri, "experiment_id": experiment_id, "label": label}
     parent = tracking.start_run(
         client, experiment_id, label,
         tags={"dataset": dataset, "task": task, "study": name, "optuna_storage": job["storage"],

@@ -15,7 +15,7 @@ def tune_parameters(args: argparse.Namespace) -> dict:
     return {"dataset": args.dataset, "task": args.task, "space_file": args.search_space,
             "trials": args.trials, "budget_seconds": args.budget_seconds, "workers": args.workers,
             "dask_address": args.dask_address, "seed": args.seed, "split_seed": args.split_seed,
-            "device": args.device}
+            "device": args.device, "threads": args.threads}
 
 
 def _tune(args: argparse.Namespace) -> int:

@@ -297,3 +297,51 @@ def test_pipeline_run_then_lineage(project):
     assert report["stages"] == lock
     assert report["data_version"] == lock["propagate@cora"] == summary["data_version"]
     assert report["workspace"] == "matches" and lineage.returncode == 0, report["differences"]
+
+
+def test_data_version_is_untracked_for_another_data_folder(project, inside, tmp_path, monkeypatch):
+    """dvc.lock describes <project>/data only: data read elsewhere has no DVC version."""
+    from flows import data_tasks
+
+    assert data_tasks.data_version("cora")["data_version"] != "untracked"
+    monkeypatch.setenv("DGNN_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert set(data_tasks.data_version("cora").values()) == {"untracked"}
+
+
+def test_run_on_another_data_folder_is_untracked_and_lineage_differs(project):
+    """`dgnn run` with DGNN_DATA_DIR outside the DVC workspace: tagged untracked (not dvc.lock's
+    hashes), and `dgnn lineage` finds its content hash differs from the workspace's data."""
+    from flows.lineage import content_difference
+
+    elsewhere = project.parent / "elsewhere-data"
+    env = {**project.env, "DGNN_PROJECT_DIR": str(project), "DGNN_DATA_DIR": str(elsewhere),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{project.parent / 'elsewhere-mlflow.db'}"}
+    config = yaml.safe_load((project / "configs" / "default-classify.yaml").read_text())
+    for module in config["train"]["modules"]:
+        module["steps"] = 5
+    config["train"]["bp_count"] = 0
+    (project.parent / "fast-elsewhere.yaml").write_text(yaml.safe_dump(config))
+    try:
+        run = _sh([sys.executable, "-m", "flows.cli", "run", "--dataset", "cora", "--config",
+                   str(project.parent / "fast-elsewhere.yaml"), "--device", "cpu", "--quiet", "--json"],
+                  project, env)
+        summary = json.loads(run.stdout)
+        assert "NOT versioned by DVC" in run.stderr
+        assert summary["data_version"] == "untracked"
+        from mlflow.tracking import MlflowClient
+
+        tags = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"]).get_run(summary["mlflow_run_id"]).data.tags
+        assert tags["data_tracked"] == "false" and tags["data_version"] == "untracked"
+        assert {tags[f"dvc.{stage}"] for stage in ("fetch", "normalise", "propagate")} == {"untracked"}
+        workspace = json.loads((project / "data" / "cora" / "propagated" / "meta.json").read_text())
+        assert tags["data_content_hash"] != workspace["content_hash"]  # other orders than params.yaml's
+
+        lineage = _sh([sys.executable, "-m", "flows.cli", "lineage", summary["mlflow_run_id"], "--json"],
+                      project, env, check=False)
+        report = json.loads(lineage.stdout)
+        assert lineage.returncode == 1 and report["workspace"] == "differs"
+        assert report["data_content_hash"] == summary["data_content_hash"]
+        assert content_difference("cora", tags["data_content_hash"], project) in report["differences"]
+        assert any(d.startswith("data/cora/propagated: content hash") for d in report["differences"])
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)

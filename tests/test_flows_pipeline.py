@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 
+from dgnn.threads import choose_threads
 from flows_conftest import TINY  # tests/ is on sys.path
 
 L, BP = 2, 1
@@ -92,6 +93,7 @@ def test_run_logs_parent_children_checkpoints(env, first):
     tags = parent.data.tags
     assert len(tags["mlflow.source.git.commit"]) == 40
     assert tags["data_version"] == first["data_version"] and tags["data_content_hash"] == first["data_content_hash"]
+    assert tags["threads"] == str(first["threads"]) and first["threads"] == choose_threads(2708)  # Cora
     assert {"test_acc", "val_acc", "macro_f1", "best_pass", "train_seconds"} <= set(parent.data.metrics)
     assert parent.data.metrics["test_acc"] == pytest.approx(first["test_acc_mean"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
