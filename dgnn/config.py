@@ -13,7 +13,8 @@ Task = Literal["classify", "cluster"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: every float must be finite (`eta: .inf` would silently train on inf).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModuleConfig(_Strict):

@@ -20,17 +20,23 @@ CLASSIFY_METRICS = ("test_acc", "val_acc", "macro_f1")
 CLUSTER_METRICS = ("acc", "nmi", "ari", "modularity")
 
 
+MAX_SEED = 2**32 - 1  # the largest seed k-means (sklearn's random_state) accepts
+
+
 def parse_seeds(text: str) -> list[int]:
-    """'0-9' -> 0..9, '1,3,5' -> [1, 3, 5], '4' -> [4]."""
+    """'0-9' -> 0..9, '1,3,5' -> [1, 3, 5], '4' -> [4]; ranges ascending, seeds 0..MAX_SEED."""
     seeds: list[int] = []
     for part in text.split(","):
-        start, _, end = part.strip().partition("-")
+        start, dash, end = part.strip().partition("-")
         try:
-            seeds += list(range(int(start), int(end) + 1)) if end else [int(start)]
+            first, last = int(start), int(end if dash else start)
         except ValueError:
             raise ValueError(f"bad seed list {text!r}: use e.g. 0-9 or 0,2,4") from None
-    if not seeds:
-        raise ValueError(f"bad seed list {text!r}: no seeds")
+        if not 0 <= last <= MAX_SEED:
+            raise ValueError(f"bad seed list {text!r}: seed {last} is out of range, use 0..{MAX_SEED}")
+        if first > last:
+            raise ValueError(f"bad seed list {text!r}: range {part.strip()} is reversed, write {last}-{first}")
+        seeds += range(first, last + 1)
     return seeds
 
 

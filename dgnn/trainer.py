@@ -13,6 +13,7 @@ step per task and checkpoint in between (:meth:`DecoupledTrainer.state_dict`).
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Literal
@@ -181,7 +182,7 @@ class DecoupledTrainer:
         self._ensure_propagated(l)
         target = self._target_for(step)
         module.set_input_transform_trainable(step.direction == "backward")
-        losses, val_metric, steps_run = self._train_module(l, target)
+        losses, val_metric, steps_run = self._train_module(l, target, step.name)
         if step.direction == "forward":
             self._forward_output(l)
         elif l > 0:
@@ -236,7 +237,9 @@ class DecoupledTrainer:
         fill = rest[torch.randperm(len(rest), generator=self.generator)[: size - len(ends)]]
         return torch.cat([ends, fill]).to(self.device)
 
-    def _train_module(self, l: int, target: torch.Tensor | None) -> tuple[list[float], float | None, int]:
+    def _train_module(
+        self, l: int, target: torch.Tensor | None, name: str
+    ) -> tuple[list[float], float | None, int]:
         cfg = self.config.modules[l]
         module = self.modules[l].train()
         params = [p for p in module.parameters() if p.requires_grad]
@@ -249,10 +252,13 @@ class DecoupledTrainer:
         step = 0
         for step in range(1, cfg.steps + 1):
             loss = self._module_loss(l, p_rows, target, own_loss)
+            losses.append(float(loss.detach()))
+            if not math.isfinite(losses[-1]):  # stop before the update spreads it to every weight
+                raise ValueError(f"{name}: the loss of module {l + 1} is {losses[-1]} at SGD step {step}; "
+                                 "lower that module's lr (or eta) in the config")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss.detach()))
             if select and step % EVAL_EVERY == 0:
                 val = self._module_val_accuracy(l)
                 module.train()

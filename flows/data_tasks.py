@@ -19,8 +19,8 @@ dataset's ``params.yaml`` entry: a key known before the first run and unchanged 
 identical second run is answered from the cache. :func:`run_stage` runs a stage anyway (and
 refreshes its entry) when its output is missing. :func:`validate_data` is never cached: it is the
 check that output files are what was written and what ``dvc.lock`` says, so a corrupted output is
-never used because a cached task skipped over it. :func:`fetch_data` retries network and OS
-failures (never a checksum mismatch).
+never used because a cached task skipped over it. :func:`fetch_data` retries network failures
+(never a checksum mismatch or a full disk).
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ import fcntl
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.error import URLError
 
 import yaml
 from prefect import task
@@ -232,7 +234,7 @@ _TRANSIENT_WORDS = ("cannot download", "timed out", "temporary failure", "connec
 
 
 def _transient(task_, task_run, state) -> bool:
-    """Retry a fetch only for network/OS errors (a checksum mismatch will not heal)."""
+    """Retry a fetch only for network errors (a checksum mismatch or a full disk will not heal)."""
     err = state.data if isinstance(state.data, BaseException) else None
     if err is None:
         try:
@@ -240,7 +242,7 @@ def _transient(task_, task_run, state) -> bool:
         except Exception:  # noqa: BLE001
             return True
     while err is not None:
-        if isinstance(err, (OSError, TimeoutError, ConnectionError)) and not isinstance(err, FileNotFoundError):
+        if isinstance(err, (URLError, ConnectionError, TimeoutError, socket.gaierror)):
             return True
         if any(word in str(err).lower() for word in _TRANSIENT_WORDS):  # e.g. from a dvc subprocess
             return True

@@ -7,7 +7,7 @@
   source (plus the data folder and the dataset's ``params.yaml`` entry), with results persisted
   under ``PREFECT_RESULTS_LOCAL_STORAGE_PATH``; a stage whose output is missing runs again and
   refreshes its cache entry; validate (the integrity check) always runs; fetch retries transient
-  (network / OS) failures.
+  network failures (never a full disk).
 * A module task takes the trainer the previous step left: from memory when this process ran that
   step, else rebuilt from the stored data plus that step's checkpoint file
   (``<runs dir>/<run key>/NN-<step>.pt``, which names the files of its node-sized tensors). It

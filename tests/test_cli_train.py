@@ -53,6 +53,9 @@ def test_train_prints_summary_json(env, tmp_path, task, keys):
 @pytest.mark.parametrize("args,message", [
     (["--dataset", "no-such-graph"], "unknown dataset"),
     (["--seeds", "a-b"], "bad seed list"),
+    (["--seeds", "5-2,3"], "range 5-2 is reversed"),
+    (["--seeds", "1-"], "bad seed list '1-'"),
+    (["--seeds", "1" * 20], "is out of range, use 0..4294967295"),
     (["--device", "cuda:7"], "CUDA is not available"),
     (["--task", "cluster", "--config", "configs/default-classify.yaml"], "is a 'classify' config"),
     (["--config", "no/such/file.yaml"], "no/such/file.yaml"),
@@ -74,6 +77,8 @@ def test_bad_requests_fail_with_one_line(env, args, message, capsys):
     ("train:\n  modules: [{width: 0}]\n", "train.modules.0.width"),
     ("train:\n  modules: [{width: 8, colour: red}]\n", "colour"),
     (": [\n", "not valid YAML"),
+    ("train:\n  eta: .inf\n  modules: [{width: 8}]\n", "train.eta: Input should be a finite number"),
+    ("train:\n  modules: [{width: 8, lr: .nan}]\n", "train.modules.0.lr: Input should be a finite number"),
 ])
 def test_bad_config_names_the_field(env, tmp_path, text, message, capsys):
     config = tmp_path / "bad.yaml"
@@ -81,3 +86,11 @@ def test_bad_config_names_the_field(env, tmp_path, text, message, capsys):
     assert train_main(["train", "--quiet", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_a_non_finite_loss_stops_its_step(env, tmp_path, capsys):
+    config = tmp_path / "huge-eta.yaml"
+    config.write_text(TINY.format(task="classify").replace("bp_count: 1", "bp_count: 1\n  eta: 1.0e+38"))
+    assert train_main(["train", "--quiet", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: BT1-m1: the loss of module 1 is inf at SGD step 1; lower that module's lr (or eta) in the config"

@@ -49,8 +49,10 @@ def _outs(lock_text: str, stages=CORA) -> dict:
 
 
 def _file_hashes(folder: Path) -> dict:
+    """SHA-256 of the files in the stage folders under ``folder`` (``data/<name>``); the load
+    verdicts remembered beside them are no DVC output."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.parent != folder}
 
 
 class Project(type(Path())):

@@ -20,12 +20,12 @@ import torch
 from dgnn.data import synthetic
 from dgnn.data.errors import DataError
 from dgnn.data.graph import Graph, load_graph_folder
-from dgnn.data.layout import FetchResult, dataset_dir, graph_dir, store_graph
+from dgnn.data.layout import FetchResult, dataset_dir, graph_dir, require_intact, store_graph
 from dgnn.data.npz import read_npz
 from dgnn.data.planetoid import read_planetoid
 from dgnn.data.registry import DATASETS, REGISTRY, Source
 from dgnn.data.splits import stratified_split
-from dgnn.data.store import atomic_folder, is_current, is_stored, read_meta, write_meta
+from dgnn.data.store import atomic_folder, is_current, is_intact, is_stored, read_meta, write_meta
 
 _MASKS = ("train_mask", "val_mask", "test_mask")
 
@@ -80,15 +80,16 @@ def _read_registry(source: Source, mirror: str | None) -> Graph:
 
 
 def _split_dir(name: str, split_seed: int, data_dir) -> Path | None:
-    """The folder with the masks of ``split_seed`` (written if missing or stale), or None when
-    ``graph/`` already holds that split or the dataset's split is fixed (Planetoid, user split)."""
+    """The folder with the masks of ``split_seed`` (written if missing, stale or damaged: it is
+    small and derived from the checked ``graph/``), or None when ``graph/`` already holds that
+    split or the dataset's split is fixed (Planetoid, user split)."""
     folder = graph_dir(name, data_dir)
     meta = read_meta(folder)
     if meta["split"]["kind"] != "stratified" or meta["split"]["seed"] == split_seed:
         return None
     target = dataset_dir(name, data_dir) / f"split-seed{split_seed}"
     inputs = {"graph": meta["content_hash"]}
-    if is_current(target, inputs):
+    if is_current(target, inputs) and is_intact(target):
         return target
     masks = stratified_split(np.load(folder / "y.npy"), split_seed)
     with atomic_folder(target) as tmp:
@@ -110,7 +111,7 @@ def fetch(name: str, data_dir=None, mirror=None, split_seed: int = 0) -> FetchRe
     elif synthetic.parse_name(name) is not None:
         result = store_graph(synthetic.generate(name), data_dir)
     elif is_stored(graph_dir(name, data_dir)):
-        result = FetchResult.from_folder(graph_dir(name, data_dir))
+        result = FetchResult.from_folder(require_intact(graph_dir(name, data_dir)))
     else:
         raise DataError(
             f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}, "
@@ -126,11 +127,12 @@ def fetch(name: str, data_dir=None, mirror=None, split_seed: int = 0) -> FetchRe
 
 
 def ensure_graph(name: str, data_dir=None, mirror=None) -> Path:
-    """``<data>/<name>/graph/``, fetched first if it is not stored yet."""
+    """``<data>/<name>/graph/``, fetched first if it is not stored yet; a DataError naming the
+    command that rewrites it if its files changed after it was written."""
     folder = graph_dir(name, data_dir)
     if not is_stored(folder):
         fetch(name, data_dir, mirror)
-    return folder
+    return require_intact(folder)
 
 
 def load_graph(name: str, data_dir=None, mirror=None, split_seed: int = 0) -> Graph:

@@ -1,4 +1,5 @@
-"""Where a dataset lives under ``data/`` and what a stored graph reports (:class:`FetchResult`)."""
+"""Where a dataset lives under ``data/``, what a stored graph reports (:class:`FetchResult`) and
+which command rewrites a damaged folder."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from dgnn.data.errors import DataError
 from dgnn.data.graph import Graph, save_graph
-from dgnn.data.store import atomic_folder, read_meta
+from dgnn.data.store import atomic_folder, damaged_files, is_intact, read_meta
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -32,6 +33,43 @@ def dataset_dir(name: str, data_dir: str | Path | None = None) -> Path:
 
 def graph_dir(name: str, data_dir: str | Path | None = None) -> Path:
     return dataset_dir(name, data_dir) / "graph"
+
+
+def rebuild_command(folder: Path) -> str:
+    """The ``dgnn`` command that rewrites a stored folder of ``<data>/<name>/``."""
+    folder = Path(folder)
+    name, meta = folder.parent.name, read_meta(folder)
+    if folder.name == "adj":
+        command = f"dgnn normalise {name}"
+    elif folder.name == "propagated":
+        norm = meta.get("feature_norm", "none")
+        command = f"dgnn propagate {name} --orders {' '.join(map(str, meta['orders']))}"
+        command += f" --feature-norm {norm}" if norm != "none" else ""
+    elif folder.name.startswith("split-seed"):
+        command = f"dgnn fetch {name} --split-seed {meta['split']['seed']}"
+    elif "imported_from" in meta:
+        files = meta["imported_from"]
+        command = f"dgnn import {name} --edges {files['edges']['file']} --nodes {files['nodes']['file']}"
+    else:
+        command = f"dgnn fetch {name}"
+    root = folder.parent.parent
+    return command if root.resolve() == data_root().resolve() else f"{command} --data-dir {root}"
+
+
+def damage_error(folder: Path, files: list[str]) -> DataError:
+    """The error for a folder whose ``files`` differ from its ``meta.json``: which, and the fix."""
+    return DataError(
+        f"{folder} changed after it was written ({', '.join(files)} differ(s) from the SHA-256s in its "
+        f"meta.json): rebuild it with `{rebuild_command(folder)}`"
+    )
+
+
+def require_intact(folder: Path) -> Path:
+    """``folder`` if its files are the ones its ``meta.json`` records (checked by
+    :func:`dgnn.data.store.is_intact`), else :func:`damage_error`."""
+    if not is_intact(folder):
+        raise damage_error(folder, damaged_files(folder))
+    return folder
 
 
 @dataclass

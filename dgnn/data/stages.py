@@ -1,8 +1,9 @@
 r"""The derived stages: normalised adjacency ``<name>/adj/`` and :math:`\hat A^k X` ``<name>/propagated/``.
 
 Each stage folder records the content hashes of its inputs (``meta.json`` ``inputs``); a loader
-re-runs its stage when the folder is missing or was derived from other inputs. The same
-functions serve the Prefect tasks and the DVC stages.
+re-runs its stage when the folder is missing or was derived from other inputs, and refuses a
+folder whose files changed after it was written (:func:`dgnn.data.layout.require_intact`). The
+same functions serve the Prefect tasks and the DVC stages.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import torch
 
 from dgnn.data.errors import DataError
 from dgnn.data.fetch import ensure_graph
-from dgnn.data.layout import FetchResult, dataset_dir
-from dgnn.data.store import atomic_folder, content_hash, is_current, is_stored, read_meta, write_meta
+from dgnn.data.layout import FetchResult, damage_error, dataset_dir, require_intact
+from dgnn.data.store import atomic_folder, damaged_files, is_current, is_stored, read_meta, write_meta
 from dgnn.propagation import normalize_features, normalized_adjacency, propagate_rows
 
 _CSR = ("indptr", "indices", "values")
@@ -60,6 +61,7 @@ def load_adjacency(name: str, data_dir=None) -> torch.Tensor:
     folder = dataset_dir(name, data_dir) / "adj"
     if not is_current(folder, _adj_inputs(name, data_dir)):
         normalise_stage(name, data_dir)
+    require_intact(folder)
     crow, col, values = (torch.from_numpy(np.load(folder / f"{k}.npy")) for k in _CSR)
     n = crow.numel() - 1
     return torch.sparse_csr_tensor(crow, col, values, size=(n, n), check_invariants=False)
@@ -89,9 +91,10 @@ def propagate_stage(
     if feature_norm not in FEATURE_NORMS:
         raise DataError(f"unknown feature normalisation {feature_norm!r}: use one of {', '.join(FEATURE_NORMS)}")
     adj = load_adjacency(name, data_dir)
-    x_file = ensure_graph(name, data_dir) / "x.npy"
+    graph = ensure_graph(name, data_dir)
+    x_file = graph / "x.npy"
     target = dataset_dir(name, data_dir) / "propagated"
-    with atomic_folder(target) as tmp:
+    with atomic_folder(target, _propagated_bytes(read_meta(graph), orders, feature_norm)) as tmp:
         previous = x_file
         if feature_norm != "none":
             x = normalize_features(torch.from_numpy(np.load(x_file)), feature_norm)
@@ -114,6 +117,13 @@ def propagate_stage(
     return target
 
 
+def _propagated_bytes(graph_meta: dict, orders: list[int], feature_norm: str) -> int:
+    """Peak size of :func:`propagate_stage`'s files: hops 1..max (plus a normalised ``p0``) exist
+    together before the unrequested ones are deleted; a copied ``p0`` comes after that."""
+    files = max(orders[-1] + (feature_norm != "none"), len(orders))
+    return files * graph_meta["nodes"] * graph_meta["features"] * np.dtype(np.float32).itemsize
+
+
 def _stored_orders(name: str, data_dir, feature_norm: str) -> list[int]:
     """Orders held by ``propagated/`` when it is current and of this ``feature_norm`` (a folder
     written before the setting existed counts as "none"); else none."""
@@ -124,12 +134,17 @@ def _stored_orders(name: str, data_dir, feature_norm: str) -> list[int]:
     return meta["orders"] if meta.get("feature_norm", "none") == feature_norm else []
 
 
+def _read_order(name: str, order: int, data_dir) -> torch.Tensor:
+    folder = require_intact(dataset_dir(name, data_dir) / "propagated")
+    return torch.from_numpy(np.load(folder / f"p{order}.npy"))
+
+
 def stored_propagated(name: str, order: int, data_dir=None, feature_norm: str = "none") -> torch.Tensor | None:
     r""":math:`\hat A^{order} N(X)` if ``propagated/`` already holds it, current and with this
     ``feature_norm``; else None. Never writes (``propagated/`` may be a DVC output)."""
     if order not in _stored_orders(name, data_dir, feature_norm):
         return None
-    return torch.from_numpy(np.load(dataset_dir(name, data_dir) / "propagated" / f"p{order}.npy"))
+    return _read_order(name, order, data_dir)
 
 
 def load_propagated(name: str, order: int, data_dir=None, feature_norm: str = "none") -> torch.Tensor:
@@ -138,19 +153,18 @@ def load_propagated(name: str, order: int, data_dir=None, feature_norm: str = "n
     stored = _stored_orders(name, data_dir, feature_norm)
     if order not in stored:
         propagate_stage(name, [*stored, order], data_dir, feature_norm=feature_norm)
-    return torch.from_numpy(np.load(dataset_dir(name, data_dir) / "propagated" / f"p{order}.npy"))
+    return _read_order(name, order, data_dir)
 
 
 def verify(name: str, data_dir=None) -> FetchResult:
-    """Check every stored folder of ``name`` against the content hash in its ``meta.json``.
+    """Hash every stored folder of ``name`` and compare with its ``meta.json`` (no remembered verdict).
 
-    Raises :class:`DataError` naming the first folder changed since it was written.
+    Raises :class:`DataError` naming the first folder changed since it was written, its changed
+    files and the command that rewrites it.
     """
     graph = ensure_graph(name, data_dir)
     for stage in sorted(p for p in graph.parent.iterdir() if is_stored(p)):
-        if content_hash(stage) != read_meta(stage)["content_hash"]:
-            raise DataError(
-                f"{stage} changed after it was written (content hash differs from its meta.json): "
-                f"run `dgnn fetch {name}` (or the stage that writes it) again"
-            )
+        files = damaged_files(stage)
+        if files:
+            raise damage_error(stage, files)
     return FetchResult.from_folder(graph)

@@ -1,16 +1,26 @@
-"""Stage output folders under ``data/``: content hashes, ``meta.json`` and atomic replacement."""
+"""Stage output folders under ``data/``: content hashes, ``meta.json``, integrity checks and
+atomic replacement."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from dgnn.data.errors import DataError
+
 META = "meta.json"
+VERDICTS = ".verified.json"  # beside the stage folders, not inside: DVC hashes the folders
+# File times are coarse (a kernel tick, 2 s on FAT): a file changed this soon after it was hashed
+# could change again and keep its mtime, so such a verdict is not remembered.
+_RACY_NS = 2 * 10**9
+_TEMP = re.compile(r"\.tmp-(\d+)(?:-|$)")  # the writer's pid in a temporary name beside its target
 
 
 def file_sha256(path: Path) -> str:
@@ -57,6 +67,46 @@ def is_current(folder: Path, inputs: dict) -> bool:
     return is_stored(folder) and read_meta(folder).get("inputs") == inputs
 
 
+def damaged_files(folder: Path) -> list[str]:
+    """Files of a stored folder that differ from the SHA-256s in its ``meta.json`` (changed,
+    missing or added), hashing every file."""
+    recorded, actual = read_meta(folder)["files"], file_hashes(folder)
+    return sorted(n for n in recorded.keys() | actual.keys() if recorded.get(n) != actual.get(n))
+
+
+def _fingerprint(folder: Path) -> dict:
+    return {p.name: [s.st_size, s.st_mtime_ns, s.st_ino] for p in sorted(folder.iterdir()) for s in [p.stat()]}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def is_intact(folder: Path) -> bool:
+    """Whether no file of a stored folder differs from its ``meta.json`` (see :func:`damaged_files`).
+
+    Hashed once: a clean verdict is remembered in :data:`VERDICTS` beside the folder by each file's
+    size, mtime and inode, so later loads only ``stat`` the files until one of those changes.
+    """
+    folder = Path(folder)
+    now, fingerprint = time.time_ns(), _fingerprint(folder)
+    verdicts_file = folder.parent / VERDICTS
+    if _read_json(verdicts_file).get(folder.name) == fingerprint:
+        return True
+    if damaged_files(folder):
+        return False
+    if now - max(mtime for _, mtime, _ in fingerprint.values()) > _RACY_NS:
+        verdicts = {**_read_json(verdicts_file), folder.name: fingerprint}
+        try:
+            write_atomically(verdicts_file, lambda tmp: tmp.write_text(json.dumps(verdicts, indent=1)))
+        except OSError:
+            pass  # a read-only data folder: hash again next time
+    return True
+
+
 def write_atomically(path: Path, write) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, then rename it over ``path``: readers
     see the old file or the new one, never part of one."""
@@ -65,22 +115,62 @@ def write_atomically(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0 only checks; PermissionError: another user's process
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def sweep_stale_temps(folder: Path) -> None:
+    """Remove the ``.*.tmp-*`` files and folders in ``folder`` whose writer no longer runs (left by
+    a crash or kill mid-write); a name without a pid is from an older version and stale too."""
+    for path in Path(folder).glob(".*.tmp-*"):
+        pid = _TEMP.search(path.name)
+        if pid is not None and _running(int(pid.group(1))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)  # another writer may be sweeping it too
+        else:
+            path.unlink(missing_ok=True)
+
+
+def require_space(folder: Path, needed: int, what: str) -> None:
+    """Raise :class:`DataError` unless ``folder``'s file system has ``needed`` bytes free (a
+    memory-mapped write past a full disk kills the process with SIGBUS instead of raising)."""
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise DataError(
+            f"{what} needs {-(-needed // 10**6)} MB, {free // 10**6} MB free in {folder}: free space there "
+            "or point --data-dir / $DGNN_DATA_DIR at a larger disk"
+        )
+
+
 @contextmanager
-def atomic_folder(dest: Path):
+def atomic_folder(dest: Path, needed: int = 0):
     """Yield an empty temporary folder beside ``dest``; on success it replaces ``dest`` by renames.
 
-    On any error the temporary folder, and any parent folder created for it, is removed, so
-    ``data/`` is left exactly as it was and an earlier ``dest`` stays untouched.
+    Stale temporaries of crashed writes beside ``dest`` are removed first; then ``needed`` bytes
+    must be free (:func:`require_space`). On any error the temporary folder, and any parent
+    folder created for it, is removed, so ``data/`` is left exactly as it was and an earlier
+    ``dest`` stays untouched.
     """
     dest = Path(dest)
     created = [p for p in [dest.parent, *dest.parent.parents] if not p.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    tmp = None
     try:
+        sweep_stale_temps(dest.parent)
+        require_space(dest.parent, needed, f"writing {dest}")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
         tmp.chmod(0o755)
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         for parent in created:
             if parent.exists() and not any(parent.iterdir()):
                 parent.rmdir()
