@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dgnn.config import CONFIG_DIR, TrainConfig, default_config_path, load_config
+from dgnn.config import CONFIG_DIR, Portfolio, TrainConfig, default_config_path, load_config
 from dgnn.data.synthetic import csbm
 from dgnn.nn.module import dropout_mask
 from dgnn.trainer import DecoupledTrainer, Step
@@ -17,8 +17,9 @@ SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_config_loads(path: Path):
-    run = load_config(path)
-    assert run.train.num_modules >= 1
+    config = load_config(path)
+    trains = config.candidates.values() if isinstance(config, Portfolio) else [config.train]
+    assert all(train.num_modules >= 1 for train in trains)
 
 
 @pytest.mark.parametrize("dataset", ["cora", "citeseer", "pubmed"])
