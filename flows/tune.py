@@ -89,6 +89,7 @@ def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | N
                 "split_seed": split_seed, "space_file": space_file, "device": job["device"]})
     job["parent_run_id"] = parent
     try:
+        open_study(name, job["storage"], seed)  # created here, so parallel workers only load it
         futures = [trials_task.submit(worker, job) for worker in range(max(1, workers))]
         for future in futures:
             future.result()

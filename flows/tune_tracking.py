@@ -39,7 +39,8 @@ class TrialLogger:
             self.experiment_id, run_name=f"{self.label}-trial{trial.number}"
             + (f"-{candidate}" if candidate else ""), start_time=_ms(trial.datetime_start),
             tags={tracking.PARENT_TAG: self.parent, "trial": str(trial.number), "state": trial.state.name.lower(),
-                  "candidate": candidate or "none", "study": study.study_name})
+                  "candidate": candidate or "none", "study": study.study_name,
+                  "worker_pid": str(attrs.get("pid", ""))})
         run_id = run.info.run_id
         end = _ms(trial.datetime_complete)
         metrics = [Metric("val_criterion", v, _ms(trial.datetime_start) or 0, step)

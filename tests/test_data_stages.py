@@ -92,10 +92,12 @@ def test_training_inputs_read_the_stage_output_and_never_rewrite_it(cora, tmp_da
 
     adj = load_adjacency("cora")
     x = normalize_features(cora.x.float(), "row")
-    assert torch.equal(load_inputs("cora", config(2)).first_input, stored_propagated("cora", 2, feature_norm="row"))
-    assert torch.equal(load_inputs("cora", config(3)).first_input, propagate(adj, x, 3))  # in memory
-    averaged = load_inputs("cora", config(4, filter="average", alpha=0.1)).first_input
+    inputs = load_inputs("cora")
+    assert torch.equal(inputs.first_input(config(2)), stored_propagated("cora", 2, feature_norm="row"))
+    assert torch.equal(inputs.first_input(config(3)), propagate(adj, x, 3))  # in memory
+    averaged = inputs.first_input(config(4, filter="average", alpha=0.1))
     assert torch.equal(averaged, graph_filter(adj, x, 4, "average", 0.1))
+    assert inputs.first_input(config(4, filter="average", alpha=0.1)) is averaged  # computed once
     assert content_hash(folder) == before and sorted(p.name for p in folder.glob("p*.npy")) == ["p1.npy", "p2.npy"]
 
 

@@ -113,7 +113,9 @@ class Objective:
 def optimize(study: optuna.Study, objective: Objective, *, trials: int | None, budget_seconds: float | None,
              callbacks=()) -> None:
     """Run trials until the study holds ``trials`` finished ones (complete or pruned, counting
-    earlier runs) or ``budget_seconds`` pass; a trial running at the deadline is cut short."""
+    earlier runs) or ``budget_seconds`` pass; a trial running at the deadline is cut short.
+    Parallel workers each finish the trial they are on, so a shared study can end with up to
+    one trial per extra worker more."""
     fail_stale_trials(study)
     callbacks = list(callbacks)
     remaining = None
