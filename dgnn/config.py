@@ -68,6 +68,15 @@ class TrainConfig(_Strict):
     def num_modules(self) -> int:
         return len(self.modules)
 
+    def describe(self) -> str:
+        """The architecture in one line, e.g. ``2 modules: p0 w128 relu -> avg8(a=0.3) w64 relu; 1 BT``."""
+        def one(m: ModuleConfig) -> str:
+            kind = f"p{m.order}" if m.filter == "power" or m.order == 0 else f"avg{m.order}(a={m.alpha:g})"
+            return f"{kind} w{m.width} {m.activation}"
+
+        count = f"{self.num_modules} module{'s' if self.num_modules > 1 else ''}"
+        return f"{count}: {' -> '.join(one(m) for m in self.modules)}; {self.bp_count} BT"
+
 
 class RunConfig(_Strict):
     """A dataset plus a training config: what `dgnn train` and the pipeline consume."""

@@ -132,7 +132,9 @@ def test_killed_study_resumes(cora, space_file, tmp_path):
     child = subprocess.Popen([sys.executable, "-c", KILLED_TUNE, storage, str(space_file)], env=os.environ.copy())
     try:
         deadline = time.monotonic() + 120
-        while len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) < 2:
+        # kill it inside a trial that names its process (2 done, one running)
+        while len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) < 2 or not any(
+                "pid" in t.user_attrs for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))):
             assert child.poll() is None and time.monotonic() < deadline, "the child tune did not get going"
             time.sleep(0.2)
     finally:

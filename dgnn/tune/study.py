@@ -13,6 +13,7 @@ and validation figures, and the test metrics of the chosen config are computed o
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import socket
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from dgnn.config import Portfolio, TrainConfig, load_config
 from dgnn.experiment import Inputs
@@ -29,6 +30,7 @@ from dgnn.trainer import FitResult, PassResult
 from dgnn.tune.space import SearchSpace
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+STARTUP_SECONDS = 60  # a RUNNING trial that names no process after this long was abandoned
 # Figures a trial may record: none is computed from test labels or, for clustering, from labels.
 SEARCH_METRICS = {"classify": ("train_acc", "val_acc", "val_loss"), "cluster": ("modularity",)}
 
@@ -59,10 +61,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _stale(trial: FrozenTrial) -> bool:
+    if "host" not in trial.user_attrs:  # killed before its objective began, or just created
+        return (datetime.datetime.now() - trial.datetime_start).total_seconds() > STARTUP_SECONDS
+    return trial.user_attrs["host"] == socket.gethostname() and not _pid_alive(trial.user_attrs["pid"])
+
+
 def fail_stale_trials(study: optuna.Study) -> list[int]:
     """Mark RUNNING trials whose process on this host is gone (a killed search) as FAIL."""
-    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-             if t.user_attrs.get("host") == socket.gethostname() and not _pid_alive(t.user_attrs.get("pid", 0))]
+    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if _stale(t)]
     for trial in stale:
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     return [t.number for t in stale]
@@ -97,9 +104,14 @@ class Objective:
         trial.set_user_attr("best_pass", result.best_pass)
         return result.criterion
 
+    def out_of_time(self, study: optuna.Study) -> bool:
+        """Past the deadline once the best config's retraining (:func:`finish`) is set aside."""
+        reserve = 1.25 * _best_seconds(study) + 1.0  # retraining, plus the study's own bookkeeping
+        return self.deadline is not None and time.monotonic() + reserve > self.deadline
+
     def _fit(self, trial: optuna.Trial, config: TrainConfig, prunable: bool) -> FitResult:
         def on_step(_) -> None:
-            if prunable and self.deadline is not None and time.monotonic() > self.deadline:
+            if prunable and self.out_of_time(trial.study):
                 raise optuna.TrialPruned("time budget spent")
 
         def on_pass(p: PassResult) -> None:
@@ -110,10 +122,17 @@ class Objective:
         return self.inputs.trainer(config, self.seed, self.device).fit(on_step=on_step, on_pass=on_pass)
 
 
+def _best_seconds(study: optuna.Study) -> float:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return max(complete, key=lambda t: t.value).user_attrs.get("seconds", 0.0) if complete else 0.0
+
+
 def optimize(study: optuna.Study, objective: Objective, *, trials: int | None, budget_seconds: float | None,
              callbacks=()) -> None:
     """Run trials until the study holds ``trials`` finished ones (complete or pruned, counting
-    earlier runs) or ``budget_seconds`` pass; a trial running at the deadline is cut short.
+    earlier runs) or ``budget_seconds`` pass, less the time the best config takes to retrain (so
+    that :func:`finish` ends inside the budget too); a trial running at the deadline is cut short
+    (the default's candidates always run to the end).
     Parallel workers each finish the trial they are on, so a shared study can end with up to
     one trial per extra worker more."""
     fail_stale_trials(study)
@@ -126,8 +145,8 @@ def optimize(study: optuna.Study, objective: Objective, *, trials: int | None, b
         callbacks.append(optuna.study.MaxTrialsCallback(trials, states=DONE))
     if budget_seconds is not None:
         objective.deadline = time.monotonic() + budget_seconds
-    study.optimize(objective, n_trials=remaining, timeout=budget_seconds, callbacks=callbacks,
-                   gc_after_trial=False)
+        callbacks.append(lambda study, _: study.stop() if objective.out_of_time(study) else None)
+    study.optimize(objective, n_trials=remaining, callbacks=callbacks, gc_after_trial=False)
 
 
 @dataclass
