@@ -95,7 +95,7 @@ def bench_dataset(dataset: str, seeds: list[int], args, csv_path: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="dgnn-bench-tune-") as tmp:
             start = time.perf_counter()
             result = tune(inputs, space, storage_url=f"sqlite:///{tmp}/optuna.db", name=dataset,
-                          budget_seconds=gcn_seconds, seed=0, device="cpu")
+                          budget_seconds=gcn_seconds, seeds=[0], device="cpu")
             tune_seconds = time.perf_counter() - start
         summary = train_seeds(dataset, result.config, seeds, device="cpu", verbose=False, threads=args.threads)
         _append(csv_path, _dgnn_rows("dgnn-tuned", dataset, summary, {

@@ -30,10 +30,10 @@ def trials_task(worker: int, job: dict) -> None:
     """Run trials of the shared study until its trial count or time budget is reached."""
     inputs = stage_inputs(job["dataset"], job["data_root"], job["split_seed"], job["data_content_hash"])
     apply_threads(inputs.graph.num_nodes, job["threads"], processes=job["workers"])
-    study = open_study(job["study"], job["storage"], job["seed"] + worker)
+    study = open_study(job["study"], job["storage"], job["seeds"][0] + worker)
     logger = tune_tracking.TrialLogger(job["tracking_uri"], job["experiment_id"], job["parent_run_id"],
                                        job["label"])
-    objective = Objective(inputs, load_search_space(job["space_file"]), seed=job["seed"], device=job["device"])
+    objective = Objective(inputs, load_search_space(job["space_file"]), seeds=job["seeds"], device=job["device"])
     optimize(study, objective, trials=job["trials"], budget_seconds=job["budget_seconds"], callbacks=[logger])
 
 
@@ -41,8 +41,8 @@ def trials_task(worker: int, job: dict) -> None:
 def report_task(job: dict) -> dict:
     """Retrain the best config once (its test metrics are computed here and only here) and log it."""
     inputs = stage_inputs(job["dataset"], job["data_root"], job["split_seed"], job["data_content_hash"])
-    study = open_study(job["study"], job["storage"], job["seed"])
-    result = finish(study, inputs, seed=job["seed"], device=job["device"])
+    study = open_study(job["study"], job["storage"], job["seeds"][0])
+    result = finish(study, inputs, seeds=job["seeds"], device=job["device"])
     config = {"dataset": job["dataset"], "split_seed": job["split_seed"],
               "train": result.config.model_dump(mode="json")}
     best_file = settings.runs_dir() / "tune" / f"{job['study']}.yaml"
@@ -51,7 +51,7 @@ def report_task(job: dict) -> dict:
     client = tracking.client(job["tracking_uri"])
     parent = job["parent_run_id"]
     tracking.log_batch(client, parent, metrics=tracking.metric_items(
-        {"best_criterion": result.criterion, **{f"final_{k}": v for k, v in result.final.metrics.items()},
+        {"best_criterion": result.criterion, **{f"final_{k}": v for k, v in result.metrics.items()},
          **{f"trials_{k}": v for k, v in result.trials.items()}}),
         tags={"best_trial": result.best_trial, "best_candidate": result.candidate or "none (searched)"})
     tune_tracking.log_study(job["tracking_uri"], parent, study, config)
@@ -61,7 +61,8 @@ def report_task(job: dict) -> dict:
 @flow(name="dgnn-tune", flow_run_name="tune-{dataset}-{task}", log_prints=True)
 def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | None = None,
               trials: int | None = None, budget_seconds: float | None = None, workers: int = 1,
-              seed: int = 0, split_seed: int = 0, device: str = "auto", threads: int | None = None) -> dict:
+              seed: int = 0, trial_seeds: int = 1, split_seed: int = 0, device: str = "auto",
+              threads: int | None = None) -> dict:
     """Search configs of ``dataset`` on validation data; returns the best config and its metrics."""
     started = time.perf_counter()
     space_file = str(Path(space_file or default_search_space(task)).resolve())
@@ -74,22 +75,23 @@ def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | N
     client = tracking.client(uri)
     experiment_id = tracking.ensure_experiment(client, f"{tracking.experiment_name(dataset, task)}-tune")
     tracking.reap_stale_runs(client, experiment_id)
-    name = study_name(dataset, task, split_seed, space_file, seed)
+    seeds = list(range(seed, seed + trial_seeds))
+    name = study_name(dataset, task, split_seed, space_file, seeds)
     label = f"tune-{dataset}-{task}"
     job = {"dataset": dataset, "split_seed": split_seed, "data_root": str(data_root().resolve()),
            "data_content_hash": data["data_content_hash"], "space_file": space_file,
-           "storage": settings.optuna_storage(), "study": name, "seed": seed,
+           "storage": settings.optuna_storage(), "study": name, "seeds": seeds,
            "device": str(resolve_device(device)), "trials": trials, "budget_seconds": budget_seconds,
            "threads": threads, "workers": max(1, workers), "tracking_uri": uri, "experiment_id": experiment_id, "label": label}
     parent = tracking.start_run(
         client, experiment_id, label,
         tags={"dataset": dataset, "task": task, "study": name, "optuna_storage": job["storage"],
               "data_version": data["data_version"], **tracking.git_commit()},
-        params={"trials": trials, "budget_seconds": budget_seconds, "workers": workers, "seed": seed,
+        params={"trials": trials, "budget_seconds": budget_seconds, "workers": workers, "seeds": seeds,
                 "split_seed": split_seed, "space_file": space_file, "device": job["device"]})
     job["parent_run_id"] = parent
     try:
-        open_study(name, job["storage"], seed)  # created here, so parallel workers only load it
+        open_study(name, job["storage"], seeds[0])  # created here, so parallel workers only load it
         futures = [trials_task.submit(worker, job) for worker in range(max(1, workers))]
         for future in futures:
             future.result()

@@ -14,7 +14,7 @@ def tune_parameters(args: argparse.Namespace) -> dict:
     """The tune flow's parameters from ``dgnn tune`` / ``dgnn run --tune`` arguments."""
     return {"dataset": args.dataset, "task": args.task, "space_file": args.search_space,
             "trials": args.trials, "budget_seconds": args.budget_seconds, "workers": args.workers,
-            "dask_address": args.dask_address, "seed": args.seed, "split_seed": args.split_seed,
+            "dask_address": args.dask_address, "seed": args.seed, "trial_seeds": args.trial_seeds, "split_seed": args.split_seed,
             "device": args.device, "threads": args.threads}
 
 

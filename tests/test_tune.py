@@ -81,7 +81,7 @@ def test_space_rejects_unknown_fields_and_bad_ranges(tmp_path):
 
 def _search(inputs, space_file, storage, trials=5):
     study = open_study("cora-test", storage, seed=0)
-    optimize(study, Objective(inputs, load_search_space(space_file), seed=0, device="cpu"),
+    optimize(study, Objective(inputs, load_search_space(space_file), seeds=[0], device="cpu"),
              trials=trials, budget_seconds=None)
     return study
 
@@ -95,9 +95,9 @@ def test_tiny_tune_tries_candidates_first_and_writes_a_loadable_config(cora, spa
                                                  optuna.trial.TrialState.PRUNED)]) == 5
     for t in trials:  # a trial records training and validation figures only
         assert set(t.user_attrs.get("metrics", {})) <= {"train_acc", "val_acc", "val_loss"}
-    result = finish(study, cora, seed=0, device="cpu")
+    result = finish(study, cora, seeds=[0], device="cpu")
     assert result.criterion == max(t.value for t in trials if t.value is not None)
-    assert result.final.metrics["val_acc"] == pytest.approx(result.criterion)
+    assert result.metrics["val_acc"] == pytest.approx(result.criterion)
     path = tmp_path / "best.yaml"
     path.write_text(yaml.safe_dump({"train": result.config.model_dump(mode="json")}))
     assert load_config(path).train == result.config
@@ -121,7 +121,7 @@ from dgnn.experiment import load_inputs
 from dgnn.tune.space import load_search_space
 from dgnn.tune.study import Objective, open_study, optimize
 study = open_study("cora-test", sys.argv[1], seed=0)
-optimize(study, Objective(load_inputs("cora"), load_search_space(sys.argv[2]), seed=0, device="cpu"),
+optimize(study, Objective(load_inputs("cora"), load_search_space(sys.argv[2]), seeds=[0], device="cpu"),
          trials=1000, budget_seconds=None)
 """
 

@@ -1,7 +1,7 @@
 """``dgnn tune``'s search: an Optuna study (TPE sampler, median pruner) over a :class:`SearchSpace`.
 
-Every trial trains one config with the same seed and is scored by the trainer's own selection
-criterion: validation accuracy (classify) or the modularity of k-means on the embedding (cluster,
+Every trial trains one config with the same seeds (one by default) and is scored by the mean of
+the trainer's own selection criterion: validation accuracy (classify) or the modularity of k-means on the embedding (cluster,
 no labels). The score after each forward pass is reported to the pruner, which stops a trial whose
 pass is below the median of earlier trials at that pass. The first trials of a study are the
 candidates of the default portfolio, so a search never ends below the default on validation.
@@ -17,6 +17,7 @@ import datetime
 import hashlib
 import os
 import socket
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +36,11 @@ STARTUP_SECONDS = 60  # a RUNNING trial that names no process after this long wa
 SEARCH_METRICS = {"classify": ("train_acc", "val_acc", "val_loss"), "cluster": ("modularity",)}
 
 
-def study_name(dataset: str, task: str, split_seed: int, space_file: str | Path, seed: int) -> str:
-    """Same dataset, split, search space and seed: same study, so the same command resumes it."""
+def study_name(dataset: str, task: str, split_seed: int, space_file: str | Path, seeds: list[int]) -> str:
+    """Same dataset, split, search space and seeds: same study, so the same command resumes it."""
     digest = hashlib.sha256(Path(space_file).read_bytes()).hexdigest()[:10]
-    return f"{dataset}-{task}-split{split_seed}-seed{seed}-{digest}"
+    shown = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    return f"{dataset}-{task}-split{split_seed}-seed{shown}-{digest}"
 
 
 def open_study(name: str, storage_url: str, seed: int) -> optuna.Study:
@@ -78,8 +80,9 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
 class Objective:
     """Scores one trial's config on validation data; see the module docstring."""
 
-    def __init__(self, inputs: Inputs, space: SearchSpace, *, seed: int, device, deadline: float | None = None):
-        self.inputs, self.space, self.seed, self.device, self.deadline = inputs, space, seed, device, deadline
+    def __init__(self, inputs: Inputs, space: SearchSpace, *, seeds: list[int], device,
+                 deadline: float | None = None):
+        self.inputs, self.space, self.seeds, self.device, self.deadline = inputs, space, seeds, device, deadline
         portfolio = candidates_of(space.candidates)
         self.candidates = portfolio.candidates if portfolio else {}
 
@@ -96,20 +99,21 @@ class Objective:
             trial.set_user_attr(key, value)
         start = time.perf_counter()
         try:
-            result = self._fit(trial, config, prunable=candidate is None)
+            # the pruner watches the first seed's passes; the others only average the score
+            results = [self._fit(trial, config, seed, prunable=candidate is None and i == 0)
+                       for i, seed in enumerate(self.seeds)]
         finally:
             trial.set_user_attr("seconds", time.perf_counter() - start)
-        names = SEARCH_METRICS[config.task]
-        trial.set_user_attr("metrics", {k: v for k, v in result.metrics.items() if k in names})
-        trial.set_user_attr("best_pass", result.best_pass)
-        return result.criterion
+        trial.set_user_attr("metrics", mean_metrics(results, SEARCH_METRICS[config.task]))
+        trial.set_user_attr("best_pass", results[0].best_pass)
+        return statistics.fmean(r.criterion for r in results)
 
     def out_of_time(self, study: optuna.Study) -> bool:
         """Past the deadline once the best config's retraining (:func:`finish`) is set aside."""
         reserve = 1.25 * _best_seconds(study) + 1.0  # retraining, plus the study's own bookkeeping
         return self.deadline is not None and time.monotonic() + reserve > self.deadline
 
-    def _fit(self, trial: optuna.Trial, config: TrainConfig, prunable: bool) -> FitResult:
+    def _fit(self, trial: optuna.Trial, config: TrainConfig, seed: int, prunable: bool) -> FitResult:
         def on_step(_) -> None:
             if prunable and self.out_of_time(trial.study):
                 raise optuna.TrialPruned("time budget spent")
@@ -119,7 +123,11 @@ class Objective:
             if prunable and trial.should_prune():
                 raise optuna.TrialPruned(f"pass {p.pass_index}: criterion {p.criterion:.4f} below the median")
 
-        return self.inputs.trainer(config, self.seed, self.device).fit(on_step=on_step, on_pass=on_pass)
+        return self.inputs.trainer(config, seed, self.device).fit(on_step=on_step, on_pass=on_pass)
+
+
+def mean_metrics(results: list[FitResult], names) -> dict[str, float]:
+    return {k: statistics.fmean(r.metrics[k] for r in results) for k in names}
 
 
 def _best_seconds(study: optuna.Study) -> float:
@@ -151,7 +159,8 @@ def optimize(study: optuna.Study, objective: Objective, *, trials: int | None, b
 
 @dataclass
 class TuneResult:
-    """The chosen config, how it was found, and its metrics (test figures computed once, here)."""
+    """The chosen config, how it was found, and its metrics (mean over the trial seeds; test
+    figures computed once, here)."""
 
     study: str
     best_trial: int
@@ -159,15 +168,15 @@ class TuneResult:
     config: TrainConfig
     criterion: float
     trials: dict[str, int]
-    final: FitResult
+    metrics: dict[str, float]
 
     def to_dict(self) -> dict:
         return {"study": self.study, "best_trial": self.best_trial, "candidate": self.candidate,
-                "criterion": self.criterion, "trials": self.trials, "metrics": self.final.metrics,
-                "best_pass": self.final.best_pass, "config": self.config.model_dump(mode="json")}
+                "criterion": self.criterion, "trials": self.trials, "metrics": self.metrics,
+                "architecture": self.config.describe(), "config": self.config.model_dump(mode="json")}
 
 
-def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainConfig]:
+def best_config(study: optuna.Study) -> tuple[FrozenTrial, TrainConfig]:
     """The complete trial with the highest criterion and its config."""
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise RuntimeError(f"study {study.study_name!r} has no complete trial yet: give it more trials or time")
@@ -175,14 +184,15 @@ def best_config(study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, TrainCon
     return best, TrainConfig.model_validate(best.user_attrs["config"])
 
 
-def finish(study: optuna.Study, inputs: Inputs, *, seed: int, device) -> TuneResult:
-    """Retrain the best config (same seed, so the same model) and report its metrics once."""
+def finish(study: optuna.Study, inputs: Inputs, *, seeds: list[int], device) -> TuneResult:
+    """Retrain the best config with the trial seeds (so the same models) and report every metric
+    once."""
     best, config = best_config(study)
     counts = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    final = inputs.trainer(config, seed, device).fit()
+    results = [inputs.trainer(config, seed, device).fit() for seed in seeds]
     return TuneResult(study.study_name, best.number, best.user_attrs.get("candidate", ""), config,
-                      best.value, counts, final)
+                      best.value, counts, mean_metrics(results, results[0].metrics))
 
 
 def candidates_of(portfolio_file: str | Path | None) -> Portfolio | None:
@@ -193,11 +203,11 @@ def candidates_of(portfolio_file: str | Path | None) -> Portfolio | None:
 
 
 def tune(inputs: Inputs, space: SearchSpace, *, storage_url: str, name: str, trials: int | None = None,
-         budget_seconds: float | None = None, seed: int = 0, device="cpu", callbacks=()) -> TuneResult:
+         budget_seconds: float | None = None, seeds: list[int] = (0,), device="cpu", callbacks=()) -> TuneResult:
     """Open (or resume) the study, run the search in this process, and finish it."""
     if trials is None and budget_seconds is None:
         raise ValueError("give a number of trials or a time budget")
-    study = open_study(name, storage_url, seed)
-    optimize(study, Objective(inputs, space, seed=seed, device=device), trials=trials,
+    study = open_study(name, storage_url, seeds[0])
+    optimize(study, Objective(inputs, space, seeds=list(seeds), device=device), trials=trials,
              budget_seconds=budget_seconds, callbacks=callbacks)
-    return finish(study, inputs, seed=seed, device=device)
+    return finish(study, inputs, seeds=list(seeds), device=device)
