@@ -173,3 +173,23 @@ def test_a_model_that_cannot_fit_its_training_nodes_says_so(cora):
     result = cora.trainer(weak, 0, torch.device("cpu")).fit()
     warnings = fit_warnings(result, cora.graph.num_classes)
     assert any("training nodes" in w for w in warnings)
+
+
+def test_cluster_search_scores_modularity_and_never_reads_labels(cora, tmp_path):
+    """A clustering search scores modularity; with the labels shuffled over the nodes (k, the number
+    of clusters, is the one thing taken from them), its trials are the same."""
+    module = {"width": 16, "order": 2, "lr": 0.01, "steps": 10, "batch_size": 128, "activation": "identity"}
+    space = {"task": "cluster", "num_modules": 1, "train": {"kmeans_restarts": 2, "bp_count": 0},
+             "modules": module, "each_module": {"order": {"int": [1, 4]}}}
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+
+    def search(name):
+        study = open_study(name, f"sqlite:///{tmp_path / (name + '.db')}", seed=0)
+        optimize(study, Objective(cora, load_search_space(tmp_path / "space.yaml"), seeds=[0], device="cpu"),
+                 trials=3, budget_seconds=None)
+        return [(t.params, t.value, t.user_attrs["metrics"]) for t in study.trials]
+
+    clean = search("clean")
+    assert all(set(metrics) == {"modularity"} and value == metrics["modularity"] for _, value, metrics in clean)
+    cora.graph.y = cora.graph.y[torch.randperm(len(cora.graph.y), generator=torch.Generator().manual_seed(1))]
+    assert search("shuffled") == clean
