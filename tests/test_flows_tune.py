@@ -80,3 +80,20 @@ def test_run_with_tune_resumes_the_study_and_names_it_on_the_model(project, tune
     version = client.get_model_version(summary["registered_model"]["name"], summary["registered_model"]["version"])
     assert version.tags["tune_run_id"] == run.data.tags["tune_run_id"]
     assert summary["val_acc_mean"] == pytest.approx(tuned["metrics"]["val_acc"])
+
+
+def test_run_with_a_portfolio_trains_the_candidate_chosen_on_validation(project):
+    from flows import tracking
+
+    out = subprocess.run([DGNN, "run", "--dataset", "cora", "--config", str(project["root"] / "candidates.yaml"),
+                          "--device", "cpu", "--json", "--quiet"], env=project["env"], cwd=project["root"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    summary = json.loads(out.stdout)
+    run = tracking.client(project["uri"]).get_run(summary["mlflow_run_id"])
+    scores = {k.removeprefix("candidate_criterion."): v for k, v in run.data.metrics.items()
+              if k.startswith("candidate_criterion.")}
+    assert set(scores) == {"smooth", "features"}
+    chosen = run.data.tags["config_choice"]
+    assert chosen == max(scores, key=scores.get) and summary["val_acc_mean"] == pytest.approx(scores[chosen])
+    assert run.data.params["train.modules.0.order"] == str(CANDIDATES["candidates"][chosen]["modules"][0]["order"])
