@@ -168,16 +168,20 @@ def plot_scaling(scaling, key: str, ylabel: str, path: Path, scale: float = 1.0)
 
 
 def read_with_care(peers) -> str:
-    """The caveats of the peer comparison; where GCN peaks late is read from the rows."""
+    """The caveats of the peer comparison; where GCN peaks late and which rows vary widely is read from the rows."""
     late = [f"{r['dataset']} (best epoch {r['best_epoch_mean']:.0f} of {r['epochs_planned']} on average)" for r in peers
             if r["method"] == "gcn" and r.get("best_epoch_mean") and r.get("epochs_planned")
             and r["best_epoch_mean"] >= 0.9 * r["epochs_planned"]]
+    unstable = [f"{LABELS.get(r['method'], r['method'])} on {r['dataset']} (± {100 * r['test_acc_std']:.1f} points)"
+                for r in peers if (r.get("test_acc_std") or 0) >= 0.05]
     amazon = _find(peers, "dgnn", "amazon-computers")
     return ("**Read the peers with care.** The peers run the settings of PyG's own examples, untuned per dataset, "
             "on the feature normalisation of the dataset's DGNN config (column *features* below), while DGNN runs "
             "configs tuned on each dataset's validation split (column *DGNN architecture*). This favours DGNN where "
             "those settings fit badly"
             + (f"; GCN's validation accuracy is still rising when it stops on {', '.join(late)}" if late else "")
+            + (f"; test accuracy varies widely between seeds for {', '.join(unstable)}, per seed in "
+               "`results/seeds.csv`" if unstable else "")
             + ". Quoted from the literature, not measured here: tuned GCN on Amazon Computers with the same split "
             "protocol reaches about 82-83 % (Shchur et al., 2018)"
             + (f", against DGNN's {_acc(amazon)} % here" if amazon else "")
