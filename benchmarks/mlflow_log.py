@@ -15,7 +15,7 @@ from benchmarks.harness import REPO
 
 EXPERIMENT = "benchmarks"
 PARAMS = ("group", "method", "dataset", "nodes", "edges", "features", "status", "seeds_run", "threads",
-          "config", "config_sha256", "epochs_planned")
+          "config", "config_sha256", "architecture", "config_origin", "feature_norm", "epochs_planned")
 
 
 def tracking_uri() -> str:

@@ -7,10 +7,11 @@
 
 Each (method, dataset) pair runs in its own child process (:mod:`benchmarks.child`), one after the
 other, so no two measurements overlap. DGNN's configs are read when its process starts:
-``configs/<dataset>-classify.yaml`` (falling back to ``configs/default-classify.yaml``) for the
-real datasets, ``benchmarks/configs/csbm-dgnn.yaml`` for the CSBM series and
-``configs/paper-cora-classify.yaml`` for the authors' Cora schedule; the SHA-256 of each file
-and the git commit are recorded with the results.
+``configs/<dataset>-classify.yaml`` for the real datasets, ``benchmarks/configs/csbm-dgnn.yaml``
+for the CSBM series and ``configs/paper-<dataset>-classify.yaml`` for the authors' settings on
+Cora, CiteSeer and PubMed; each row records the file, its SHA-256, the architecture it describes
+and where its settings come from, and the git commit is recorded with the results. The peers get
+the feature normalisation of the dataset's DGNN config.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 WORK = HERE / "work"
 CSBM_CONFIG = HERE / "configs" / "csbm-dgnn.yaml"
-PAPER_CORA = REPO / "configs" / "paper-cora-classify.yaml"
+CONFIGS = REPO / "configs"
 
 REAL = ["cora", "citeseer", "pubmed", "amazon-computers", "coauthor-cs"]
 SCALING = ["synthetic-csbm-10k", "synthetic-csbm-100k", "synthetic-csbm-1m"]
@@ -43,13 +44,33 @@ GCN_EPOCHS = 200
 
 
 def dgnn_config(dataset: str) -> Path:
-    from dgnn.config import default_config_path
+    """The dataset's own DGNN config (every real dataset has one; the generic default is not used)."""
+    return CONFIGS / f"{dataset}-classify.yaml"
 
-    return default_config_path(dataset, "classify")
+
+def paper_config(dataset: str) -> Path:
+    return CONFIGS / f"paper-{dataset}-classify.yaml"
+
+
+def train_config(path: str | Path):
+    """The ``train:`` section of a DGNN run config."""
+    from dgnn.config import load_config
+
+    return load_config(path).train
+
+
+def config_origin(config: str | Path, dataset: str) -> str:
+    """Where a DGNN config's settings come from, named from its file."""
+    name = Path(config).name
+    if name.startswith("paper-"):
+        return "authors' settings, not tuned"
+    if name == f"{dataset}-classify.yaml":
+        return f"tuned on {dataset} validation"
+    return "set by hand, not tuned"
 
 
 def plan(quick: bool) -> list[Spec]:
-    """What to run, in order: real datasets (acceptance), the authors' Cora schedule, the CSBM series."""
+    """What to run, in order: real datasets (acceptance), the authors' settings, the CSBM series."""
     specs: list[Spec] = []
     if quick:
         real, scaling = ["cora"], ["synthetic-csbm-2k", "synthetic-csbm-5k"]
@@ -61,13 +82,16 @@ def plan(quick: bool) -> list[Spec]:
         gcn_epochs, big_budget = GCN_EPOCHS, 360.0
 
     def peer_specs(dataset: str) -> list[Spec]:
+        config = dgnn_config(dataset)
+        feature_norm = train_config(config).feature_norm if config.exists() else "row"
         out = []
         for method in PEERS:
             s = seeds[method]
             if method == "gcn" and dataset == "coauthor-cs":
                 s = [0]  # ~9 min a seed on one loaded core: one seed only (stated in the report)
-            out.append(Spec(method, dataset, s, config=str(dgnn_config(dataset)) if method == "dgnn" else None,
-                            epochs=gcn_epochs if method == "gcn" else None, timeout_s=3600))
+            out.append(Spec(method, dataset, s, config=str(config) if method == "dgnn" else None,
+                            feature_norm=feature_norm, epochs=gcn_epochs if method == "gcn" else None,
+                            timeout_s=3600))
         return out
 
     def scaling_specs(dataset: str) -> list[Spec]:
@@ -79,11 +103,13 @@ def plan(quick: bool) -> list[Spec]:
                      timeout_s=(big_budget + 600) if method != "dgnn" else 1800, mem_limit_gb=14.0, group="scaling")
                 for method in (PEERS if not quick else ["dgnn", "gcn", "sgc"])]
 
-    # Order: the core-speed datasets, the authors' schedule, the scaling series, then the two larger
+    # Order: the core-speed datasets, the authors' settings, the scaling series, then the two larger
     # real datasets (GCN on Coauthor CS is the longest run), so a cut-short run has the core first.
     for dataset in real[:3]:
         specs += peer_specs(dataset)
-    specs.append(Spec("dgnn-paper", "cora", seeds["dgnn"][:3], config=str(PAPER_CORA), group="core", timeout_s=900))
+    for dataset in real[:3]:
+        specs.append(Spec("dgnn-paper", dataset, seeds["dgnn"][:3], config=str(paper_config(dataset)),
+                          group="core", timeout_s=900))
     for dataset in scaling:
         specs += scaling_specs(dataset)
     for dataset in real[3:]:
@@ -105,6 +131,15 @@ def _mean(values):
 def _std(values):
     values = [v for v in values if v is not None]
     return statistics.pstdev(values) if len(values) > 1 else (0.0 if values else None)
+
+
+def config_columns(spec: Spec) -> dict:
+    """A row's architecture, config origin and feature normalisation; a DGNN row's come from its config."""
+    if not spec.config or not Path(spec.config).exists():
+        return {"architecture": "", "config_origin": "", "feature_norm": spec.feature_norm}
+    train = train_config(spec.config)
+    return {"architecture": train.describe(), "config_origin": config_origin(spec.config, spec.dataset),
+            "feature_norm": train.feature_norm}
 
 
 def summarise(record: Record, threads: int) -> dict:
@@ -137,6 +172,7 @@ def summarise(record: Record, threads: int) -> dict:
         "threads": threads, "epochs_planned": epochs_target,
         "config": os.path.relpath(spec.config, REPO) if spec.config else "",
         "config_sha256": _sha256(spec.config),
+        **config_columns(spec),
     }
     return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}
 

@@ -37,6 +37,15 @@ def test_paper_configs_are_faithful(name):
     assert not train.kmeans_normalize
 
 
+@pytest.mark.parametrize("dataset", ["citeseer", "pubmed"])
+def test_paper_configs_keep_the_authors_ranges(dataset):
+    """CiteSeer/PubMed: two modules 256 -> 128, order 2 on the second, eta 10..100, bp_count 3..5, faithful."""
+    train = load_config(CONFIG_DIR / f"paper-{dataset}-classify.yaml").train
+    assert [(m.width, m.order, m.filter) for m in train.modules] == [(256, 1, "power"), (128, 2, "power")]
+    assert 10 <= train.eta <= 100 and 3 <= train.bp_count <= 5
+    assert not train.keep_own_loss and train.module_patience == 0 and train.pass_patience == 0
+
+
 def test_faithful_mode_drops_own_loss_once_a_target_exists():
     """With keep_own_loss=False a module below the last trains on the target term only."""
     graph = csbm(90, num_classes=3, avg_degree=5, num_features=8, seed=2)
