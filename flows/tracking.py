@@ -23,6 +23,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from dgnn.processes import pid_alive
 from flows import settings
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -257,16 +258,6 @@ def fail_run(mlflow_client: MlflowClient, run_id: str, error: BaseException | st
         pass
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap_stale_runs(mlflow_client: MlflowClient, experiment_id: str) -> list[str]:
     """Runs still RUNNING whose process on this host is gone (killed, crashed): mark them FAILED."""
     host = socket.gethostname()
@@ -277,7 +268,7 @@ def reap_stale_runs(mlflow_client: MlflowClient, experiment_id: str) -> list[str
     reaped = []
     for run in runs:
         pid = run.data.tags.get("dgnn.pid", "")
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             fail_run(mlflow_client, run.info.run_id, f"process {pid} ended without closing the run")
             reaped.append(run.info.run_id)
     return reaped

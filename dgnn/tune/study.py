@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dgnn.config import Portfolio, TrainConfig, load_config
 from dgnn.experiment import Inputs
+from dgnn.processes import pid_alive
 from dgnn.trainer import FitResult, PassResult
 from dgnn.tune.space import SearchSpace
 
@@ -53,20 +54,10 @@ def open_study(name: str, storage_url: str, seed: int) -> optuna.Study:
         pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _stale(trial: FrozenTrial) -> bool:
     if "host" not in trial.user_attrs:  # killed before its objective began, or just created
         return (datetime.datetime.now() - trial.datetime_start).total_seconds() > STARTUP_SECONDS
-    return trial.user_attrs["host"] == socket.gethostname() and not _pid_alive(trial.user_attrs["pid"])
+    return trial.user_attrs["host"] == socket.gethostname() and not pid_alive(trial.user_attrs["pid"])
 
 
 def fail_stale_trials(study: optuna.Study) -> list[int]:
