@@ -1,8 +1,8 @@
 """``dgnn tune``'s search: an Optuna study (TPE sampler, median pruner) over a :class:`SearchSpace`.
 
 Every trial trains one config with the same seeds (one by default) and is scored by the mean of
-the trainer's own selection criterion: validation accuracy (classify) or the modularity of k-means on the embedding (cluster,
-no labels). The score after each forward pass is reported to the pruner, which stops a trial whose
+the trainer's own selection criterion: validation accuracy (classify) or the modularity of k-means
+on the embedding (cluster, no labels). The score after each forward pass is reported to the pruner, which stops a trial whose
 pass is below the median of earlier trials at that pass. The first trials of a study are the
 candidates of the default portfolio, so a search never ends below the default on validation.
 
