@@ -62,6 +62,7 @@ class StepResult:
     val_metric: float | None
     seconds: float
     steps_run: int
+    loss_times: list[float] = field(default_factory=list)  # time.time() at each loss, for trackers
 
 
 @dataclass
@@ -182,14 +183,14 @@ class DecoupledTrainer:
         self._ensure_propagated(l)
         target = self._target_for(step)
         module.set_input_transform_trainable(step.direction == "backward")
-        losses, val_metric, steps_run = self._train_module(l, target, step.name)
+        losses, loss_times, val_metric, steps_run = self._train_module(l, target, step.name)
         if step.direction == "forward":
             self._forward_output(l)
         elif l > 0:
             with torch.no_grad():
                 self.expected[l] = module.transform_input(self.inputs[l])
         module.set_input_transform_trainable(False)
-        return StepResult(step, losses, val_metric, time.perf_counter() - start, steps_run)
+        return StepResult(step, losses, val_metric, time.perf_counter() - start, steps_run, loss_times)
 
     def _target_for(self, step: Step) -> torch.Tensor | None:
         l = step.module
@@ -239,7 +240,7 @@ class DecoupledTrainer:
 
     def _train_module(
         self, l: int, target: torch.Tensor | None, name: str
-    ) -> tuple[list[float], float | None, int]:
+    ) -> tuple[list[float], list[float], float | None, int]:
         cfg = self.config.modules[l]
         module = self.modules[l].train()
         params = [p for p in module.parameters() if p.requires_grad]
@@ -249,10 +250,12 @@ class DecoupledTrainer:
         select = self.config.module_patience > 0 and self.supervised and own_loss
         best_val, best_state, since_best = -1.0, None, 0
         losses: list[float] = []
+        loss_times: list[float] = []
         step = 0
         for step in range(1, cfg.steps + 1):
             loss = self._module_loss(l, p_rows, target, own_loss)
-            losses.append(float(loss.detach()))
+            losses.append(float(loss.detach()))  # waits for the device: the time below is the loss's
+            loss_times.append(time.time())
             if not math.isfinite(losses[-1]):  # stop before the update spreads it to every weight
                 raise ValueError(f"{name}: the loss of module {l + 1} is {losses[-1]} at SGD step {step}; "
                                  "lower that module's lr (or eta) in the config")
@@ -271,7 +274,7 @@ class DecoupledTrainer:
         if best_state is not None:
             module.load_state_dict(best_state)
         val_metric = self._module_val_accuracy(l) if self.supervised else None
-        return losses, val_metric, step
+        return losses, loss_times, val_metric, step
 
     def _module_loss(self, l: int, p_rows, target, own_loss: bool) -> torch.Tensor:
         cfg = self.config.modules[l]

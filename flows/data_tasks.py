@@ -250,8 +250,8 @@ def _transient(task_, task_run, state) -> bool:
     return False
 
 
-@task(cache_policy=_CACHED, persist_result=True, retries=3, retry_delay_seconds=[1, 2, 4],
-      retry_condition_fn=_transient)
+@task(task_run_name="fetch-{dataset}", cache_policy=_CACHED, persist_result=True, retries=3,
+      retry_delay_seconds=[1, 2, 4], retry_condition_fn=_transient)
 def fetch_data(dataset: str, split_seed: int = 0) -> dict:
     """Run ``fetch@<dataset>``: the validated graph in ``data/<dataset>/graph``.
 
@@ -274,7 +274,7 @@ def fetch_data(dataset: str, split_seed: int = 0) -> dict:
     return _result(dataset, "fetch", entry is not None, project, split_seed=split_seed)
 
 
-@task(cache_policy=NO_CACHE)
+@task(task_run_name="validate-{dataset}", cache_policy=NO_CACHE)
 def validate_data(dataset: str) -> dict:
     """Check the stored data before use; raise :class:`~dgnn.data.DataError` if anything changed.
 
@@ -351,7 +351,7 @@ def _remember_match(project: Path, dataset: str, state: dict) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
-@task(cache_policy=_CACHED, persist_result=True)
+@task(task_run_name="normalise-{dataset}", cache_policy=_CACHED, persist_result=True)
 def normalise_data(dataset: str) -> dict:
     """Run ``normalise@<dataset>``: the normalised adjacency in ``data/<dataset>/adj``."""
     project = settings.project_dir()
@@ -365,7 +365,7 @@ def normalise_data(dataset: str) -> dict:
     return _result(dataset, "normalise", entry is not None, project)
 
 
-@task(cache_policy=_CACHED, persist_result=True)
+@task(task_run_name="propagate-{dataset}", cache_policy=_CACHED, persist_result=True)
 def propagate_data(dataset: str, orders: list[int], feature_norm: str) -> dict:
     """Run ``propagate@<dataset>``: Â^k N(X) for the orders of ``params.yaml`` in ``propagated/``.
 

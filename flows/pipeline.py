@@ -11,8 +11,8 @@
 * A module task takes the trainer the previous step left: from memory when this process ran that
   step, else rebuilt from the stored data plus that step's checkpoint file
   (``<runs dir>/<run key>/NN-<step>.pt``, which names the files of its node-sized tensors). It
-  runs one :class:`dgnn.trainer.Step`, saves its own checkpoint and logs one MLflow child run.
-  The run key hashes dataset, config, seed, split seed and data version, so a rerun after a
+  runs one :class:`dgnn.trainer.Step`, saves its own checkpoint and logs one MLflow child run
+  (:mod:`flows.step_runs`). The run key hashes dataset, config, seed, split seed and data version, so a rerun after a
   failure finds the finished steps and resumes (checkpoints carry the RNG states: the result
   equals an uninterrupted run, and ``dgnn train``).
 * Testing hook: ``DGNN_FAIL_AT=FT0-m2`` (comma-separated step names) makes that module task fail
@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import time
 import uuid
@@ -49,7 +48,7 @@ from dgnn.experiment import Inputs, load_inputs, resolve_device, summarize
 from dgnn.threads import apply_threads
 from dgnn.tune.portfolio import choose
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, Step, schedule
-from flows import data_tasks, settings, tracking
+from flows import data_tasks, prefect_links, registry, run_info, settings, step_runs, tracking
 
 FAIL_AT_ENV = "DGNN_FAIL_AT"
 
@@ -134,7 +133,7 @@ def build_trainer(ctx: dict) -> DecoupledTrainer:
     return inputs_of(ctx).trainer(TrainConfig.model_validate(ctx["train"]), ctx["seed"], ctx["device"])
 
 
-@task(name="choose-config", cache_policy=NO_CACHE, persist_result=False)
+@task(name="choose-config", task_run_name="choose-config", cache_policy=NO_CACHE, persist_result=False)
 def choose_task(dataset: str, portfolio: Portfolio, seed: int, split_seed: int, device: str,
                 data_content_hash: str) -> dict:
     """The portfolio candidate with the best validation criterion for this seed."""
@@ -254,8 +253,9 @@ def execute_step(ctx: dict, index: int, step: Step) -> dict:
     result = trainer.run_step(step)
     record = {
         "index": index, "name": step.name, "direction": step.direction, "pass_index": step.pass_index,
-        "module": step.module, "losses": result.losses, "val_metric": result.val_metric,
-        "seconds": result.seconds, "steps_run": result.steps_run, "pass": None, "stop": False,
+        "module": step.module, "losses": result.losses, "loss_times": result.loss_times,
+        "val_metric": result.val_metric, "seconds": result.seconds, "steps_run": result.steps_run,
+        "pass": None, "stop": False,
     }
     if step.direction == "forward" and step.module == trainer.config.num_modules - 1:
         record["pass"] = asdict(trainer.end_forward_pass(step.pass_index))
@@ -267,44 +267,6 @@ def execute_step(ctx: dict, index: int, step: Step) -> dict:
     return {**record, "resumed": False}
 
 
-def log_step(ctx: dict, index: int, step: Step, record: dict | None, error: BaseException | None) -> None:
-    """The step's MLflow child run: tags, params, loss per SGD step, val metric, module checkpoint."""
-    client = tracking.client(ctx["tracking_uri"])
-    module_cfg = ctx["train"]["modules"][step.module]
-    params = {f"module.{k}": v for k, v in module_cfg.items()} | {
-        "direction": step.direction, "pass_index": step.pass_index, "module_index": step.module + 1,
-        "step_index": index, "seed": ctx["seed"], "eta": ctx["train"]["eta"],
-        "keep_own_loss": ctx["train"]["keep_own_loss"],
-    }
-    tags = {"direction": step.direction, "pass_index": step.pass_index, "module_index": step.module + 1,
-            "step_index": index, "step": step.name, "run_key": ctx["run_key"],
-            "mlflow.runName": step.name}
-    if record is not None:
-        tags["resumed_from_checkpoint"] = str(record["resumed"]).lower()
-    run_id = tracking.start_run(client, ctx["experiment_id"], step.name, tags=tags,
-                                parent_id=ctx["parent_run_id"])
-    if error is not None:
-        tracking.log_batch(client, run_id, params=params)
-        tracking.fail_run(client, run_id, error)
-        return
-    try:
-        metrics = {"seconds": record["seconds"], "steps_run": record["steps_run"],
-                   "final_loss": record["losses"][-1], "val_acc": record["val_metric"]}
-        if record["pass"] is not None:
-            metrics |= {f"pass_{k}": v for k, v in record["pass"]["metrics"].items()}
-        tracking.log_batch(client, run_id, params=params, metrics=[
-            *tracking.series_items("loss", record["losses"]), *tracking.metric_items(metrics)])
-        ckpt = _step_file(Path(ctx["run_dir"]), index, step).with_suffix(".module.pt")
-        with tempfile.TemporaryDirectory(prefix="dgnn-ckpt-") as tmp:
-            target = Path(tmp) / "module.pt"
-            shutil.copyfile(ckpt, target)
-            client.log_artifact(run_id, str(target), "checkpoint")
-        tracking.end_run(client, run_id)
-    except BaseException as err:
-        tracking.fail_run(client, run_id, err)
-        raise
-
-
 class ModuleStepError(RuntimeError):
     """A module task failed; the message names the step, its direction, pass and module."""
 
@@ -312,33 +274,30 @@ class ModuleStepError(RuntimeError):
 @task(name="module-step", task_run_name="{step_name}", cache_policy=NO_CACHE, persist_result=False)
 def module_task(ctx: dict, index: int, step_name: str, direction: str, pass_index: int, module: int) -> dict:
     step = Step(direction, pass_index, module)
-    background = tracking.background_logger(ctx["parent_run_id"])
+    child = step_runs.open_step_run(ctx, index, step)  # RUNNING in MLflow while the step trains
     try:
         record = execute_step(ctx, index, step)
     except BaseException as err:
-        if background is not None:
-            background.submit(log_step, ctx, index, step, None, err)
-        else:
-            log_step(ctx, index, step, None, err)
+        tracking.log_later(ctx["parent_run_id"], step_runs.fail_step_run, ctx, child, err, tracking.now_ms())
         raise ModuleStepError(
             f"module task {step.name} failed ({direction} pass {pass_index}, module {module + 1}, "
             f"step {index + 1}): {type(err).__name__}: {err}"
         ) from err
-    if background is not None:  # overlaps the next module's training
-        background.submit(log_step, ctx, index, step, record, None)
-    else:
-        log_step(ctx, index, step, record, None)
+    checkpoint = _step_file(Path(ctx["run_dir"]), index, step).with_suffix(".module.pt")
+    tracking.log_later(ctx["parent_run_id"], step_runs.close_step_run, ctx, child, record, checkpoint,
+                       tracking.now_ms())
     if record["pass"]:
         p = record["pass"]
         shown = " ".join(f"{k}={v:.4f}" for k, v in p["metrics"].items())
         get_run_logger().info(f"pass {p['pass_index']}: {shown}{' *best*' if p['is_best'] else ''}")
-    return {k: v for k, v in record.items() if k != "losses"} | {"final_loss": record["losses"][-1]}
+    return {k: v for k, v in record.items() if k not in ("losses", "loss_times")} | {
+        "final_loss": record["losses"][-1]}
 
 
 # -- evaluate and report ----------------------------------------------------------------------------
 
 
-@task(name="evaluate", cache_policy=NO_CACHE, persist_result=False)
+@task(name="evaluate", task_run_name="evaluate", cache_policy=NO_CACHE, persist_result=False)
 def evaluate_task(ctx: dict, last_index: int) -> dict:
     """Restore the selected pass from the last checkpoint; save predictions, embedding, model payload."""
     from flows.model import model_payload
@@ -360,7 +319,7 @@ def evaluate_task(ctx: dict, last_index: int) -> dict:
     }
 
 
-@task(name="report", cache_policy=NO_CACHE, persist_result=False)
+@task(name="report", task_run_name="report", cache_policy=NO_CACHE, persist_result=False)
 def report_task(ctx: dict, evaluation: dict, step_records: list[dict], data: dict) -> dict:
     """Parent-run metrics and plots, the packaged model (logged and registered), the JSON summary."""
     from flows.model import save_packaged_model
@@ -395,11 +354,13 @@ def report_task(ctx: dict, evaluation: dict, step_records: list[dict], data: dic
         client.log_artifacts(parent, str(plots), "plots")
         save_packaged_model(torch.load(run_dir / "model-payload.pt", weights_only=False), tmp / "model")
         client.log_artifacts(parent, str(tmp / "model"), "model")
-    registered = tracking.register_model(client, tracking.model_name(ctx["dataset"], train.task), parent,
-                                         "model", evaluation["criterion"], evaluation["criterion_name"],
-                                         ctx.get("model_tags"))
+    registered = registry.register_model(
+        client, tracking.model_name(ctx["dataset"], train.task), parent, "model", evaluation["criterion"],
+        evaluation["criterion_name"], ctx["model_identity"], ctx.get("model_tags"),
+        run_info.model_description(ctx["dataset"], train.task, evaluation["criterion_name"]))
     tracking.set_tags(client, parent, {"registered_model": registered["name"],
-                                       "registered_version": registered["version"],
+                                       "registered_version": registered["version"] or "none",
+                                       "registry_decision": registered["decision"],
                                        "champion": str(registered["champion"]).lower(),
                                        "warnings": " | ".join(summary["warnings"]) or "none"})
     summary |= {
@@ -429,8 +390,7 @@ def report_task(ctx: dict, evaluation: dict, step_records: list[dict], data: dic
 def _flow_run_name() -> str:
     from prefect.runtime import flow_run
 
-    p = flow_run.parameters
-    return f"{p.get('dataset', 'cora')}-{p.get('task', 'classify')}-seed{p.get('seed', 0)}"
+    return run_info.flow_run_name(flow_run.parameters)
 
 
 @flow(name="train-pipeline", flow_run_name=_flow_run_name, log_prints=True)
@@ -463,14 +423,20 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
     uri = settings.tracking_uri()
     client = tracking.client(uri)
     experiment = tracking.experiment_name(dataset, task)
-    experiment_id = tracking.ensure_experiment(client, experiment)
+    experiment_id = tracking.ensure_experiment(client, experiment, run_info.experiment_description(dataset, task))
     tracking.reap_stale_runs(client, experiment_id)
     params = tracking.flatten(run_config.model_dump(mode="json") | {"dataset": dataset}) | {
-        "seed": seed, "split_seed": split_seed, "device": device}
-    tags = {"dataset": dataset, "task": task, "seed": seed, "prefect.flow_run_id": flow_run.id or "",
-            "prefect.flow_run_name": flow_run.name or "", **tracking.git_commit(), **(run_tags or {})}
-    parent = tracking.start_run(client, experiment_id, f"{dataset}-{task}-seed{seed}", tags=tags, params=params)
+        "seed": seed, "split_seed": split_seed, "device": device,
+        **run_info.config_source(config, dataset, task, run_tags)}
+    config_name = run_info.config_name(params["config_file"], run_tags)
+    parent_name = run_info.run_name(dataset, config_name, seed, run_tags)
+    tags = {"dataset": dataset, "task": task, "seed": seed, "config_name": config_name,
+            "config_hash": run_info.config_hash(run_config), "prefect.flow_run_id": flow_run.id or "",
+            "prefect.flow_run_name": parent_name, **tracking.git_commit(), **(run_tags or {})}
+    parent = tracking.start_run(client, experiment_id, parent_name, tags=tags, params=params)
     try:
+        prefect_links.label_flow_run(parent_name, {"dataset": dataset, "task": task, "config": config_name})
+        prefect_links.link_mlflow_run(uri, experiment_id, parent, parent_name)
         data = run_data_tasks(dataset, split_seed, train)
         threads = apply_threads(data["nodes"], threads)
         key = run_key(dataset, train, seed, split_seed, data["data_content_hash"])
@@ -483,6 +449,7 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
             "threads": threads,
             **{f"dvc.{k}": v for k, v in data["versions"].items() if k != "data_version"}})
         client.log_artifact(parent, str(run_dir / "config.yaml"))
+        run_info.log_training_data(client, parent, dataset, data)
         if choice is not None:
             tracking.log_metrics(client, parent, {f"candidate_criterion.{name}": value
                                                   for name, value in choice["scores"].items()})
@@ -492,7 +459,8 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
                "run_key": key, "run_dir": str(run_dir), "threads": threads,
                "model_tags": {k: v for k, v in (run_tags or {}).items() if k.startswith("tune") or k == "config_choice"},
                "tracking_uri": uri, "experiment": experiment, "experiment_id": experiment_id,
-               "parent_run_id": parent}
+               "parent_run_id": parent, "model_identity": {"data_version": data["data_version"],
+               "data_content_hash": data["data_content_hash"], "config_hash": tags["config_hash"]}}
         records = []
         with tracking.background_logging(parent) as child_logger:
             for index, step in enumerate(schedule(train.num_modules, train.bp_count)):

@@ -64,10 +64,11 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         return
     keys = [k for k in summary if k.endswith("_mean")]
     print(" ".join(f"{k}={summary[k]:.4f}" for k in keys))
+    registered = summary["registered_model"]
     print(f"mlflow run {summary['mlflow_run_id']} in experiment {summary['experiment']} "
-          f"({summary['tracking_uri']}); model {summary['model_uri']} = "
-          f"{summary['registered_model']['model_uri']}"
-          f"{' (champion)' if summary['registered_model']['champion'] else ''}")
+          f"({summary['tracking_uri']}); model {summary['model_uri']}"
+          f"{' = ' + registered['model_uri'] if registered['model_uri'] else ''}"
+          f"{' (champion)' if registered['champion'] else ''}; {registered['decision']}")
 
 
 def with_server(work):

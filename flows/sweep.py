@@ -26,7 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from dgnn.config import first_train
 from dgnn.threads import choose_threads
-from flows import tracking
+from flows import run_info, tracking
 from flows.pipeline import resolve_config, run_data_tasks, train_pipeline
 
 
@@ -47,17 +47,19 @@ def sweep_flow(datasets: list[str], seeds: list[int], task: str = "classify", co
     choose their threads)."""
     sweep_id = sweep_id or uuid.uuid4().hex[:12]
     client = tracking.client()
-    configs, run_threads = {}, {}
+    configs, run_tags, run_threads = {}, {}, {}
     for dataset in datasets:
         run_config = resolve_config(dataset, task, config)
         configs[dataset] = run_config.model_dump(mode="json")
+        # The runs get the config as a dict (Dask workers may not see the file): name the file for them.
+        run_tags[dataset] = {"sweep_id": sweep_id, **run_info.config_source(config, dataset, task, None)}
         tracking.ensure_experiment(client, tracking.experiment_name(dataset, task))
         data = run_data_tasks(dataset, run_config.split_seed if split_seed is None else split_seed,
                               first_train(run_config))
         run_threads[dataset] = threads if processes is None else choose_threads(data["nodes"], threads, processes)
     futures = [
         pipeline_run_task.submit(dataset, task, configs[dataset], seed, split_seed, device,
-                                 {"sweep_id": sweep_id}, run_threads[dataset])
+                                 run_tags[dataset], run_threads[dataset])
         for dataset in datasets for seed in seeds
     ]
     runs, errors = [], []

@@ -3,8 +3,7 @@ so it works the same from Prefect task threads and Dask worker processes).
 
 Layout: one experiment ``dgnn-<dataset>-<task>``; one parent run per pipeline run (config as
 params, git commit, data version, summary metrics, plots, the packaged model); one child run per
-module step (tags ``direction``, ``pass_index``, ``module_index``; the step's params, loss per SGD
-step, validation metric and the module's ``state_dict`` as ``checkpoint/module.pt``).
+module step (:mod:`flows.step_runs`). Registration: :mod:`flows.registry`.
 """
 
 from __future__ import annotations
@@ -19,15 +18,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT as DATASET_CONTEXT
 
 from dgnn.processes import pid_alive
 from flows import settings
 
 PARENT_TAG = "mlflow.parentRunId"
-CHAMPION = "champion"
 
 
 def experiment_name(dataset: str, task: str) -> str:
@@ -118,9 +116,14 @@ class BackgroundLogger:
 _BACKGROUND: dict[str, BackgroundLogger] = {}
 
 
-def background_logger(parent_run_id: str) -> BackgroundLogger | None:
-    """The logger the flow opened for this parent run (None in another process: log inline)."""
-    return _BACKGROUND.get(parent_run_id)
+def log_later(parent_run_id: str, fn, *args) -> None:
+    """``fn(*args)`` on the background logger the flow opened for this parent run, so that it
+    overlaps the next module's training; here and now in another process (a Dask worker)."""
+    logger = _BACKGROUND.get(parent_run_id)
+    if logger is None:
+        fn(*args)
+    else:
+        logger.submit(fn, *args)
 
 
 @contextlib.contextmanager
@@ -152,18 +155,37 @@ def store_lock(uri: str | None = None):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def ensure_experiment(mlflow_client: MlflowClient, name: str) -> str:
+# The experiment kinds the UI knows are in mlflow/server/js (ExperimentKind): "custom_model_development"
+# is model training, which opens an experiment on its runs and metrics (not on traces).
+KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # the description the UI shows
+
+
+def ensure_experiment(mlflow_client: MlflowClient, name: str, description: str | None = None) -> str:
+    """The id of experiment ``name``, created if missing; marked as model training and described
+    with ``description`` unless it already has a kind or a description (a user may edit them)."""
+    tags = {KIND_TAG: MODEL_TRAINING} | ({NOTE_TAG: description} if description else {})
     found = mlflow_client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    location = settings.artifact_root(mlflow_client.tracking_uri)
-    with store_lock(mlflow_client.tracking_uri):
-        found = mlflow_client.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        return mlflow_client.create_experiment(
-            name, artifact_location=None if location is None else f"{location}/{name}"
-        )
+    if found is None:
+        location = settings.artifact_root(mlflow_client.tracking_uri)
+        with store_lock(mlflow_client.tracking_uri):
+            found = mlflow_client.get_experiment_by_name(name)
+            if found is None:
+                return mlflow_client.create_experiment(
+                    name, artifact_location=None if location is None else f"{location}/{name}", tags=tags)
+    for key, value in tags.items():
+        if key not in found.tags:
+            mlflow_client.set_experiment_tag(found.experiment_id, key, value)
+    return found.experiment_id
+
+
+def log_dataset(mlflow_client: MlflowClient, run_id: str, name: str, digest: str, folder: Path,
+                profile: dict, context: str = "train") -> None:
+    """``folder`` as the run's input dataset (what ``mlflow.log_input`` records: the runs table's
+    Dataset column), in MLflow's layout for a local source."""
+    dataset = Dataset(name=name, digest=digest[:36], source_type="local",  # the store keeps 36 characters
+                      source=json.dumps({"uri": folder.resolve().as_uri()}), profile=json.dumps(profile))
+    mlflow_client.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag(DATASET_CONTEXT, context)])])
 
 
 def flatten(value, prefix: str = "") -> dict[str, str]:
@@ -211,14 +233,15 @@ def start_run(mlflow_client: MlflowClient, experiment_id: str, name: str, *, tag
 
 
 def metric_items(metrics: dict, step: int = 0) -> list[Metric]:
-    now = int(time.time() * 1000)
+    now = now_ms()
     return [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
 
 
-def series_items(key: str, values, start: int = 1) -> list[Metric]:
-    """One value per step (e.g. the loss of every SGD step), steps ``start``, ``start + 1``, ..."""
-    now = int(time.time() * 1000)
-    return [Metric(key, float(v), now, start + i) for i, v in enumerate(values)]
+def series_items(key: str, values, start: int = 1, times: list[float] | None = None) -> list[Metric]:
+    """One value per step (e.g. the loss of every SGD step), steps ``start``, ``start + 1``, ...,
+    stamped with ``times`` (``time.time()`` values, one per value) or else now."""
+    times = times or [time.time()] * len(values)
+    return [Metric(key, float(v), int(t * 1000), start + i) for i, (v, t) in enumerate(zip(values, times))]
 
 
 def log_batch(mlflow_client: MlflowClient, run_id: str, *, params: dict | None = None,
@@ -244,16 +267,21 @@ def set_tags(mlflow_client: MlflowClient, run_id: str, tags: dict) -> None:
     log_batch(mlflow_client, run_id, tags=tags)
 
 
-def end_run(mlflow_client: MlflowClient, run_id: str, status: str = "FINISHED") -> None:
-    mlflow_client.set_terminated(run_id, status=status)
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
-def fail_run(mlflow_client: MlflowClient, run_id: str, error: BaseException | str) -> None:
+def end_run(mlflow_client: MlflowClient, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> None:
+    """End the run; ``end_time`` (ms) when it ended before this call (logged in the background)."""
+    mlflow_client.set_terminated(run_id, status=status, end_time=end_time)
+
+
+def fail_run(mlflow_client: MlflowClient, run_id: str, error: BaseException | str, end_time: int | None = None) -> None:
     """Mark a run FAILED with the cause as a tag; never raises (it runs on the error path)."""
     try:
         message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         set_tags(mlflow_client, run_id, {"error": message[:5000]})
-        mlflow_client.set_terminated(run_id, status="FAILED")
+        mlflow_client.set_terminated(run_id, status="FAILED", end_time=end_time)
     except Exception:  # noqa: BLE001 - the original error matters more
         pass
 
@@ -326,41 +354,3 @@ def plot_passes(passes: list[dict], path: Path) -> Path:
     ax.legend(fontsize=7)
     fig.savefig(path, dpi=72)
     return path
-
-
-# -- registry ---------------------------------------------------------------------------------------
-
-
-def register_model(mlflow_client: MlflowClient, name: str, run_id: str, artifact_path: str,
-                   criterion: float, criterion_name: str, tags: dict | None = None) -> dict:
-    """Register ``runs:/<run_id>/<artifact_path>`` as a new version of ``name`` (with ``tags``,
-    e.g. the tune that chose its config); move the alias ``champion`` to it only if its
-    validation criterion beats the current champion's."""
-    source = f"{mlflow_client.get_run(run_id).info.artifact_uri}/{artifact_path}"
-    with store_lock(mlflow_client.tracking_uri):
-        try:
-            mlflow_client.create_registered_model(name)
-        except MlflowException as err:
-            if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code) and "already exists" not in str(err):
-                raise
-        version = mlflow_client.create_model_version(
-            name, source, run_id=run_id,
-            tags={"criterion": criterion_name, "val_criterion": repr(float(criterion)),
-                  **{k: str(v) for k, v in (tags or {}).items()}},
-        ).version
-        try:
-            current = mlflow_client.get_model_version_by_alias(name, CHAMPION)
-            current_value = float(current.tags.get("val_criterion", "-inf"))
-        except MlflowException:
-            current, current_value = None, float("-inf")
-        champion = current is None or float(criterion) > current_value
-        if champion:
-            mlflow_client.set_registered_model_alias(name, CHAMPION, version)
-    return {
-        "name": name,
-        "version": int(version),
-        "model_uri": f"models:/{name}/{version}",
-        "champion": champion,
-        "previous_champion": None if current is None else int(current.version),
-        "previous_champion_criterion": None if current is None else current_value,
-    }

@@ -299,6 +299,10 @@ def test_pipeline_run_then_lineage(project):
     assert report["stages"] == lock
     assert report["data_version"] == lock["propagate@cora"] == summary["data_version"]
     assert report["workspace"] == "matches" and lineage.returncode == 0, report["differences"]
+    from mlflow.tracking import MlflowClient
+
+    [given] = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"]).get_run(run_id).inputs.dataset_inputs
+    assert given.dataset.name == "cora" and given.dataset.digest == lock["propagate@cora"]  # DVC's hash
 
 
 def test_data_version_is_untracked_for_another_data_folder(project, inside, tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ storage); the tests run in file order and share the store, each checking one acc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -53,11 +54,11 @@ def env(tmp_path_factory, shared_datasets):
             os.environ[k] = v
 
 
-def _run(env, seed=0, **kw):
+def _run(env, seed=0, config=None, **kw):
     from flows.pipeline import train_pipeline
 
     start = time.perf_counter()
-    summary = train_pipeline(dataset="cora", task="classify", config=str(env["config"]), seed=seed,
+    summary = train_pipeline(dataset="cora", task="classify", config=str(config or env["config"]), seed=seed,
                              device="cpu", **kw)
     summary["wall_seconds"] = time.perf_counter() - start
     summary["predictions"] = torch.load(Path(summary["checkpoint_dir"]) / "predictions.pt")
@@ -144,8 +145,86 @@ def test_registered_model_predicts_like_in_process(env, first):
     assert fit.metrics["test_acc"] == first["test_acc_mean"]
 
 
+def test_parent_run_names_its_config_and_experiment_and_model_are_described(env, first):
+    client = _client(env)
+    parent = client.get_run(first["mlflow_run_id"])
+    assert parent.info.run_name == "cora-tiny-seed0"
+    assert parent.data.params["config_file"] == str(env["config"].resolve())
+    assert parent.data.params["config_sha256"] == hashlib.sha256(env["config"].read_bytes()).hexdigest()
+    assert parent.data.tags["config_name"] == "tiny" and len(parent.data.tags["config_hash"]) == 64
+    assert parent.data.tags["registry_decision"] == "registered: first version"
+    note = client.get_experiment(parent.info.experiment_id).tags["mlflow.note.content"]
+    assert note.startswith("dgnn pipeline runs on cora (classify)")
+    assert client.get_registered_model("dgnn-cora-classify").description.startswith("Decoupled GNN (classify)")
+
+
+def test_run_names_tell_configs_seeds_and_sweeps_apart():
+    from flows import run_info
+
+    def name(config_file, seed=0, tags=None, dataset="cora"):
+        return run_info.run_name(dataset, run_info.config_name(config_file, tags), seed, tags)
+
+    assert name("/x/tiny.yaml", seed=3) == "cora-tiny-seed3"
+    assert name("/x/cora-classify.yaml") == "cora-classify-seed0"
+    assert name("/x/study.yaml", tags={"tune_run_id": "r1"}) == "cora-tuned-seed0"
+    assert name("/x/default-classify.yaml", tags={"config_choice": "sgc"}) == "cora-portfolio-sgc-seed0"
+    assert name("inline", tags={"sweep_id": "ab12"}) == "cora-inline-seed0-sweepab12"
+    swept = {"config_file": "/x/tiny.yaml", "config_sha256": "00", "sweep_id": "s1"}  # a sweep's dict config
+    assert run_info.config_source(TINY, "cora", "classify", swept) == {"config_file": "/x/tiny.yaml",
+                                                                       "config_sha256": "00"}
+    assert run_info.flow_run_name({"dataset": "cora", "config": TINY, "seed": 1, "run_tags": swept}) == \
+        "cora-tiny-seed1-sweeps1"
+    assert run_info.flow_run_name({"dataset": "pubmed", "task": "classify", "config": None}) == \
+        "pubmed-classify-seed0"
+    inline = run_info.config_source(TINY, "cora", "classify", None)
+    assert inline["config_file"] == "inline" and len(inline["config_sha256"]) == 64
+
+
+def test_experiment_opens_on_training_runs_and_the_run_names_its_dataset(env, first):
+    client = _client(env)
+    parent = client.get_run(first["mlflow_run_id"])
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's model training
+    [given] = parent.inputs.dataset_inputs
+    assert given.dataset.name == "cora" and given.dataset.source_type == "local"
+    assert first["data_version"] == "untracked"  # this project has no DVC: the digest is the content hash
+    assert given.dataset.digest == first["data_content_hash"][:36]
+    assert json.loads(given.dataset.source)["uri"] == (env["root"] / "data" / "cora").resolve().as_uri()
+    assert {t.key: t.value for t in given.tags} == {"mlflow.data.context": "train"}
+
+
+def test_prefect_flow_run_is_tagged_linked_and_its_tasks_plainly_named(env, first):
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter,
+                                                FlowRunFilterId)
+
+    parent = _client(env).get_run(first["mlflow_run_id"])
+    flow_run_id = UUID(parent.data.tags["prefect.flow_run_id"])
+    with get_client(sync_client=True) as prefect:
+        flow_run = prefect.read_flow_run(flow_run_id)
+        artifacts = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    assert flow_run.name == parent.info.run_name
+    assert {"dataset:cora", "task:classify", "config:tiny"} <= set(flow_run.tags)
+    [link] = artifacts  # Prefect 3.8 stores a link artifact as markdown
+    assert link.data == (f"[MLflow run {parent.info.run_name}](http://127.0.0.1:5000/#/experiments/"
+                         f"{parent.info.experiment_id}/runs/{parent.info.run_id})")
+    assert sorted(t.name for t in task_runs) == sorted([
+        "fetch-cora", "validate-cora", "normalise-cora", "propagate-cora", "FT0-m1", "FT0-m2", "BT1-m2", "BT1-m1",
+        "FT1-m1", "FT1-m2", "evaluate", "report"])
+
+
 def test_second_identical_run_is_cached_and_faster(env, first):
     second = _run(env)
+    client = _client(env)
+    registered = second["registered_model"]  # same data, config and validation: no new version
+    assert registered["version"] is None and registered["model_uri"] is None and not registered["champion"]
+    assert registered["decision"].startswith("not registered: same data and config as version 1")
+    assert client.get_run(second["mlflow_run_id"]).data.tags["registry_decision"] == registered["decision"]
+    assert len(client.search_model_versions("name = 'dgnn-cora-classify'")) == 1
     assert {"fetch", "normalise", "propagate"} <= set(second["cached_tasks"])
     assert second["task_states"]["fetch"] == "Cached"
     assert second["wall_seconds"] < first["wall_seconds"]
@@ -181,17 +260,78 @@ def test_failure_in_module_2_then_resume_matches(env, first):
     assert len(_children(client, resumed["mlflow_run_id"])) == CHILDREN
 
 
+def test_child_runs_span_their_steps_and_a_changed_config_registers(env, first, monkeypatch):
+    """Each child run is RUNNING while its step trains and lasts as long as the step; its losses
+    carry their own times; pass metrics sit at their pass. The new config adds a model version."""
+    from dgnn.trainer import DecoupledTrainer
+
+    client = _client(env)
+    experiment = client.get_experiment_by_name("dgnn-cora-classify").experiment_id
+    modules = TINY["train"]["modules"]
+    longer = {**TINY, "train": {**TINY["train"],
+                                "modules": [{**modules[0], "steps": 300}, {**modules[1], "steps": 100}]}}
+    config = env["root"] / "longer.yaml"
+    config.write_text(yaml.safe_dump(longer))
+    running, run_step = [], DecoupledTrainer.run_step
+
+    def watched(trainer, step):
+        found = client.search_runs([experiment], f"attributes.status = 'RUNNING' and tags.step = '{step.name}'")
+        running.append(len(found))
+        return run_step(trainer, step)
+
+    monkeypatch.setattr(DecoupledTrainer, "run_step", watched)
+    summary = _run(env, config=config)
+    assert running == [1] * CHILDREN
+    children = _children(client, summary["mlflow_run_id"])
+    assert max(c.data.metrics["seconds"] for c in children) > 1  # a run logged afterwards lasts ~50 ms
+    passes = sorted({int(c.data.tags["pass_index"]) for c in children if c.data.tags["direction"] == "forward"})
+    for child in children:
+        seconds, info = child.data.metrics["seconds"], child.info
+        assert abs((info.end_time - info.start_time) / 1000 - seconds) <= 0.3 * seconds + 0.5, info.run_name
+        times = [m.timestamp for m in client.get_metric_history(info.run_id, "loss")]
+        assert len(set(times)) > 1 and times == sorted(times)
+        assert info.start_time <= times[0] and times[-1] <= info.end_time
+        if "pass_val_acc" in child.data.metrics:
+            history = client.get_metric_history(info.run_id, "pass_val_acc")
+            assert [m.step for m in history] == [int(child.data.tags["pass_index"])]
+    for key in ("pass_val_acc", "pass_test_acc"):
+        assert [m.step for m in client.get_metric_history(summary["mlflow_run_id"], key)] == passes
+    registered = summary["registered_model"]
+    assert registered["version"] == 2 and registered["decision"] == "registered: config_hash changed since version 1"
+    assert len(client.search_model_versions("name = 'dgnn-cora-classify'")) == 2
+
+
 def test_champion_alias_moves_only_on_improvement(env, first):
-    from flows import tracking
+    from flows import registry
 
     client = _client(env)
     name = "dgnn-test-alias"
     run = first["mlflow_run_id"]
-    a = tracking.register_model(client, name, run, "model", 0.5, "val_acc")
-    b = tracking.register_model(client, name, run, "model", 0.4, "val_acc")
-    c = tracking.register_model(client, name, run, "model", 0.6, "val_acc")
+    a = registry.register_model(client, name, run, "model", 0.5, "val_acc", {"config_hash": "a"})
+    b = registry.register_model(client, name, run, "model", 0.4, "val_acc", {"config_hash": "b"})
+    c = registry.register_model(client, name, run, "model", 0.6, "val_acc", {"config_hash": "c"})
+    assert (a["version"], b["version"], c["version"]) == (1, 2, 3)  # each config is new
     assert (a["champion"], b["champion"], c["champion"]) == (True, False, True)
     assert int(client.get_model_version_by_alias(name, "champion").version) == c["version"]
+
+
+def test_registry_adds_a_version_only_for_new_data_config_or_a_better_model(env, first):
+    from flows import registry
+
+    client = _client(env)
+    name = "dgnn-test-registry"
+    run = first["mlflow_run_id"]
+    same = {"data_version": "d1", "config_hash": "c1"}
+    assert registry.register_model(client, name, run, "model", 0.6, "val_acc", same)["decision"] == \
+        "registered: first version"
+    again = registry.register_model(client, name, run, "model", 0.6, "val_acc", same)
+    assert again["version"] is None and again["decision"].startswith("not registered")
+    new_data = registry.register_model(client, name, run, "model", 0.5, "val_acc", {**same, "data_version": "d2"})
+    assert new_data["version"] == 2 and new_data["decision"] == "registered: data_version changed since version 1"
+    assert not new_data["champion"]
+    better = registry.register_model(client, name, run, "model", 0.7, "val_acc", {**same, "data_version": "d2"})
+    assert better["version"] == 3 and better["champion"] and "beats" in better["decision"]
+    assert len(client.search_model_versions(f"name = '{name}'")) == 3
 
 
 def test_crashed_run_is_reaped_as_failed(env):

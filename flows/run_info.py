@@ -1,0 +1,101 @@
+"""What tells pipeline runs apart in MLflow and Prefect: names, the config's identity, the data
+input, and the descriptions of the experiment and registered model they write to.
+
+A run is named ``<dataset>-<config name>-seed<seed>`` (the dataset once when the config name
+starts with it), plus ``-sweep<id>`` when a sweep ran it.
+The config name is ``tuned`` for a config ``dgnn tune`` chose (run tag ``tune_run_id``),
+``portfolio-<candidate>`` for a portfolio's choice (tag ``config_choice``), else the config
+file's stem (``inline`` for a config given as a dict). ``config_file`` / ``config_sha256`` name
+the file and hash its bytes; ``config_hash`` hashes the resolved run config (after a portfolio
+choice), which is what the registry compares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from dgnn.config import RunConfig, default_config_path
+from dgnn.data.layout import dataset_dir
+from flows import tracking
+
+SOURCE_KEYS = ("config_file", "config_sha256")
+
+
+def config_path(config, dataset: str, task: str) -> Path | None:
+    """The file a run's ``config`` argument names (the shipped default for None); None for a dict."""
+    if config is None:
+        return default_config_path(dataset, task)
+    return Path(config) if isinstance(config, (str, Path)) else None
+
+
+def config_source(config, dataset: str, task: str, run_tags: dict | None) -> dict[str, str]:
+    """``config_file`` and ``config_sha256`` (of its bytes) for a run's ``config`` argument; those
+    in ``run_tags`` win (a sweep passes a file's config as a dict and names the file there)."""
+    tagged = {k: str(v) for k, v in (run_tags or {}).items() if k in SOURCE_KEYS}
+    if len(tagged) == len(SOURCE_KEYS):
+        return tagged
+    path = config_path(config, dataset, task)
+    if path is None:
+        data = config.model_dump(mode="json") if hasattr(config, "model_dump") else config
+        return {"config_file": "inline", "config_sha256": _sha256_json(data)}
+    return {"config_file": str(path.resolve()), "config_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def config_name(config_file: str, run_tags: dict | None) -> str:
+    """The name a run's config goes by: ``tuned``, ``portfolio-<candidate>`` or the file's stem."""
+    tags = run_tags or {}
+    if "tune_run_id" in tags:
+        return "tuned"
+    if "config_choice" in tags:
+        return f"portfolio-{tags['config_choice']}"
+    return Path(config_file).stem
+
+
+def run_name(dataset: str, name: str, seed: int, run_tags: dict | None) -> str:
+    # Shipped configs are named <dataset>-<task>: "cora-classify-seed0", not "cora-cora-classify-seed0".
+    label = name if name.startswith(f"{dataset}-") else f"{dataset}-{name}"
+    sweep = (run_tags or {}).get("sweep_id")
+    return f"{label}-seed{seed}" + (f"-sweep{sweep}" if sweep else "")
+
+
+def flow_run_name(parameters: dict) -> str:
+    """The Prefect flow run's name from the flow's parameters (a portfolio's choice comes later)."""
+    dataset, task = parameters.get("dataset", "cora"), parameters.get("task", "classify")
+    tags = parameters.get("run_tags") or {}
+    config_file = tags.get("config_file") or str(config_path(parameters.get("config"), dataset, task) or "inline")
+    return run_name(dataset, config_name(config_file, tags), parameters.get("seed", 0), tags)
+
+
+def config_hash(run_config: RunConfig) -> str:
+    return _sha256_json(run_config.model_dump(mode="json"))
+
+
+def _sha256_json(data) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def log_training_data(mlflow_client: MlflowClient, run_id: str, dataset: str, data: dict) -> None:
+    """The dataset as the run's input, its digest DVC's hash of the propagated features (which pins
+    graph and adjacency too), or their content hash for data DVC does not track."""
+    tracked = data["data_version"] != "untracked"
+    tracking.log_dataset(mlflow_client, run_id, dataset,
+                         data["data_version"] if tracked else data["data_content_hash"], dataset_dir(dataset),
+                         {"nodes": data["nodes"], "dvc_tracked": tracked})
+
+
+def experiment_description(dataset: str, task: str) -> str:
+    return (f"dgnn pipeline runs on {dataset} ({task}). One parent run per training run, named "
+            "<dataset>-<config>-seed<seed>: config, data version, metrics, plots and the packaged model. "
+            "Under it one child run per module step (FT<pass>-m<module> forward, BT<pass>-m<module> "
+            "backward) with its loss per SGD step and the module's checkpoint.")
+
+
+def model_description(dataset: str, task: str, criterion_name: str) -> str:
+    return (f"Decoupled GNN ({task}) trained on {dataset} by the dgnn pipeline, packaged with the graph: "
+            "predict() takes a DataFrame with a `node` column. A version is added when the data or "
+            f"the config change, or when {criterion_name} on validation beats the champion; alias "
+            "`champion` is the best on validation.")

@@ -1,0 +1,60 @@
+"""The MLflow child run of one module step: opened before the step trains, so it shows (RUNNING)
+while the module trains and its Duration is the step's; closed after it with the step's record.
+
+Loss points carry their SGD step and the wall time of that step's loss; the ``pass_*`` metrics
+of the forward pass that the step ends are logged at step = pass index, as on the parent run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from dgnn.trainer import Step
+from flows import tracking
+
+
+def open_step_run(ctx: dict, index: int, step: Step) -> str:
+    """Start the step's child run (tags, the module's params); returns its id."""
+    module_cfg = ctx["train"]["modules"][step.module]
+    params = {f"module.{k}": v for k, v in module_cfg.items()} | {
+        "direction": step.direction, "pass_index": step.pass_index, "module_index": step.module + 1,
+        "step_index": index, "seed": ctx["seed"], "eta": ctx["train"]["eta"],
+        "keep_own_loss": ctx["train"]["keep_own_loss"],
+    }
+    tags = {"direction": step.direction, "pass_index": step.pass_index, "module_index": step.module + 1,
+            "step_index": index, "step": step.name, "run_key": ctx["run_key"]}
+    return tracking.start_run(tracking.client(ctx["tracking_uri"]), ctx["experiment_id"], step.name,
+                              tags=tags, params=params, parent_id=ctx["parent_run_id"])
+
+
+def close_step_run(ctx: dict, run_id: str, record: dict, checkpoint: Path, ended_ms: int) -> None:
+    """Log the step's metrics and module checkpoint, then end the run FINISHED at ``ended_ms``."""
+    client = tracking.client(ctx["tracking_uri"])
+    try:
+        tracking.log_batch(client, run_id, tags={"resumed_from_checkpoint": str(record["resumed"]).lower()},
+                           metrics=_metrics(record))
+        with tempfile.TemporaryDirectory(prefix="dgnn-ckpt-") as tmp:
+            target = Path(tmp) / "module.pt"
+            shutil.copyfile(checkpoint, target)
+            client.log_artifact(run_id, str(target), "checkpoint")
+        tracking.end_run(client, run_id, end_time=ended_ms)
+    except BaseException as err:
+        tracking.fail_run(client, run_id, err)
+        raise
+
+
+def fail_step_run(ctx: dict, run_id: str, error: BaseException, ended_ms: int) -> None:
+    tracking.fail_run(tracking.client(ctx["tracking_uri"]), run_id, error, end_time=ended_ms)
+
+
+def _metrics(record: dict) -> list:
+    # Records saved before loss times were kept have none: their points get the time of logging.
+    items = tracking.series_items("loss", record["losses"], times=record.get("loss_times"))
+    items += tracking.metric_items({"seconds": record["seconds"], "steps_run": record["steps_run"],
+                                    "final_loss": record["losses"][-1], "val_acc": record["val_metric"]})
+    if record["pass"] is not None:
+        done = record["pass"]
+        items += tracking.metric_items({f"pass_{k}": v for k, v in done["metrics"].items()}, done["pass_index"])
+    return items
