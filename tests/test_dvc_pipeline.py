@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flows_conftest import TINY  # tests/ is on sys.path
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -271,6 +273,12 @@ def test_lineage_of_a_tracked_run(project, inside, tmp_path, monkeypatch, capsys
     assert "error: cannot read the lineage" in capsys.readouterr().err
 
 
+def _fast_config(path: Path) -> Path:
+    """A short run (the data path is what these tests check): the flows tests' tiny config, FT_0 only."""
+    path.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "bp_count": 0}}))
+    return path
+
+
 def test_pipeline_run_then_lineage(project):
     """`dgnn run` followed by `dgnn lineage <run id>`: the run's hashes equal dvc.lock."""
     try:
@@ -283,11 +291,7 @@ def test_pipeline_run_then_lineage(project):
     help_text = _sh([sys.executable, "-m", "flows.cli", "--help"], project, env).stdout
     if "lineage" not in help_text or " run" not in help_text:
         pytest.skip("`dgnn run` / `dgnn lineage` are not registered in flows.cli yet")
-    config = yaml.safe_load((project / "configs" / "default-classify.yaml").read_text())
-    for module in config["train"]["modules"]:  # a short run: the data path is what is tested
-        module["steps"] = 5
-    config["train"]["bp_count"] = 0
-    (project.parent / "fast.yaml").write_text(yaml.safe_dump(config))
+    _fast_config(project.parent / "fast.yaml")
     run = _sh([sys.executable, "-m", "flows.cli", "run", "--dataset", "cora", "--task", "classify",
                "--config", str(project.parent / "fast.yaml"), "--device", "cpu", "--quiet", "--json"],
               project, env)
@@ -322,11 +326,7 @@ def test_run_on_another_data_folder_is_untracked_and_lineage_differs(project):
     elsewhere = project.parent / "elsewhere-data"
     env = {**project.env, "DGNN_PROJECT_DIR": str(project), "DGNN_DATA_DIR": str(elsewhere),
            "MLFLOW_TRACKING_URI": f"sqlite:///{project.parent / 'elsewhere-mlflow.db'}"}
-    config = yaml.safe_load((project / "configs" / "default-classify.yaml").read_text())
-    for module in config["train"]["modules"]:
-        module["steps"] = 5
-    config["train"]["bp_count"] = 0
-    (project.parent / "fast-elsewhere.yaml").write_text(yaml.safe_dump(config))
+    _fast_config(project.parent / "fast-elsewhere.yaml")
     try:
         run = _sh([sys.executable, "-m", "flows.cli", "run", "--dataset", "cora", "--config",
                    str(project.parent / "fast-elsewhere.yaml"), "--device", "cpu", "--quiet", "--json"],
