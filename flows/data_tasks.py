@@ -14,7 +14,7 @@ result has ``tracked: False``, :func:`data_version` reports ``"untracked"`` (the
 data, add it to ``params.yaml``, train from ``<project>/data`` and run ``dvc repro``.
 
 Every task returns a small dict (paths, hashes), never arrays. Results are cached across
-processes (``persist_result=True``) on the inputs, the task source, the data folder and the
+processes (``persist_result=True``, as plain JSON: :mod:`flows.json_results`) on the inputs, the task source, the data folder and the
 dataset's ``params.yaml`` entry: a key known before the first run and unchanged after it, so an
 identical second run is answered from the cache. :func:`run_stage` runs a stage anyway (and
 refreshes its entry) when its output is missing. :func:`validate_data` is never cached: it is the
@@ -44,6 +44,7 @@ from dgnn.data import DataError, content_hash, verify
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored, read_meta, write_atomically
 from flows import settings
+from flows.json_results import SERIALIZER, PlainJsonOnly
 
 STAGES = ("fetch", "normalise", "propagate")
 _OUT = {"fetch": "graph", "normalise": "adj", "propagate": "propagated"}
@@ -228,7 +229,7 @@ def _data_location(context, parameters) -> str:
     return json.dumps([str(data_root().resolve()), entry], sort_keys=True, default=str)
 
 
-_CACHED = INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_data_location)
+_CACHED = PlainJsonOnly(policy=INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_data_location))
 _TRANSIENT_WORDS = ("cannot download", "timed out", "temporary failure", "connection reset",
                     "connection refused", "unable to acquire lock")
 
@@ -250,8 +251,8 @@ def _transient(task_, task_run, state) -> bool:
     return False
 
 
-@task(task_run_name="fetch-{dataset}", cache_policy=_CACHED, persist_result=True, retries=3,
-      retry_delay_seconds=[1, 2, 4], retry_condition_fn=_transient)
+@task(task_run_name="fetch-{dataset}", cache_policy=_CACHED, persist_result=True, result_serializer=SERIALIZER,
+      retries=3, retry_delay_seconds=[1, 2, 4], retry_condition_fn=_transient)
 def fetch_data(dataset: str, split_seed: int = 0) -> dict:
     """Run ``fetch@<dataset>``: the validated graph in ``data/<dataset>/graph``.
 
@@ -351,7 +352,7 @@ def _remember_match(project: Path, dataset: str, state: dict) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
-@task(task_run_name="normalise-{dataset}", cache_policy=_CACHED, persist_result=True)
+@task(task_run_name="normalise-{dataset}", cache_policy=_CACHED, persist_result=True, result_serializer=SERIALIZER)
 def normalise_data(dataset: str) -> dict:
     """Run ``normalise@<dataset>``: the normalised adjacency in ``data/<dataset>/adj``."""
     project = settings.project_dir()
@@ -365,7 +366,7 @@ def normalise_data(dataset: str) -> dict:
     return _result(dataset, "normalise", entry is not None, project)
 
 
-@task(task_run_name="propagate-{dataset}", cache_policy=_CACHED, persist_result=True)
+@task(task_run_name="propagate-{dataset}", cache_policy=_CACHED, persist_result=True, result_serializer=SERIALIZER)
 def propagate_data(dataset: str, orders: list[int], feature_norm: str) -> dict:
     """Run ``propagate@<dataset>``: Â^k N(X) for the orders of ``params.yaml`` in ``propagated/``.
 

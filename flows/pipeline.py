@@ -14,10 +14,12 @@
   runs one :class:`dgnn.trainer.Step`, saves its own checkpoint and logs one MLflow child run
   (:mod:`flows.step_runs`). The run key hashes dataset, config, seed, split seed and data version, so a rerun after a
   failure finds the finished steps and resumes (checkpoints carry the RNG states: the result
-  equals an uninterrupted run, and ``dgnn train``).
+  equals an uninterrupted run, and ``dgnn train``). One run at a time holds a run folder: an
+  identical run started meanwhile fails at once (``flows.checkpoints.run_lock``).
 * Testing hook: ``DGNN_FAIL_AT=FT0-m2`` (comma-separated step names) makes that module task fail
   before it trains.
-* Every MLflow run this flow opens is closed: FINISHED, or FAILED with the error as a tag.
+* Every MLflow run this flow opens is closed: FINISHED, FAILED with the error as a tag, or KILLED
+  with an ``interrupted`` tag on Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import json
 import os
 import tempfile
 import time
-import uuid
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
@@ -38,7 +39,6 @@ import torch
 import yaml
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from torch.utils.weak import WeakIdKeyDictionary
 
 from dgnn.config import Portfolio, RunConfig, config_task, first_train, TrainConfig, default_config_path, load_config
 from dgnn.data import content_hash
@@ -49,6 +49,7 @@ from dgnn.threads import apply_threads
 from dgnn.tune.portfolio import choose
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, Step, schedule
 from flows import data_tasks, prefect_links, registry, run_info, settings, step_runs, tracking
+from flows.checkpoints import load_checkpoint, load_tensors, remove_checkpoints, run_lock, save_checkpoint, step_file
 
 FAIL_AT_ENV = "DGNN_FAIL_AT"
 
@@ -142,68 +143,6 @@ def choose_task(dataset: str, portfolio: Portfolio, seed: int, split_seed: int, 
     return {"name": choice.name, "train": choice.config, "scores": choice.scores, "seconds": choice.seconds}
 
 
-# The node-sized tensors of the trainer state (H_l, Â^p H_l, E_l, the best pass's output and
-# prediction) go to files of their own, each written once, and a step's checkpoint names them: a
-# module step replaces one or two of them, so it writes those instead of the whole state (at 100k
-# nodes and three modules, 256 MB a step). The trainer replaces these tensors and never changes
-# one in place, so the same tensor object means the same content.
-_TENSOR_FILES = WeakIdKeyDictionary()  # tensor -> (folder, file name)
-_TENSOR_PREFIX = "tensor-"
-
-
-def _tensor_ref(tensor: torch.Tensor | None, folder: Path) -> dict | None:
-    if tensor is None:
-        return None
-    written = _TENSOR_FILES.get(tensor)
-    if written is None or written[0] != folder or not (folder / written[1]).exists():
-        name = f"{_TENSOR_PREFIX}{uuid.uuid4().hex}.pt"
-        write_atomically(folder / name, lambda tmp: torch.save(tensor, tmp))
-        written = _TENSOR_FILES[tensor] = (folder, name)
-    return {"tensor_file": written[1]}
-
-
-def _tensor_from(ref, folder: Path, device) -> torch.Tensor | None:
-    return None if ref is None else torch.load(folder / ref["tensor_file"], map_location=device)
-
-
-def save_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
-    """trainer.state_dict() minus X and P_1 (every trainer is built with both), atomically; the
-    node-sized tensors as references to their files."""
-    folder = path.parent
-    state = trainer.state_dict()
-    for key in ("inputs", "propagated", "expected"):  # expected[0] is always None: module 1 has no target
-        state[key] = [None, *(_tensor_ref(t, folder) for t in state[key][1:])]
-    if state["best"] is not None:
-        state["best"] = {**state["best"], **{k: _tensor_ref(state["best"][k], folder)
-                                             for k in ("output", "prediction")}}
-    write_atomically(path, lambda tmp: torch.save(state, tmp))
-
-
-def load_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
-    folder, device = path.parent, trainer.device
-    state = torch.load(path, map_location=device, weights_only=False)
-    for key in ("inputs", "propagated", "expected"):
-        state[key] = [_tensor_from(ref, folder, device) for ref in state[key]]
-    if state["best"] is not None:
-        state["best"] |= {k: _tensor_from(state["best"][k], folder, device)
-                          for k in ("output", "prediction")}
-    # X and P_1 never change during training, so the freshly built trainer's are the saved ones.
-    x, first = trainer.inputs[0], trainer.propagated[0]
-    trainer.load_state_dict(state)
-    trainer.inputs[0], trainer.propagated[0] = x, first
-
-
-def remove_checkpoints(run_dir: Path, records: list[dict]) -> None:
-    """The per-step trainer checkpoints and their tensor files (module weights, step records and
-    predictions stay)."""
-    for index, record in enumerate(records):
-        step = Step(record["direction"], record["pass_index"], record["module"])
-        _step_file(run_dir, index, step).unlink(missing_ok=True)
-    for tensor_file in run_dir.glob(f"{_TENSOR_PREFIX}*.pt"):
-        tensor_file.unlink()
-    (run_dir / "model-payload.pt").unlink(missing_ok=True)
-
-
 # The trainer that this process's last module task of a run left (by run folder): the next task of
 # the run, or evaluate, continues from memory instead of rebuilding the trainer and reading back
 # the checkpoint just written. The checkpoint files stay the record that resume and other processes
@@ -220,16 +159,12 @@ def trainer_after(ctx: dict, index: int) -> DecoupledTrainer:
     trainer = build_trainer(ctx)
     if index >= 0:
         step = schedule(trainer.config.num_modules, trainer.config.bp_count)[index]
-        load_checkpoint(trainer, _step_file(Path(ctx["run_dir"]), index, step))
+        load_checkpoint(trainer, step_file(Path(ctx["run_dir"]), index, step))
     return trainer
 
 
 def _write_json(path: Path, data) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=float)))
-
-
-def _step_file(run_dir: Path, index: int, step: Step) -> Path:
-    return run_dir / f"{index:02d}-{step.name}.pt"
 
 
 # -- module task ------------------------------------------------------------------------------------
@@ -244,7 +179,7 @@ def _check_fault_injection(step: Step) -> None:
 def execute_step(ctx: dict, index: int, step: Step) -> dict:
     """Run (or find, if already saved) step ``index``; returns the record saved beside the checkpoint."""
     run_dir = Path(ctx["run_dir"])
-    ckpt = _step_file(run_dir, index, step)
+    ckpt = step_file(run_dir, index, step)
     record_file = ckpt.with_suffix(".json")
     if ckpt.exists() and record_file.exists():
         return {**json.loads(record_file.read_text()), "resumed": True}
@@ -279,6 +214,8 @@ def module_task(ctx: dict, index: int, step_name: str, direction: str, pass_inde
         record = execute_step(ctx, index, step)
     except BaseException as err:
         tracking.log_later(ctx["parent_run_id"], step_runs.fail_step_run, ctx, child, err, tracking.now_ms())
+        if not isinstance(err, Exception):
+            raise  # Ctrl-C, SIGTERM: left as they are, so the CLI reports an interruption, not a failure
         raise ModuleStepError(
             f"module task {step.name} failed ({direction} pass {pass_index}, module {module + 1}, "
             f"step {index + 1}): {type(err).__name__}: {err}"
@@ -341,7 +278,7 @@ def report_task(ctx: dict, evaluation: dict, step_records: list[dict], data: dic
     per_pass = [item for p in evaluation["passes"]
                 for item in tracking.metric_items({f"pass_{k}": v for k, v in p["metrics"].items()}, p["pass_index"])]
     tracking.log_batch(client, parent, metrics=[*tracking.metric_items(final), *per_pass])
-    losses = [{**r, "losses": json.loads(_step_file(run_dir, r["index"], Step(
+    losses = [{**r, "losses": json.loads(step_file(run_dir, r["index"], Step(
         r["direction"], r["pass_index"], r["module"])).with_suffix(".json").read_text())["losses"]}
               for r in step_records]
     with tempfile.TemporaryDirectory(prefix="dgnn-report-") as tmp:
@@ -352,7 +289,7 @@ def report_task(ctx: dict, evaluation: dict, step_records: list[dict], data: dic
         tracking.plot_passes([p | {"is_best_final": p["pass_index"] == evaluation["best_pass"]}
                               for p in evaluation["passes"]], plots / "metric_per_pass.png")
         client.log_artifacts(parent, str(plots), "plots")
-        save_packaged_model(torch.load(run_dir / "model-payload.pt", weights_only=False), tmp / "model")
+        save_packaged_model(load_tensors(run_dir / "model-payload.pt"), tmp / "model")
         client.log_artifacts(parent, str(tmp / "model"), "model")
     registered = registry.register_model(
         client, tracking.model_name(ctx["dataset"], train.task), parent, "model", evaluation["criterion"],
@@ -442,7 +379,8 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
         key = run_key(dataset, train, seed, split_seed, data["data_content_hash"])
         run_dir = settings.runs_dir() / key
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(run_config.model_dump(mode="json"), sort_keys=False))
+        config_text = yaml.safe_dump(run_config.model_dump(mode="json"), sort_keys=False)
+        write_atomically(run_dir / "config.yaml", lambda tmp: tmp.write_text(config_text))  # an identical run may write it too
         tracking.set_tags(client, parent, {
             "data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
             "data_tracked": str(data["data_version"] != "untracked").lower(), "run_key": key,
@@ -462,7 +400,7 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
                "parent_run_id": parent, "model_identity": {"data_version": data["data_version"],
                "data_content_hash": data["data_content_hash"], "config_hash": tags["config_hash"]}}
         records = []
-        with tracking.background_logging(parent) as child_logger:
+        with tracking.background_logging(parent) as child_logger, run_lock(run_dir):
             for index, step in enumerate(schedule(train.num_modules, train.bp_count)):
                 record = module_task(ctx, index, step.name, step.direction, step.pass_index, step.module)
                 records.append(record)
@@ -471,8 +409,8 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
             evaluation = evaluate_task(ctx, records[-1]["index"])
             summary = report_task(ctx, evaluation, records, data)
             child_logger.drain()
-        if not keep_checkpoints:
-            remove_checkpoints(run_dir, records)
+            if not keep_checkpoints:
+                remove_checkpoints(run_dir, records)
         summary["pipeline_seconds"] = time.perf_counter() - started
         tracking.log_metrics(client, parent, {"pipeline_seconds": summary["pipeline_seconds"]})
         tracking.end_run(client, parent)

@@ -2,7 +2,7 @@
 
 Prefect and MLflow are imported inside the handlers, so ``dgnn train`` and the data commands stay
 fast. Every handler returns the exit status: 0, 1 when a run failed (one line on stderr naming the
-failed step and cause), 2 for bad arguments or config.
+failed step and cause), 2 for bad arguments or config, 130 / 143 when Ctrl-C / SIGTERM stopped it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from dgnn.cli import add_training_arguments
+from flows import interrupts
 from flows.tune_options import add_tune_arguments, check_budget
 
 
@@ -34,12 +35,7 @@ def _prepare(args: argparse.Namespace) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", module="mlflow")
-    signal.signal(signal.SIGTERM, _terminate)
-
-
-def _terminate(signum, frame):
-    # Turns SIGTERM into SystemExit so open MLflow runs are closed as FAILED on the way out.
-    raise SystemExit(128 + signum)
+    interrupts.raise_on_sigterm()  # leaves like Ctrl-C: open MLflow runs are closed on the way out
 
 
 def _config_arg(args: argparse.Namespace):
@@ -115,10 +111,11 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         summary, server = with_server(work)
-    except BaseException as err:  # noqa: BLE001 - the flow already closed its runs as FAILED
-        if isinstance(err, KeyboardInterrupt):
-            print("interrupted: the MLflow runs were closed as FAILED; rerun to resume", file=sys.stderr)
-            return 130
+    except BaseException as err:  # noqa: BLE001 - the flow already closed its runs
+        status = interrupts.report(err, "finished steps are kept, the MLflow runs closed as KILLED; "
+                                        "rerun the same command to resume")
+        if status is not None:
+            return status
         print(f"error: pipeline failed: {_one_line(err)}", file=sys.stderr)
         return 1
     if server is not None:
@@ -189,6 +186,9 @@ def _sweep(args: argparse.Namespace) -> int:
                            split_seed=args.split_seed, device=args.device, address=args.dask_address,
                            workers=args.workers, threads=args.threads)
     except BaseException as err:  # noqa: BLE001
+        status = interrupts.report(err, "finished runs are kept; rerun the same command to resume")
+        if status is not None:
+            return status
         print(f"error: sweep failed: {_one_line(err)}", file=sys.stderr)
         return 1
     if args.json:

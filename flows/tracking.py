@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT as DATASET_CONTEXT
 
 from dgnn.processes import pid_alive
-from flows import settings
+from flows import interrupts, settings
 
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -277,11 +277,14 @@ def end_run(mlflow_client: MlflowClient, run_id: str, status: str = "FINISHED", 
 
 
 def fail_run(mlflow_client: MlflowClient, run_id: str, error: BaseException | str, end_time: int | None = None) -> None:
-    """Mark a run FAILED with the cause as a tag; never raises (it runs on the error path)."""
+    """Mark a run FAILED with the cause as a tag, or KILLED with ``interrupted=SIGINT``/``SIGTERM``
+    when Ctrl-C or SIGTERM ended it; never raises (it runs on the error path)."""
     try:
         message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        set_tags(mlflow_client, run_id, {"error": message[:5000]})
-        mlflow_client.set_terminated(run_id, status="FAILED", end_time=end_time)
+        signum = None if isinstance(error, str) else interrupts.signal_of(error)
+        interrupted = {"interrupted": signum.name} if signum else {}
+        set_tags(mlflow_client, run_id, {"error": message[:5000], **interrupted})
+        mlflow_client.set_terminated(run_id, status="KILLED" if signum else "FAILED", end_time=end_time)
     except Exception:  # noqa: BLE001 - the original error matters more
         pass
 

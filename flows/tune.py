@@ -37,7 +37,7 @@ def trials_task(worker: int, job: dict) -> None:
     optimize(study, objective, trials=job["trials"], budget_seconds=job["budget_seconds"], callbacks=[logger])
 
 
-@task(name="tune-report", cache_policy=NO_CACHE, persist_result=False)
+@task(name="tune-report", task_run_name="tune-report", cache_policy=NO_CACHE, persist_result=False)
 def report_task(job: dict) -> dict:
     """Retrain the best config once (its test metrics are computed here and only here) and log it."""
     inputs = stage_inputs(job["dataset"], job["data_root"], job["split_seed"], job["data_content_hash"])
@@ -73,7 +73,9 @@ def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | N
     data = run_data_tasks(dataset, split_seed, first_train(portfolio) if portfolio else None)
     uri = settings.tracking_uri()
     client = tracking.client(uri)
-    experiment_id = tracking.ensure_experiment(client, f"{tracking.experiment_name(dataset, task)}-tune")
+    experiment_id = tracking.ensure_experiment(
+        client, f"{tracking.experiment_name(dataset, task)}-tune",
+        description=f"`dgnn tune` searches on {dataset} ({task}): one parent run per tune, a child run per trial")
     tracking.reap_stale_runs(client, experiment_id)
     seeds = list(range(seed, seed + trial_seeds))
     name = study_name(dataset, task, split_seed, space_file, seeds)

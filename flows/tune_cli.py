@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from flows import interrupts
 from flows.pipeline_cli import _one_line, _prepare, with_server
 from flows.tune_options import add_tune_arguments, check_budget
 
@@ -28,15 +29,14 @@ def _tune(args: argparse.Namespace) -> int:
         from flows.tune import run_tune
 
         summary, _ = with_server(lambda: run_tune(**tune_parameters(args)))
-    except KeyboardInterrupt:
-        print("interrupted: the study is kept; run the same command to resume it", file=sys.stderr)
-        return 130
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
     except BaseException as err:  # noqa: BLE001
-        print(f"error: tune failed: {_one_line(err)}", file=sys.stderr)
-        return 1
+        status = interrupts.report(err, "finished trials are kept in the study; rerun the same command to resume it")
+        if status is None:
+            print(f"error: tune failed: {_one_line(err)}", file=sys.stderr)
+        return status or 1
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:

@@ -233,6 +233,39 @@ def test_second_identical_run_is_cached_and_faster(env, first):
     print(f"first run {first['wall_seconds']:.1f}s, second {second['wall_seconds']:.1f}s")
 
 
+class _Planted:
+    """Unpickling it creates the folder ``marker``: proof that a file was unpickled (code ran)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def test_data_task_cache_hit_reads_plain_json_and_never_unpickles_a_planted_record(env, first, tmp_path):
+    from prefect.results import ResultRecord, ResultRecordMetadata
+    from prefect.serializers import PickleSerializer
+
+    from flows import data_tasks
+    from flows.json_results import is_plain_json
+
+    hit = data_tasks.run_stage("fetch", "cora", 0)
+    assert hit.name == "Cached"
+    stored = Path(hit.data.metadata.storage_key)
+    assert is_plain_json(stored.read_bytes())
+    assert hit.result() == json.loads(json.loads(stored.read_text())["result"])
+
+    marker = tmp_path / "unpickled"
+    planted = ResultRecord(metadata=ResultRecordMetadata(serializer=PickleSerializer(), storage_key=str(stored)),
+                           result=_Planted(marker))
+    stored.write_bytes(planted.serialize())
+    rerun = data_tasks.run_stage("fetch", "cora", 0)
+    assert not marker.exists()
+    assert rerun.name == "Completed" and is_plain_json(stored.read_bytes())  # deleted unread, written anew
+    assert data_tasks.run_stage("fetch", "cora", 0).name == "Cached"
+
+
 def test_failure_in_module_2_then_resume_matches(env, first):
     from flows.pipeline import ModuleStepError
 

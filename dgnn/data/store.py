@@ -3,6 +3,10 @@ atomic replacement."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -149,34 +153,98 @@ def require_space(folder: Path, needed: int, what: str) -> None:
         )
 
 
+class LockHeld(OSError):
+    """Another process holds the lock that :func:`file_lock` was told not to wait for."""
+
+
+@contextmanager
+def file_lock(path: Path, shared: bool = False, wait: bool = True):
+    """Hold an ``flock`` on ``path`` (created if missing) and yield its file descriptor.
+
+    Exclusive unless ``shared``; raises :class:`LockHeld` at once when ``wait`` is false and another
+    holder conflicts. The kernel drops the lock when the holder exits, however it ends. The file
+    stays: removing a lock file others may be waiting on would let two holders lock two files.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise LockHeld(errno.EWOULDBLOCK, "locked by another process", str(path)) from None
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@functools.cache
+def _renameat2():
+    function = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if function is not None:
+        function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return function
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Trade the names of ``a`` and ``b`` in one step (Linux ``renameat2``); False where the C
+    library or the file system cannot."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _swap_in(new: Path, dest: Path) -> None:
+    """Put folder ``new`` at ``dest`` and delete the version it replaces. Readers always find a
+    complete ``dest``: the two folders trade names in one rename. Only where that is unsupported is
+    ``dest`` missing for a moment (two renames)."""
+    if dest.exists() and _exchange(new, dest):
+        shutil.rmtree(new)  # now the old version; a ``.tmp-<pid>`` name, so a crash here is swept
+        return
+    old = new.with_name(f"{new.name}-old")
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(new, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 @contextmanager
 def atomic_folder(dest: Path, needed: int = 0):
-    """Yield an empty temporary folder beside ``dest``; on success it replaces ``dest`` by renames.
+    """Yield an empty temporary folder beside ``dest``; on success it replaces ``dest`` (:func:`_swap_in`).
 
-    Stale temporaries of crashed writes beside ``dest`` are removed first; then ``needed`` bytes
-    must be free (:func:`require_space`). On any error the temporary folder, and any parent
-    folder created for it, is removed, so ``data/`` is left exactly as it was and an earlier
-    ``dest`` stays untouched.
+    Writers of one ``dest`` take turns: each holds an ``flock`` on ``.<name>.lock`` beside it from
+    start to swap. Stale temporaries of crashed writes beside ``dest`` are removed first; then
+    ``needed`` bytes must be free (:func:`require_space`). On any error the temporary folder, and
+    any parent folder created for it, is removed, so ``data/`` is left exactly as it was and an
+    earlier ``dest`` stays untouched.
     """
     dest = Path(dest)
     created = [p for p in [dest.parent, *dest.parent.parents] if not p.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
-    try:
-        sweep_stale_temps(dest.parent)
-        require_space(dest.parent, needed, f"writing {dest}")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
-        tmp.chmod(0o755)
-        yield tmp
-    except BaseException:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        for parent in created:
-            if parent.exists() and not any(parent.iterdir()):
-                parent.rmdir()
-        raise
-    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-    if dest.exists():
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
+    lock = dest.with_name(f".{dest.name}.lock")
+    with file_lock(lock):
+        tmp = None
+        try:
+            sweep_stale_temps(dest.parent)
+            require_space(dest.parent, needed, f"writing {dest}")
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
+            tmp.chmod(0o755)
+            yield tmp
+        except BaseException:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if created:  # leave no trace of folders that did not exist (the swap stays atomic
+                # even if a writer that began in this instant then overlaps the next one)
+                lock.unlink(missing_ok=True)
+            for parent in created:
+                if parent.exists() and not any(parent.iterdir()):
+                    parent.rmdir()
+            raise
+        _swap_in(tmp, dest)

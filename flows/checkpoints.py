@@ -1,0 +1,128 @@
+"""Per-step trainer checkpoints of a pipeline run, in its run folder ``<runs dir>/<run key>/``.
+
+Everything here is read with ``torch.load(weights_only=True)`` (:func:`load_tensors`): tensors and
+plain containers only, so a file planted in a run folder cannot run code when a run resumes. One
+pipeline run at a time holds a run folder (:func:`run_lock`).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import uuid
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import torch
+from torch.utils.weak import WeakIdKeyDictionary
+
+from dgnn.data.store import LockHeld, file_lock, sweep_stale_temps, write_atomically
+from dgnn.trainer import DecoupledTrainer, Step
+
+LOCK = ".lock"
+
+
+class CheckpointError(RuntimeError):
+    """A run folder's file is not what this version writes; the message says how to rebuild it."""
+
+
+class RunBusy(RuntimeError):
+    """Another pipeline run holds the run folder; the message names its process."""
+
+
+def step_file(run_dir: Path, index: int, step: Step) -> Path:
+    return run_dir / f"{index:02d}-{step.name}.pt"
+
+
+def load_tensors(path: Path, map_location=None):
+    """``torch.load(path, weights_only=True)``; a file holding anything but tensors and plain
+    containers (written by an older dgnn, or planted) raises :class:`CheckpointError`, unread."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path}: refusing to load it: not plain tensors (written by an older dgnn, or not by dgnn); "
+            f"delete {path.parent} and rerun to rebuild it"
+        ) from None
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Hold the run folder for this process: an identical run started meanwhile raises
+    :class:`RunBusy` instead of writing the same checkpoints. Temporary files of writers that died
+    (killed mid-write) are removed once the folder is held."""
+    lock = run_dir / LOCK
+    with ExitStack() as stack:
+        try:
+            fd = stack.enter_context(file_lock(lock, wait=False))
+        except LockHeld:
+            owner = lock.read_text().strip() or "unknown"
+            raise RunBusy(f"an identical run (same dataset, config, seeds and data) is already running in "
+                          f"process {owner} and holds {run_dir}: wait for it to finish or stop it, then "
+                          "rerun") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())  # for the message above
+        sweep_stale_temps(run_dir)
+        yield
+
+
+# The node-sized tensors of the trainer state (H_l, Â^p H_l, E_l, the best pass's output and
+# prediction) go to files of their own, each written once, and a step's checkpoint names them: a
+# module step replaces one or two of them, so it writes those instead of the whole state (at 100k
+# nodes and three modules, 256 MB a step). The trainer replaces these tensors and never changes
+# one in place, so the same tensor object means the same content.
+_TENSOR_FILES = WeakIdKeyDictionary()  # tensor -> (folder, file name)
+_TENSOR_PREFIX = "tensor-"
+
+
+def _tensor_ref(tensor: torch.Tensor | None, folder: Path) -> dict | None:
+    if tensor is None:
+        return None
+    written = _TENSOR_FILES.get(tensor)
+    if written is None or written[0] != folder or not (folder / written[1]).exists():
+        name = f"{_TENSOR_PREFIX}{uuid.uuid4().hex}.pt"
+        write_atomically(folder / name, lambda tmp: torch.save(tensor, tmp))
+        written = _TENSOR_FILES[tensor] = (folder, name)
+    return {"tensor_file": written[1]}
+
+
+def _tensor_from(ref, folder: Path, device) -> torch.Tensor | None:
+    return None if ref is None else load_tensors(folder / ref["tensor_file"], device)
+
+
+def save_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
+    """trainer.state_dict() minus X and P_1 (every trainer is built with both), atomically; the
+    node-sized tensors as references to their files."""
+    folder = path.parent
+    state = trainer.state_dict()
+    for key in ("inputs", "propagated", "expected"):  # expected[0] is always None: module 1 has no target
+        state[key] = [None, *(_tensor_ref(t, folder) for t in state[key][1:])]
+    if state["best"] is not None:
+        state["best"] = {**state["best"], **{k: _tensor_ref(state["best"][k], folder)
+                                             for k in ("output", "prediction")}}
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
+    folder, device = path.parent, trainer.device
+    state = load_tensors(path, device)
+    for key in ("inputs", "propagated", "expected"):
+        state[key] = [_tensor_from(ref, folder, device) for ref in state[key]]
+    if state["best"] is not None:
+        state["best"] |= {k: _tensor_from(state["best"][k], folder, device)
+                          for k in ("output", "prediction")}
+    # X and P_1 never change during training, so the freshly built trainer's are the saved ones.
+    x, first = trainer.inputs[0], trainer.propagated[0]
+    trainer.load_state_dict(state)
+    trainer.inputs[0], trainer.propagated[0] = x, first
+
+
+def remove_checkpoints(run_dir: Path, records: list[dict]) -> None:
+    """The per-step trainer checkpoints and their tensor files (module weights, step records and
+    predictions stay)."""
+    for index, record in enumerate(records):
+        step = Step(record["direction"], record["pass_index"], record["module"])
+        step_file(run_dir, index, step).unlink(missing_ok=True)
+    for tensor_file in run_dir.glob(f"{_TENSOR_PREFIX}*.pt"):
+        tensor_file.unlink()
+    (run_dir / "model-payload.pt").unlink(missing_ok=True)
