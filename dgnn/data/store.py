@@ -17,6 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from dgnn.processes import pid_alive
 from dgnn.data.errors import DataError
 
 META = "meta.json"
@@ -119,22 +120,12 @@ def write_atomically(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0 only checks; PermissionError: another user's process
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
 def sweep_stale_temps(folder: Path) -> None:
     """Remove the ``.*.tmp-*`` files and folders in ``folder`` whose writer no longer runs (left by
     a crash or kill mid-write); a name without a pid is from an older version and stale too."""
     for path in Path(folder).glob(".*.tmp-*"):
         pid = _TEMP.search(path.name)
-        if pid is not None and _running(int(pid.group(1))):
+        if pid is not None and pid_alive(int(pid.group(1))):
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)  # another writer may be sweeping it too
