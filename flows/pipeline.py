@@ -220,7 +220,7 @@ def module_task(ctx: dict, index: int, step_name: str, direction: str, pass_inde
             f"module task {step.name} failed ({direction} pass {pass_index}, module {module + 1}, "
             f"step {index + 1}): {type(err).__name__}: {err}"
         ) from err
-    checkpoint = _step_file(Path(ctx["run_dir"]), index, step).with_suffix(".module.pt")
+    checkpoint = step_file(Path(ctx["run_dir"]), index, step).with_suffix(".module.pt")
     tracking.log_later(ctx["parent_run_id"], step_runs.close_step_run, ctx, child, record, checkpoint,
                        tracking.now_ms())
     if record["pass"]:
