@@ -37,6 +37,7 @@ test-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"
 
 bench: setup
+	$(PY) -m benchmarks.bench_tune
 	$(PY) -m benchmarks.run_all
 
 clean:

@@ -424,6 +424,16 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
                                   f"({_gb(r['peak_rss_mb'])} vs {_gb(d['peak_rss_mb'])} GiB).")
         add("")
 
+    tuned = results / "tune.md"
+    if tuned.exists():
+        add("## Tuned and default DGNN on the 14 registry datasets (issue 11)\n")
+        add("From `benchmarks/bench_tune.py` (its own run; protocol in its docstring and "
+            "[README](README.md#tune)): test accuracy % over seeds 0-4 (GCN: the seeds it had time for); "
+            "the tune's budget is the seconds of one GCN training on the same dataset in the same run. "
+            "Peers: PyG example settings (GCN hidden 64), row-normalised features.\n")
+        L.extend(tuned.read_text().rstrip().splitlines())
+        add("")
+
     add("## Where DGNN loses\n")
     if losses:
         add("Generated from the numbers above; every case where a target was missed or a peer beat DGNN:\n")
