@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict
 from functools import lru_cache
@@ -45,6 +44,7 @@ from dgnn.data import content_hash
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored, read_meta, write_atomically
 from dgnn.experiment import Inputs, load_inputs, resolve_device, summarize
+from dgnn.processes import owned_temp_dir
 from dgnn.threads import apply_threads
 from dgnn.tune.portfolio import choose
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, Step, schedule
@@ -281,7 +281,7 @@ def report_task(ctx: dict, evaluation: dict, step_records: list[dict], data: dic
     losses = [{**r, "losses": json.loads(step_file(run_dir, r["index"], Step(
         r["direction"], r["pass_index"], r["module"])).with_suffix(".json").read_text())["losses"]}
               for r in step_records]
-    with tempfile.TemporaryDirectory(prefix="dgnn-report-") as tmp:
+    with owned_temp_dir("report") as tmp:
         tmp = Path(tmp)
         plots = tmp / "plots"
         plots.mkdir()

@@ -69,17 +69,23 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
 def with_server(work):
     """``work()`` against the configured Prefect API, or an ephemeral server started on the side
-    (the run's imports overlap its boot); returns work's result plus the server's start figures."""
+    (the run's imports overlap its boot); returns work's result plus the server's start figures.
+
+    First the Prefect runs and temporary folders of killed commands are closed and removed, and
+    the runs ``work()`` creates name this process (:mod:`flows.leftovers`)."""
     wait_for_server = None
     if not os.environ.get("PREFECT_API_URL"):
         from flows.server import start_ephemeral
 
         wait_for_server = start_ephemeral()
+    from flows import leftovers
     from flows.pipeline import prepare_process
 
     prepare_process()  # while the server boots
     server = wait_for_server() if wait_for_server else None
-    return work(), server
+    leftovers.clean_up()
+    with leftovers.owned_runs():
+        return work(), server
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -10,11 +10,15 @@ The ephemeral server does not run the scheduler, so ``dgnn serve`` without ``PRE
 starts ``prefect server start --host 127.0.0.1`` (state in ``$PREFECT_HOME``, the project's
 ``.prefect``), points ``PREFECT_API_URL`` at it for as long as it serves, and stops it afterwards.
 Its UI is on the same address.
+
+Both servers end with the process that started them, also when it is killed with ``kill -9``
+(which skips the ``atexit`` stop): a watchdog process stops them (:func:`dgnn.processes.end_with_owner`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -25,6 +29,8 @@ import time
 import urllib.request
 from typing import Callable
 
+from dgnn.processes import end_with_owner
+
 
 def start_ephemeral() -> Callable[[], dict[str, float]]:
     """Begin starting Prefect's ephemeral server; return ``wait``, which blocks until it answers.
@@ -34,14 +40,12 @@ def start_ephemeral() -> Callable[[], dict[str, float]]:
     which runs here because imports on two threads can deadlock, plus the wait in ``wait()``).
     """
     started = time.perf_counter()
-    from prefect.server.api.server import SubprocessASGIServer
-
+    server = ephemeral_server()
     imported = time.perf_counter()
     outcome: dict = {}
 
     def boot() -> None:
         try:
-            server = SubprocessASGIServer()
             server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
             # The server answers its first API request about 0.45 s late (2 cores); the flow's
             # version check would wait for that, so it is made here, as part of the start.
@@ -64,6 +68,28 @@ def start_ephemeral() -> Callable[[], dict[str, float]]:
                 "blocked_s": (imported - started) + (time.perf_counter() - waiting)}
 
     return wait
+
+
+def ephemeral_server():
+    """Prefect's ephemeral server, not started yet; each uvicorn process it spawns is watched by
+    :func:`dgnn.processes.end_with_owner` from the moment it is spawned (the server may take
+    seconds to boot, and a kill meanwhile would orphan it too).
+
+    Prefect keeps one server object per port, so its clients find and use this one."""
+    return _guarded_server_class()()
+
+
+@functools.cache
+def _guarded_server_class():
+    from prefect.server.api.server import SubprocessASGIServer
+
+    class GuardedServer(SubprocessASGIServer):
+        def _run_uvicorn_command(self):
+            process = super()._run_uvicorn_command()
+            end_with_owner(process.pid)
+            return process
+
+    return GuardedServer
 
 
 def free_port(preferred: int | None = None) -> int:
@@ -120,6 +146,7 @@ def prefect_server(port: int | None = 4200, scheduler_loop_seconds: int = 10, ti
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
+    end_with_owner(process.pid, group=True)  # the server starts uvicorn and its services as children
     try:
         wait_healthy(f"{api}/health", timeout, process)
         yield api

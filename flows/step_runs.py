@@ -8,9 +8,9 @@ of the forward pass that the step ends are logged at step = pass index, as on th
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
+from dgnn.processes import owned_temp_dir
 from dgnn.trainer import Step
 from flows import tracking
 
@@ -35,7 +35,7 @@ def close_step_run(ctx: dict, run_id: str, record: dict, checkpoint: Path, ended
     try:
         tracking.log_batch(client, run_id, tags={"resumed_from_checkpoint": str(record["resumed"]).lower()},
                            metrics=_metrics(record))
-        with tempfile.TemporaryDirectory(prefix="dgnn-ckpt-") as tmp:
+        with owned_temp_dir("ckpt") as tmp:
             target = Path(tmp) / "module.pt"
             shutil.copyfile(checkpoint, target)
             client.log_artifact(run_id, str(target), "checkpoint")

@@ -101,9 +101,9 @@ def shared_prefect_api():
         finally:
             _restore("PREFECT_API_URL", previous)
         return
-    from prefect.server.api.server import SubprocessASGIServer
+    from flows.server import ephemeral_server
 
-    server = SubprocessASGIServer()
+    server = ephemeral_server()
     server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
     os.environ["PREFECT_API_URL"] = server.api_url
     try:

@@ -8,7 +8,6 @@ its state: FINISHED (complete), KILLED (pruned) or FAILED.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import optuna
@@ -16,6 +15,7 @@ import yaml
 from mlflow.entities import Metric
 from optuna.trial import FrozenTrial, TrialState
 
+from dgnn.processes import owned_temp_dir
 from flows import tracking
 
 STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
@@ -57,7 +57,7 @@ class TrialLogger:
 def log_study(tracking_uri: str, parent_run_id: str, study: optuna.Study, best_config: dict) -> None:
     """The best config as YAML, the optimisation history and the parameter importances as PNGs."""
     client = tracking.client(tracking_uri)
-    with tempfile.TemporaryDirectory(prefix="dgnn-tune-") as tmp:
+    with owned_temp_dir("tune") as tmp:
         folder = Path(tmp)
         (folder / "best_config.yaml").write_text(yaml.safe_dump(best_config, sort_keys=False))
         client.log_artifact(parent_run_id, str(folder / "best_config.yaml"))

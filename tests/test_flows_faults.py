@@ -1,5 +1,5 @@
-"""Faults around a pipeline run: Ctrl-C and SIGTERM (real ``dgnn run`` processes on Cora), an
-identical run started while one runs, and files planted in a run folder."""
+"""Faults around a pipeline run: Ctrl-C, SIGTERM and ``kill -9`` (real ``dgnn run`` processes on
+Cora), an identical run started while one runs, and files planted in a run folder."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ import copy
 import os
 import re
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 import yaml
@@ -121,6 +126,51 @@ def test_sigterm_mid_run_exits_143(project):
     _assert_interrupted(*_stop(proc, signal.SIGTERM), signal.SIGTERM)
     killed = [r for r in _runs(project) if r.data.tags.get("interrupted") == "SIGTERM"]
     assert killed and {r.info.status for r in killed} == {"KILLED"}
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _flow_run_states(project: dict, home: str, pid: int) -> dict[str, list[str]]:
+    """The state types of the flow and task runs that process ``pid`` tagged, read from the database."""
+    with sqlite3.connect(project["root"] / home / "prefect.db") as db:
+        return {table: sorted(state for (state,) in db.execute(
+            f"SELECT state_type FROM {table} WHERE tags LIKE ?", (f'%"dgnn.pid:{pid}"%',)))
+            for table in ("flow_run", "task_run")}
+
+
+@pytest.mark.slow
+def test_kill_9_ends_the_server_and_the_next_run_closes_what_was_left(project):
+    proc = _start(project, ".prefect-a")
+    _wait_for(proc, STEP_DONE)
+    spawned = psutil.Process(proc.pid).children(recursive=True)  # the server and its watchdog
+    ports = {c.laddr.port for p in spawned for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+    assert ports, [p.cmdline() for p in spawned]
+    proc.kill()
+    proc.communicate(timeout=60)  # the server shares its stderr: this also waits for the server
+    deadline = time.monotonic() + 20
+    while any(_running(p) for p in spawned) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p.cmdline() for p in spawned if _running(p)]
+    for port in ports:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    assert _flow_run_states(project, ".prefect-a", proc.pid)["flow_run"] == ["RUNNING"]
+
+    leftover = Path(tempfile.gettempdir()) / f"dgnn-ckpt-{proc.pid}-planted"  # as if killed while copying
+    leftover.mkdir()
+    (project["root"] / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    rerun = subprocess.run([str(DGNN), "run", "--dataset", "cora", "--config", str(project["root"] / "tiny.yaml"),
+                            "--device", "cpu"], cwd=project["root"], text=True, capture_output=True, timeout=300,
+                           env={**project["env"], "PREFECT_HOME": str(project["root"] / ".prefect-a")})
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    states = _flow_run_states(project, ".prefect-a", proc.pid)
+    assert states["flow_run"] == ["CRASHED"] and "RUNNING" not in states["task_run"], states
+    assert not leftover.exists()
 
 
 def test_sigterm_while_the_server_starts_exits_143(tmp_path, shared_datasets):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from dgnn.data.planetoid import read_planetoid
 from dgnn.data.registry import DATASETS, REGISTRY, Source
 from dgnn.data.splits import stratified_split
 from dgnn.data.store import atomic_folder, is_current, is_intact, is_stored, read_meta, write_meta
+from dgnn.processes import owned_temp_dir
 
 _MASKS = ("train_mask", "val_mask", "test_mask")
 
@@ -53,7 +53,7 @@ def _raw_bytes(source: Source, path: str, mirror: str | None) -> tuple[str, byte
 
 def _read_registry(source: Source, mirror: str | None) -> Graph:
     """Verify every raw file, then parse the verified copies (never the originals)."""
-    with tempfile.TemporaryDirectory(prefix="dgnn-raw-") as tmp:
+    with owned_temp_dir("raw") as tmp:
         mismatches = []
         for path, expected in source.files.items():
             origin, data = _raw_bytes(source, path, mirror)
