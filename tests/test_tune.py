@@ -193,3 +193,11 @@ def test_cluster_search_scores_modularity_and_never_reads_labels(cora, tmp_path)
     assert all(set(metrics) == {"modularity"} and value == metrics["modularity"] for _, value, metrics in clean)
     cora.graph.y = cora.graph.y[torch.randperm(len(cora.graph.y), generator=torch.Generator().manual_seed(1))]
     assert search("shuffled") == clean
+
+
+def test_a_spent_budget_stops_the_search_after_its_first_complete_trial(cora, space_file, tmp_path):
+    study = open_study("cora-budget", f"sqlite:///{tmp_path / 'optuna.db'}", seed=0)
+    optimize(study, Objective(cora, load_search_space(space_file), seeds=[0], device="cpu"),
+             trials=None, budget_seconds=1e-3)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
+    assert finish(study, cora, seeds=[0], device="cpu").candidate == "smooth"

@@ -90,6 +90,8 @@ class Objective:
             trial.set_user_attr(key, value)
         start = time.perf_counter()
         try:
+            if self.out_of_time(trial.study):  # before the first propagation, which cannot be cut
+                raise optuna.TrialPruned("time budget spent")
             # the pruner watches the first seed's passes; the others only average the score
             results = [self._fit(trial, config, seed, prunable=candidate is None and i == 0)
                        for i, seed in enumerate(self.seeds)]
@@ -100,13 +102,16 @@ class Objective:
         return statistics.fmean(r.criterion for r in results)
 
     def out_of_time(self, study: optuna.Study) -> bool:
-        """Past the deadline once the best config's retraining (:func:`finish`) is set aside."""
+        """Past the deadline once the best config's retraining (:func:`finish`) is set aside; never
+        before one trial is complete, so a search always has a result."""
+        if self.deadline is None or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            return False
         reserve = 1.25 * _best_seconds(study) + 1.0  # retraining, plus the study's own bookkeeping
-        return self.deadline is not None and time.monotonic() + reserve > self.deadline
+        return time.monotonic() + reserve > self.deadline
 
     def _fit(self, trial: optuna.Trial, config: TrainConfig, seed: int, prunable: bool) -> FitResult:
         def on_step(_) -> None:
-            if prunable and self.out_of_time(trial.study):
+            if self.out_of_time(trial.study):  # candidates too: the budget covers the whole search
                 raise optuna.TrialPruned("time budget spent")
 
         def on_pass(p: PassResult) -> None:
@@ -130,8 +135,8 @@ def optimize(study: optuna.Study, objective: Objective, *, trials: int | None, b
              callbacks=()) -> None:
     """Run trials until the study holds ``trials`` finished ones (complete or pruned, counting
     earlier runs) or ``budget_seconds`` pass, less the time the best config takes to retrain (so
-    that :func:`finish` ends inside the budget too); a trial running at the deadline is cut short
-    (the default's candidates always run to the end).
+    that :func:`finish` ends inside the budget too); a trial running at the deadline is cut short,
+    a candidate of the default too, once one trial is complete.
     Parallel workers each finish the trial they are on, so a shared study can end with up to
     one trial per extra worker more."""
     fail_stale_trials(study)
