@@ -17,8 +17,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from dgnn.processes import pid_alive
 from dgnn.data.errors import DataError
+from dgnn.processes import pid_alive
 
 META = "meta.json"
 VERDICTS = ".verified.json"  # beside the stage folders, not inside: DVC hashes the folders
