@@ -316,11 +316,13 @@ def test_child_runs_span_their_steps_and_a_changed_config_registers(env, first, 
     summary = _run(env, config=config)
     assert running == [1] * CHILDREN
     children = _children(client, summary["mlflow_run_id"])
-    assert max(c.data.metrics["seconds"] for c in children) > 1  # a run logged afterwards lasts ~50 ms
+    # a run logged after its step lasts ~50 ms; the longest step must be long enough to tell apart
+    assert max(c.data.metrics["seconds"] for c in children) > 0.25
     passes = sorted({int(c.data.tags["pass_index"]) for c in children if c.data.tags["direction"] == "forward"})
     for child in children:
         seconds, info = child.data.metrics["seconds"], child.info
-        assert abs((info.end_time - info.start_time) / 1000 - seconds) <= 0.3 * seconds + 0.5, info.run_name
+        duration = (info.end_time - info.start_time) / 1000
+        assert 0.8 * seconds - 0.05 <= duration <= 1.3 * seconds + 0.5, info.run_name
         times = [m.timestamp for m in client.get_metric_history(info.run_id, "loss")]
         assert len(set(times)) > 1 and times == sorted(times)
         assert info.start_time <= times[0] and times[-1] <= info.end_time
