@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import time
 from typing import Callable
 
 import torch
@@ -65,27 +66,42 @@ class Inputs:
     def __init__(self, dataset: str, graph, adj: torch.Tensor, data_dir=None):
         self.dataset, self.graph, self.adj, self.data_dir = dataset, graph, adj, data_dir
         self._first: dict[tuple, torch.Tensor] = {}
+        self._first_seconds: dict[tuple, float] = {}
 
-    def first_input(self, config: TrainConfig) -> torch.Tensor:
+    @staticmethod
+    def _key(config: TrainConfig) -> tuple:
         module = config.modules[0]
         kind = "power" if module.order == 0 else module.filter
-        key = (config.feature_norm, kind, module.order, module.alpha if kind == "average" else 0.0)
+        return config.feature_norm, kind, module.order, module.alpha if kind == "average" else 0.0
+
+    def first_input(self, config: TrainConfig, on_hop: Callable[[], None] | None = None) -> torch.Tensor:
+        """P_1 for ``config``; ``on_hop`` is passed to :func:`~dgnn.nn.filters.graph_filter`."""
+        key = self._key(config)
         if key not in self._first:
+            start = time.perf_counter()
+            norm, kind, order, alpha = key
             first = None
             if kind == "power":
-                first = stored_propagated(self.dataset, module.order, data_dir=self.data_dir,
-                                          feature_norm=config.feature_norm)
+                first = stored_propagated(self.dataset, order, data_dir=self.data_dir, feature_norm=norm)
             if first is None:
-                x = normalize_features(self.graph.x.float(), config.feature_norm)
-                first = graph_filter(self.adj, x, module.order, module.filter, module.alpha)
+                x = normalize_features(self.graph.x.float(), norm)
+                first = graph_filter(self.adj, x, order, kind, alpha, on_hop=on_hop)
             while len(self._first) >= self.KEEP:
                 self._first.pop(next(iter(self._first)))
             self._first[key] = first
+            self._first_seconds[key] = time.perf_counter() - start
         return self._first[key]
 
-    def trainer(self, config: TrainConfig, seed: int, device) -> DecoupledTrainer:
+    def first_input_cost(self, config: TrainConfig) -> float | None:
+        """Seconds :meth:`first_input` would take now: 0 when cached, the last measured time when
+        it was dropped from the cache, None when never computed here."""
+        key = self._key(config)
+        return 0.0 if key in self._first else self._first_seconds.get(key)
+
+    def trainer(self, config: TrainConfig, seed: int, device,
+                on_hop: Callable[[], None] | None = None) -> DecoupledTrainer:
         return DecoupledTrainer(self.graph, config, seed=seed, device=device, adj=self.adj,
-                                first_input=self.first_input(config))
+                                first_input=self.first_input(config, on_hop))
 
 
 def load_inputs(dataset: str, data_dir=None, split_seed: int = 0) -> Inputs:

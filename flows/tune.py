@@ -20,7 +20,7 @@ from dgnn.data.layout import data_root
 from dgnn.experiment import resolve_device
 from dgnn.threads import apply_threads
 from dgnn.tune.space import default_search_space, load_search_space
-from dgnn.tune.study import Objective, candidates_of, finish, open_study, optimize, study_name
+from dgnn.tune.study import KEEP, Objective, candidates_of, finish, open_study, optimize, study_name
 from flows import settings, tracking, tune_tracking
 from flows.pipeline import run_data_tasks, stage_inputs
 
@@ -33,18 +33,19 @@ def trials_task(worker: int, job: dict) -> None:
     study = open_study(job["study"], job["storage"], job["seeds"][0] + worker)
     logger = tune_tracking.TrialLogger(job["tracking_uri"], job["experiment_id"], job["parent_run_id"],
                                        job["label"])
-    objective = Objective(inputs, load_search_space(job["space_file"]), seeds=job["seeds"], device=job["device"])
+    objective = Objective(inputs, load_search_space(job["space_file"]), seeds=job["seeds"], device=job["device"],
+                          keep=job["keep"])
     optimize(study, objective, trials=job["trials"], budget_seconds=job["budget_seconds"], callbacks=[logger])
 
 
 @task(name="tune-report", task_run_name="tune-report", cache_policy=NO_CACHE, persist_result=False)
 def report_task(job: dict) -> dict:
-    """Retrain the best config once (its test metrics are computed here and only here) and log it."""
+    """Retrain the kept configs' per-seed choice once (test metrics are computed here and only
+    here) and log it."""
     inputs = stage_inputs(job["dataset"], job["data_root"], job["split_seed"], job["data_content_hash"])
     study = open_study(job["study"], job["storage"], job["seeds"][0])
-    result = finish(study, inputs, seeds=job["seeds"], device=job["device"])
-    config = {"dataset": job["dataset"], "split_seed": job["split_seed"],
-              "train": result.config.model_dump(mode="json")}
+    result = finish(study, inputs, seeds=job["seeds"], device=job["device"], keep=job["keep"])
+    config = result.run_config(job["dataset"], job["split_seed"])
     best_file = settings.runs_dir() / "tune" / f"{job['study']}.yaml"
     best_file.parent.mkdir(parents=True, exist_ok=True)
     best_file.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -62,7 +63,7 @@ def report_task(job: dict) -> dict:
 def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | None = None,
               trials: int | None = None, budget_seconds: float | None = None, workers: int = 1,
               seed: int = 0, trial_seeds: int = 1, split_seed: int = 0, device: str = "auto",
-              threads: int | None = None) -> dict:
+              threads: int | None = None, keep: int = KEEP) -> dict:
     """Search configs of ``dataset`` on validation data; returns the best config and its metrics."""
     started = time.perf_counter()
     space_file = str(Path(space_file or default_search_space(task)).resolve())
@@ -83,13 +84,13 @@ def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | N
     job = {"dataset": dataset, "split_seed": split_seed, "data_root": str(data_root().resolve()),
            "data_content_hash": data["data_content_hash"], "space_file": space_file,
            "storage": settings.optuna_storage(), "study": name, "seeds": seeds,
-           "device": str(resolve_device(device)), "trials": trials, "budget_seconds": budget_seconds,
+           "device": str(resolve_device(device)), "trials": trials, "budget_seconds": budget_seconds, "keep": keep,
            "threads": threads, "workers": max(1, workers), "tracking_uri": uri, "experiment_id": experiment_id, "label": label}
     parent = tracking.start_run(
         client, experiment_id, label,
         tags={"dataset": dataset, "task": task, "study": name, "optuna_storage": job["storage"],
               "data_version": data["data_version"], **tracking.git_commit()},
-        params={"trials": trials, "budget_seconds": budget_seconds, "workers": workers, "seeds": seeds,
+        params={"trials": trials, "budget_seconds": budget_seconds, "workers": workers, "seeds": seeds, "keep": keep,
                 "split_seed": split_seed, "space_file": space_file, "device": job["device"]})
     job["parent_run_id"] = parent
     try:

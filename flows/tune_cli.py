@@ -16,7 +16,7 @@ def tune_parameters(args: argparse.Namespace) -> dict:
     return {"dataset": args.dataset, "task": args.task, "space_file": args.search_space,
             "trials": args.trials, "budget_seconds": args.budget_seconds, "workers": args.workers,
             "dask_address": args.dask_address, "seed": args.seed, "trial_seeds": args.trial_seeds, "split_seed": args.split_seed,
-            "device": args.device, "threads": args.threads}
+            "device": args.device, "threads": args.threads, "keep": args.keep}
 
 
 def _tune(args: argparse.Namespace) -> int:
@@ -43,6 +43,8 @@ def _tune(args: argparse.Namespace) -> int:
         shown = " ".join(f"{k}={v:.4f}" for k, v in summary["metrics"].items())
         print(f"best trial {summary['best_trial']} ({summary['candidate'] or 'searched'}): criterion "
               f"{summary['criterion']:.4f}; final {shown}; trials {summary['trials']}")
+        kept = "; ".join(f"{name}: {arch}" for name, arch in summary["kept"].items())
+        print(f"kept (chosen per seed on validation): {kept}")
         print(f"best config: {summary['best_config_file']}; mlflow run {summary['mlflow_run_id']}")
     return 0
 

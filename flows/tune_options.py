@@ -10,6 +10,8 @@ def check_budget(args: argparse.Namespace) -> str | None:
         args.trials = 20
     if args.trial_seeds < 1:
         return "--trial-seeds must be at least 1"
+    if args.keep < 1:
+        return "--keep must be at least 1"
     if args.trials is not None and args.trials < 1:
         return "--trials must be at least 1"
     if args.budget_seconds is not None and args.budget_seconds <= 0:
@@ -24,5 +26,7 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget-seconds", type=float, help="stop starting trials after this long")
     p.add_argument("--trial-seeds", type=int, default=1,
                    help="seeds each trial trains with (--seed, --seed+1, ...); the score is their mean")
+    p.add_argument("--keep", type=int, default=3, help="best configs the result keeps; each training "
+                   "seed uses the one of them with the best validation score (1: the best only)")
     p.add_argument("--workers", type=int, default=1, help="parallel trial workers on a local Dask cluster")
     p.add_argument("--dask-address", help="tcp://host:port of a dask.distributed scheduler for the workers")

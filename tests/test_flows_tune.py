@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dgnn.config import RunConfig, load_config
+from dgnn.config import Portfolio, RunConfig, load_config
 from test_tune import CANDIDATES, SPACE  # tests/ is on sys.path
 
 pytestmark = pytest.mark.slow
@@ -64,7 +64,13 @@ def test_tune_tracks_every_trial_under_one_parent(project, tuned):
     assert "best_config.yaml" in artifacts
     assert {"plots/optimization_history.png", "plots/param_importances.png"} <= plots
     best = load_config(client.download_artifacts(parent.info.run_id, "best_config.yaml", str(project["root"])))
-    assert isinstance(best, RunConfig) and best.train.model_dump(mode="json") == tuned["config"]
+    if isinstance(best, Portfolio):  # the kept configs, best first
+        assert list(best.candidates) == list(tuned["kept"]) and len(best.candidates) > 1
+        best_train = next(iter(best.candidates.values()))
+    else:
+        assert isinstance(best, RunConfig) and len(tuned["kept"]) == 1
+        best_train = best.train
+    assert best_train.model_dump(mode="json") == tuned["config"]
 
 
 def test_run_with_tune_resumes_the_study_and_names_it_on_the_model(project, tuned):

@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from dgnn.config import CONFIG_DIR, Portfolio, TrainConfig, load_config
+from dgnn.config import CONFIG_DIR, Portfolio, RunConfig, TrainConfig, load_config
 from dgnn.data import fetch
 from dgnn.experiment import fit_warnings, load_inputs, train_seeds
 from dgnn.tune.space import SEARCH_DIR, load_search_space
@@ -95,12 +95,17 @@ def test_tiny_tune_tries_candidates_first_and_writes_a_loadable_config(cora, spa
                                                  optuna.trial.TrialState.PRUNED)]) == 5
     for t in trials:  # a trial records training and validation figures only
         assert set(t.user_attrs.get("metrics", {})) <= {"train_acc", "val_acc", "val_loss"}
-    result = finish(study, cora, seeds=[0], device="cpu")
-    assert result.criterion == max(t.value for t in trials if t.value is not None)
-    assert result.metrics["val_acc"] == pytest.approx(result.criterion)
+    result = finish(study, cora, seeds=[0], device="cpu", keep=2)
+    ranked = sorted((t for t in trials if t.value is not None), key=lambda t: -t.value)
+    assert result.criterion == ranked[0].value and result.chosen == [list(result.kept)[0]]
+    assert result.metrics["val_acc"] == pytest.approx(result.criterion)  # seed 0 scored the best trial
+    assert len(result.kept) == 2 and result.config == TrainConfig.model_validate(ranked[0].user_attrs["config"])
     path = tmp_path / "best.yaml"
-    path.write_text(yaml.safe_dump({"train": result.config.model_dump(mode="json")}))
-    assert load_config(path).train == result.config
+    path.write_text(yaml.safe_dump(result.run_config("cora", 0)))
+    loaded = load_config(path)
+    assert isinstance(loaded, Portfolio) and loaded.candidates == result.kept
+    single = finish(study, cora, seeds=[0], device="cpu", keep=1).run_config("cora", 0)
+    assert RunConfig.model_validate(single).train == result.config
 
 
 def test_search_never_reads_test_labels(cora, space_file, tmp_path):
@@ -201,3 +206,20 @@ def test_a_spent_budget_stops_the_search_after_its_first_complete_trial(cora, sp
              trials=None, budget_seconds=1e-3)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
     assert finish(study, cora, seeds=[0], device="cpu").candidate == "smooth"
+
+
+def test_a_deadline_cuts_a_propagation_between_hops_and_caches_nothing(cora):
+    config = TrainConfig.model_validate(CANDIDATES["candidates"]["smooth"] | {
+        "modules": [TINY_MODULE | {"order": 6, "filter": "average", "alpha": 0.1}]})
+    hops = []
+
+    def on_hop():
+        hops.append(len(hops))
+        if len(hops) == 3:
+            raise optuna.TrialPruned("time budget spent")
+
+    with pytest.raises(optuna.TrialPruned):
+        cora.first_input(config, on_hop)
+    assert len(hops) == 3 and cora.first_input_cost(config) is None
+    cora.first_input(config, on_hop=lambda: hops.append(0))
+    assert len(hops) == 3 + 6 and cora.first_input_cost(config) == 0.0

@@ -11,7 +11,7 @@ here keeps the precomputation property of the plain power Â^p.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 
@@ -21,15 +21,20 @@ FilterKind = Literal["power", "average"]
 
 
 def graph_filter(adj: torch.Tensor, h: torch.Tensor, order: int, kind: FilterKind = "power",
-                 alpha: float = 0.0) -> torch.Tensor:
-    """g(Â) H for the filter ``kind`` of degree ``order`` (``order`` 0 returns ``h``)."""
-    if kind == "power" or order == 0:
-        return propagate(adj, h, order)
-    if kind != "average":
+                 alpha: float = 0.0, on_hop: Callable[[], None] | None = None) -> torch.Tensor:
+    """g(Â) H for the filter ``kind`` of degree ``order`` (``order`` 0 returns ``h``).
+
+    ``on_hop`` is called before each sparse product: a caller with a deadline raises from it, so
+    a long propagation of wide features can be cut between hops.
+    """
+    if kind not in ("power", "average"):
         raise ValueError(f"unknown graph filter {kind!r}: use 'power' or 'average'")
-    total = torch.zeros_like(h)
+    total = torch.zeros_like(h) if kind == "average" and order > 0 else None
     hop = h
     for _ in range(order):
+        if on_hop is not None:
+            on_hop()
         hop = propagate(adj, hop, 1)
-        total += hop
-    return (1 - alpha) / order * total + alpha * h
+        if total is not None:
+            total += hop
+    return hop if total is None else (1 - alpha) / order * total + alpha * h

@@ -6,6 +6,10 @@ on the embedding (cluster, no labels). The score after each forward pass is repo
 pass is below the median of earlier trials at that pass. The first trials of a study are the
 candidates of the default portfolio, so a search never ends below the default on validation.
 
+The result keeps the best few configs (``keep``, 3 by default) as a
+:class:`~dgnn.config.Portfolio`: like the default, each training seed trains them and keeps the one
+with the best validation criterion, so one lucky validation score does not decide alone.
+
 The study lives in an RDB storage (a sqlite URL by default): a killed search resumes where it
 stopped, and parallel workers share it. Test labels are never read: a trial records only training
 and validation figures, and the test metrics of the chosen config are computed once, at the end.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
 import socket
 import statistics
@@ -32,6 +37,7 @@ from dgnn.trainer import FitResult, PassResult
 from dgnn.tune.space import SearchSpace
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+KEEP = 3  # configs the result keeps (see the module docstring)
 STARTUP_SECONDS = 60  # a RUNNING trial that names no process after this long was abandoned
 # Figures a trial may record: none is computed from test labels or, for clustering, from labels.
 SEARCH_METRICS = {"classify": ("train_acc", "val_acc", "val_loss"), "cluster": ("modularity",)}
@@ -72,8 +78,9 @@ class Objective:
     """Scores one trial's config on validation data; see the module docstring."""
 
     def __init__(self, inputs: Inputs, space: SearchSpace, *, seeds: list[int], device,
-                 deadline: float | None = None):
+                 deadline: float | None = None, keep: int = KEEP):
         self.inputs, self.space, self.seeds, self.device, self.deadline = inputs, space, seeds, device, deadline
+        self.keep = keep
         portfolio = candidates_of(space.candidates)
         self.candidates = portfolio.candidates if portfolio else {}
 
@@ -90,52 +97,61 @@ class Objective:
             trial.set_user_attr(key, value)
         start = time.perf_counter()
         try:
-            if self.out_of_time(trial.study):  # before the first propagation, which cannot be cut
+            if self.out_of_time(trial.study):
                 raise optuna.TrialPruned("time budget spent")
+            self.inputs.first_input(config, on_hop=lambda: self._stop_if_out_of_time(trial.study))
             # the pruner watches the first seed's passes; the others only average the score
             results = [self._fit(trial, config, seed, prunable=candidate is None and i == 0)
                        for i, seed in enumerate(self.seeds)]
         finally:
             trial.set_user_attr("seconds", time.perf_counter() - start)
+        trial.set_user_attr("fit_seconds", max(r.train_seconds for r in results))
+        trial.set_user_attr("criteria", [r.criterion for r in results])
         trial.set_user_attr("metrics", mean_metrics(results, SEARCH_METRICS[config.task]))
         trial.set_user_attr("best_pass", results[0].best_pass)
         return statistics.fmean(r.criterion for r in results)
 
+    def _stop_if_out_of_time(self, study: optuna.Study) -> None:
+        if self.out_of_time(study):  # candidates too: the budget covers the whole search
+            raise optuna.TrialPruned("time budget spent")
+
     def out_of_time(self, study: optuna.Study) -> bool:
-        """Past the deadline once the best config's retraining (:func:`finish`) is set aside; never
-        before one trial is complete, so a search always has a result."""
+        """Past the deadline once :func:`finish` is set aside; never before one trial is complete,
+        so a search always has a result."""
         if self.deadline is None or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             return False
-        reserve = 1.25 * _best_seconds(study) + 1.0  # retraining, plus the study's own bookkeeping
-        return time.monotonic() + reserve > self.deadline
+        return time.monotonic() + self._finish_reserve(study) > self.deadline
+
+    def _finish_reserve(self, study: optuna.Study) -> float:
+        """Seconds :func:`finish` may take: one fit of a kept config per seed, plus its P_1 when
+        it is no longer cached, with a margin for the study's own bookkeeping."""
+        fit = first = 0.0
+        for trial in kept_trials(study, self.keep):
+            seconds = trial.user_attrs.get("seconds", 0.0)
+            fit = max(fit, trial.user_attrs.get("fit_seconds", seconds))
+            cost = self.inputs.first_input_cost(TrainConfig.model_validate(trial.user_attrs["config"]))
+            first = max(first, seconds if cost is None else cost)
+        return 1.25 * (fit * len(self.seeds) + first) + 1.0
 
     def _fit(self, trial: optuna.Trial, config: TrainConfig, seed: int, prunable: bool) -> FitResult:
-        def on_step(_) -> None:
-            if self.out_of_time(trial.study):  # candidates too: the budget covers the whole search
-                raise optuna.TrialPruned("time budget spent")
-
         def on_pass(p: PassResult) -> None:
             trial.report(p.criterion, p.pass_index)
             if prunable and trial.should_prune():
                 raise optuna.TrialPruned(f"pass {p.pass_index}: criterion {p.criterion:.4f} below the median")
 
-        return self.inputs.trainer(config, seed, self.device).fit(on_step=on_step, on_pass=on_pass)
+        return self.inputs.trainer(config, seed, self.device).fit(
+            on_step=lambda _: self._stop_if_out_of_time(trial.study), on_pass=on_pass)
 
 
 def mean_metrics(results: list[FitResult], names) -> dict[str, float]:
     return {k: statistics.fmean(r.metrics[k] for r in results) for k in names}
 
 
-def _best_seconds(study: optuna.Study) -> float:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return max(complete, key=lambda t: t.value).user_attrs.get("seconds", 0.0) if complete else 0.0
-
-
 def optimize(study: optuna.Study, objective: Objective, *, trials: int | None, budget_seconds: float | None,
              callbacks=()) -> None:
     """Run trials until the study holds ``trials`` finished ones (complete or pruned, counting
-    earlier runs) or ``budget_seconds`` pass, less the time the best config takes to retrain (so
-    that :func:`finish` ends inside the budget too); a trial running at the deadline is cut short,
+    earlier runs) or ``budget_seconds`` pass, less the time :func:`finish` takes (so it ends
+    inside the budget too); a trial running at the deadline is cut short,
     a candidate of the default too, once one trial is complete.
     Parallel workers each finish the trial they are on, so a shared study can end with up to
     one trial per extra worker more."""
@@ -155,39 +171,79 @@ def optimize(study: optuna.Study, objective: Objective, *, trials: int | None, b
 
 @dataclass
 class TuneResult:
-    """The chosen config, how it was found, and its metrics (mean over the trial seeds; test
-    figures computed once, here)."""
+    """The kept configs (best first), how they were found, and the metrics of the per-seed choice
+    among them over the trial seeds (test figures computed once, here)."""
 
     study: str
     best_trial: int
     candidate: str
-    config: TrainConfig
+    kept: dict[str, TrainConfig]
+    chosen: list[str]
     criterion: float
     trials: dict[str, int]
     metrics: dict[str, float]
 
+    @property
+    def config(self) -> TrainConfig:
+        """The best config on validation."""
+        return next(iter(self.kept.values()))
+
+    def to_train(self, split_seed: int = 0) -> TrainConfig | Portfolio:
+        """What a run trains: the one kept config, or the kept configs as a portfolio."""
+        if len(self.kept) == 1:
+            return self.config
+        return Portfolio(task=self.config.task, split_seed=split_seed, candidates=self.kept)
+
+    def run_config(self, dataset: str, split_seed: int) -> dict:
+        """What ``best_config.yaml`` holds: a run config, or a portfolio when several are kept."""
+        chosen = self.to_train(split_seed)
+        if isinstance(chosen, Portfolio):
+            return chosen.model_dump(mode="json")
+        return {"dataset": dataset, "split_seed": split_seed, "train": chosen.model_dump(mode="json")}
+
     def to_dict(self) -> dict:
         return {"study": self.study, "best_trial": self.best_trial, "candidate": self.candidate,
                 "criterion": self.criterion, "trials": self.trials, "metrics": self.metrics,
-                "architecture": self.config.describe(), "config": self.config.model_dump(mode="json")}
+                "chosen": self.chosen, "architecture": self.config.describe(),
+                "kept": {name: c.describe() for name, c in self.kept.items()},
+                "config": self.config.model_dump(mode="json")}
 
 
-def best_config(study: optuna.Study) -> tuple[FrozenTrial, TrainConfig]:
-    """The complete trial with the highest criterion and its config."""
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+def kept_trials(study: optuna.Study, keep: int = KEEP) -> list[FrozenTrial]:
+    """The ``keep`` complete trials with the highest criterion, one per distinct config, best first
+    (ties: the earlier trial)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    kept, seen = [], set()
+    for trial in sorted(complete, key=lambda t: t.value, reverse=True):
+        key = json.dumps(trial.user_attrs["config"], sort_keys=True)
+        if key not in seen and len(kept) < keep:
+            seen.add(key)
+            kept.append(trial)
+    return kept
+
+
+def _label(trial: FrozenTrial) -> str:
+    return trial.user_attrs.get("candidate") or f"trial-{trial.number}"
+
+
+def finish(study: optuna.Study, inputs: Inputs, *, seeds: list[int], device, keep: int = KEEP) -> TuneResult:
+    """Per trial seed, retrain the kept config with the best validation criterion for that seed
+    (the trials' own scores decide, so no kept config is retrained in vain) and report every
+    metric once."""
+    kept = kept_trials(study, keep)
+    if not kept:
         raise RuntimeError(f"study {study.study_name!r} has no complete trial yet: give it more trials or time")
-    best = study.best_trial
-    return best, TrainConfig.model_validate(best.user_attrs["config"])
-
-
-def finish(study: optuna.Study, inputs: Inputs, *, seeds: list[int], device) -> TuneResult:
-    """Retrain the best config with the trial seeds (so the same models) and report every metric
-    once."""
-    best, config = best_config(study)
     counts = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    results = [inputs.trainer(config, seed, device).fit() for seed in seeds]
-    return TuneResult(study.study_name, best.number, best.user_attrs.get("candidate", ""), config,
+    results, chosen = [], []
+    for i, seed in enumerate(seeds):
+        # trials of studies from before per-seed criteria were kept: their mean stands for each seed
+        trial = max(kept, key=lambda t: t.user_attrs.get("criteria", [t.value] * len(seeds))[i])
+        results.append(inputs.trainer(TrainConfig.model_validate(trial.user_attrs["config"]), seed, device).fit())
+        chosen.append(_label(trial))
+    configs = {_label(t): TrainConfig.model_validate(t.user_attrs["config"]) for t in kept}
+    best = kept[0]
+    return TuneResult(study.study_name, best.number, best.user_attrs.get("candidate", ""), configs, chosen,
                       best.value, counts, mean_metrics(results, results[0].metrics))
 
 
@@ -199,11 +255,12 @@ def candidates_of(portfolio_file: str | Path | None) -> Portfolio | None:
 
 
 def tune(inputs: Inputs, space: SearchSpace, *, storage_url: str, name: str, trials: int | None = None,
-         budget_seconds: float | None = None, seeds: list[int] = (0,), device="cpu", callbacks=()) -> TuneResult:
+         budget_seconds: float | None = None, seeds: list[int] = (0,), device="cpu", keep: int = KEEP,
+         callbacks=()) -> TuneResult:
     """Open (or resume) the study, run the search in this process, and finish it."""
     if trials is None and budget_seconds is None:
         raise ValueError("give a number of trials or a time budget")
     study = open_study(name, storage_url, seeds[0])
-    optimize(study, Objective(inputs, space, seeds=list(seeds), device=device), trials=trials,
+    optimize(study, Objective(inputs, space, seeds=list(seeds), device=device, keep=keep), trials=trials,
              budget_seconds=budget_seconds, callbacks=callbacks)
-    return finish(study, inputs, seeds=list(seeds), device=device)
+    return finish(study, inputs, seeds=list(seeds), device=device, keep=keep)
