@@ -15,7 +15,7 @@
   (:mod:`flows.step_runs`). The run key hashes dataset, config, seed, split seed and data version, so a rerun after a
   failure finds the finished steps and resumes (checkpoints carry the RNG states: the result
   equals an uninterrupted run, and ``dgnn train``). One run at a time holds a run folder: an
-  identical run started meanwhile fails at once (``flows.checkpoints.run_lock``).
+  identical run started meanwhile fails at once (``dgnn.checkpoint.run_lock``).
 * Testing hook: ``DGNN_FAIL_AT=FT0-m2`` (comma-separated step names) makes that module task fail
   before it trains.
 * Every MLflow run this flow opens is closed: FINISHED, FAILED with the error as a tag, or KILLED
@@ -49,7 +49,7 @@ from dgnn.threads import apply_threads
 from dgnn.tune.portfolio import choose
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, Step, schedule
 from flows import data_tasks, prefect_links, registry, run_info, settings, step_runs, tracking
-from flows.checkpoints import load_checkpoint, load_tensors, remove_checkpoints, run_lock, save_checkpoint, step_file
+from dgnn.checkpoint import load_checkpoint, load_tensors, remove_checkpoints, run_lock, save_checkpoint, step_file
 
 FAIL_AT_ENV = "DGNN_FAIL_AT"
 

@@ -197,7 +197,7 @@ def _trained(tmp_path: Path):
     from dgnn.config import TrainConfig
     from dgnn.data.synthetic import csbm
     from dgnn.trainer import DecoupledTrainer, schedule
-    from flows.checkpoints import save_checkpoint
+    from dgnn.checkpoint import save_checkpoint
 
     graph = csbm(300, num_classes=3, avg_degree=6, num_features=16, seed=0)
     config = TrainConfig.model_validate({**TINY["train"], "feature_norm": "none"})
@@ -211,7 +211,7 @@ def _trained(tmp_path: Path):
 
 def test_checkpoint_round_trip_loads_with_weights_only(tmp_path):
     from dgnn.trainer import DecoupledTrainer
-    from flows.checkpoints import load_checkpoint
+    from dgnn.checkpoint import load_checkpoint
 
     graph, config, trainer = _trained(tmp_path)
     for path in tmp_path.glob("*.pt"):
@@ -224,7 +224,7 @@ def test_checkpoint_round_trip_loads_with_weights_only(tmp_path):
 
 def test_planted_pickle_in_a_checkpoint_or_payload_is_refused_not_run(tmp_path):
     from dgnn.trainer import DecoupledTrainer
-    from flows.checkpoints import CheckpointError, load_checkpoint, load_tensors
+    from dgnn.checkpoint import CheckpointError, load_checkpoint, load_tensors
 
     graph, config, _ = _trained(tmp_path)
     marker = tmp_path / "unpickled"
