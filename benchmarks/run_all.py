@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks.harness import REPO, Record, Spec, prepare, run
+from dgnn.metrics import mean_std
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -123,16 +123,6 @@ def _sha256(path: str | None) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def _mean(values):
-    values = [v for v in values if v is not None]
-    return statistics.fmean(values) if values else None
-
-
-def _std(values):
-    values = [v for v in values if v is not None]
-    return statistics.pstdev(values) if len(values) > 1 else (0.0 if values else None)
-
-
 def config_columns(spec: Spec) -> dict:
     """A row's architecture, config origin and feature normalisation; a DGNN row's come from its config."""
     if not spec.config or not Path(spec.config).exists():
@@ -152,10 +142,9 @@ def summarise(record: Record, threads: int) -> dict:
     }
     for key in ("test_acc", "val_acc", "macro_f1", "train_seconds", "time_to_best_val",
                 "train_seconds_excl_eval", "epochs_run", "best_epoch"):
-        values = [s.get(key) for s in seeds]
-        row[f"{key}_mean"] = _mean(values)
+        row[f"{key}_mean"], std = mean_std(s.get(key) for s in seeds)
         if key in ("test_acc", "train_seconds", "macro_f1"):
-            row[f"{key}_std"] = _std(values)
+            row[f"{key}_std"] = std
     last = record.last_progress or {}
     epochs_target = spec.epochs or (GCN_EPOCHS if spec.trainer == "gcn" else None)
     row["last_epoch"] = last.get("epoch")

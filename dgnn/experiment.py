@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from typing import Callable
@@ -11,6 +10,7 @@ import torch
 
 from dgnn.config import Portfolio, TrainConfig
 from dgnn.data import load_adjacency, load_graph, stored_propagated
+from dgnn.metrics import mean_std
 from dgnn.nn.filters import graph_filter
 from dgnn.propagation import normalize_features
 from dgnn.threads import apply_threads
@@ -157,8 +157,7 @@ def summarize(dataset: str, task: str, seeds: list[int], results: list[FitResult
     summary: dict = {"dataset": dataset, "task": task, "seeds": seeds}
     for name in (*names, "train_seconds"):
         values = [r.train_seconds if name == "train_seconds" else r.metrics[name] for r in results]
-        summary[f"{name}_mean"] = statistics.fmean(values)
-        summary[f"{name}_std"] = statistics.pstdev(values)
+        summary[f"{name}_mean"], summary[f"{name}_std"] = mean_std(values)
     summary["per_seed"] = [
         {"seed": s, "best_pass": r.best_pass, "train_seconds": r.train_seconds, **r.metrics}
         for s, r in zip(seeds, results)

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_info_score
+
+
+def mean_std(values) -> tuple[float | None, float | None]:
+    """Mean and population standard deviation over seeds; missing values (None) are skipped and
+    none at all gives (None, None)."""
+    values = [v for v in values if v is not None]
+    return (statistics.fmean(values), statistics.pstdev(values)) if values else (None, None)
 
 
 def _np(a) -> np.ndarray:

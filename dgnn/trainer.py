@@ -192,6 +192,13 @@ class DecoupledTrainer:
         module.set_input_transform_trainable(False)
         return StepResult(step, losses, val_metric, time.perf_counter() - start, steps_run, loss_times)
 
+    def advance(self, step: Step) -> tuple[StepResult, PassResult | None]:
+        """:meth:`run_step`, then :meth:`end_forward_pass` when ``step`` is the last of a forward
+        pass (and :meth:`should_stop` says whether to go on)."""
+        result = self.run_step(step)
+        last_of_pass = step.direction == "forward" and step.module == len(self.modules) - 1
+        return result, self.end_forward_pass(step.pass_index) if last_of_pass else None
+
     def _target_for(self, step: Step) -> torch.Tensor | None:
         l = step.module
         if l == len(self.modules) - 1 or (step.direction == "forward" and step.pass_index == 0):
@@ -368,14 +375,12 @@ class DecoupledTrainer:
         start = time.perf_counter()
         steps: list[StepResult] = []
         plan = schedule(len(self.modules), self.config.bp_count)
-        for i, step in enumerate(plan):
-            result = self.run_step(step)
+        for step in plan:
+            result, pass_result = self.advance(step)
             steps.append(result)
             if on_step:
                 on_step(result)
-            last_of_pass = step.direction == "forward" and step.module == len(self.modules) - 1
-            if last_of_pass:
-                pass_result = self.end_forward_pass(step.pass_index)
+            if pass_result is not None:
                 if on_pass:
                     on_pass(pass_result)
                 if self.should_stop():

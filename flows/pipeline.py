@@ -8,14 +8,10 @@
   under ``PREFECT_RESULTS_LOCAL_STORAGE_PATH``; a stage whose output is missing runs again and
   refreshes its cache entry; validate (the integrity check) always runs; fetch retries transient
   network failures (never a full disk).
-* A module task takes the trainer the previous step left: from memory when this process ran that
-  step, else rebuilt from the stored data plus that step's checkpoint file
-  (``<runs dir>/<run key>/NN-<step>.pt``, which names the files of its node-sized tensors). It
-  runs one :class:`dgnn.trainer.Step`, saves its own checkpoint and logs one MLflow child run
-  (:mod:`flows.step_runs`). The run key hashes dataset, config, seed, split seed and data version, so a rerun after a
-  failure finds the finished steps and resumes (checkpoints carry the RNG states: the result
-  equals an uninterrupted run, and ``dgnn train``). One run at a time holds a run folder: an
-  identical run started meanwhile fails at once (``dgnn.checkpoint.run_lock``).
+* A module task runs one step of the library's :class:`dgnn.stepwise.StepwiseRun` (which keeps
+  the checkpoints in ``<runs dir>/<run key>/`` and resumes a rerun after a failure from the
+  finished steps) and logs one MLflow child run (:mod:`flows.step_runs`). One run at a time holds
+  a run folder: an identical run started meanwhile fails at once (``dgnn.checkpoint.run_lock``).
 * Testing hook: ``DGNN_FAIL_AT=FT0-m2`` (comma-separated step names) makes that module task fail
   before it trains.
 * Every MLflow run this flow opens is closed: FINISHED, FAILED with the error as a tag, or KILLED
@@ -25,12 +21,9 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import time
 from dataclasses import asdict
-from functools import lru_cache
 from pathlib import Path
 
 import flows  # noqa: F401 - environment defaults before prefect/mlflow are imported
@@ -39,17 +32,19 @@ import yaml
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from dgnn.config import Portfolio, RunConfig, config_task, first_train, TrainConfig, default_config_path, load_config
+from dgnn.checkpoint import load_tensors
+from dgnn.config import Portfolio, RunConfig, TrainConfig, config_task, default_config_path, first_train, load_config
 from dgnn.data import content_hash
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored, read_meta, write_atomically
-from dgnn.experiment import Inputs, load_inputs, resolve_device, summarize
+from dgnn.experiment import resolve_device, summarize
 from dgnn.processes import owned_temp_dir
+from dgnn.stepwise import RunSpec, StepwiseRun, stage_inputs
 from dgnn.threads import apply_threads
+from dgnn.trainer import FitResult
 from dgnn.tune.portfolio import choose
-from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, Step, schedule
 from flows import data_tasks, prefect_links, registry, run_info, settings, step_runs, tracking
-from dgnn.checkpoint import load_checkpoint, load_tensors, remove_checkpoints, run_lock, save_checkpoint, step_file
+from flows.tracked_run import TrackedRun
 
 FAIL_AT_ENV = "DGNN_FAIL_AT"
 
@@ -77,13 +72,6 @@ def resolve_config(dataset: str, task: str, config=None) -> RunConfig | Portfoli
     if config_task(run_config) != task:
         raise ValueError(f"the config is a {config_task(run_config)!r} config but the task is {task!r}")
     return run_config
-
-
-def run_key(dataset: str, train: TrainConfig, seed: int, split_seed: int, data_version: str) -> str:
-    """Names the checkpoint folder: same inputs, same folder, so a rerun resumes."""
-    text = json.dumps({"dataset": dataset, "train": train.model_dump(mode="json"), "seed": seed,
-                       "split_seed": split_seed, "data_version": data_version}, sort_keys=True)
-    return f"{dataset}-{train.task}-s{seed}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 # -- data tasks -------------------------------------------------------------------------------------
@@ -117,23 +105,6 @@ def run_data_tasks(dataset: str, split_seed: int, train: TrainConfig | None) -> 
             else content_hash(propagated)}
 
 
-# -- checkpoints ------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=4)
-def stage_inputs(dataset: str, root: str, split_seed: int, version: str) -> Inputs:
-    # ``version`` is only part of the cache key: new data gives new inputs.
-    return load_inputs(dataset, data_dir=root, split_seed=split_seed)
-
-
-def inputs_of(ctx: dict) -> Inputs:
-    return stage_inputs(ctx["dataset"], ctx["data_root"], ctx["split_seed"], ctx["data_content_hash"])
-
-
-def build_trainer(ctx: dict) -> DecoupledTrainer:
-    return inputs_of(ctx).trainer(TrainConfig.model_validate(ctx["train"]), ctx["seed"], ctx["device"])
-
-
 @task(name="choose-config", task_run_name="choose-config", cache_policy=NO_CACHE, persist_result=False)
 def choose_task(dataset: str, portfolio: Portfolio, seed: int, split_seed: int, device: str,
                 data_content_hash: str) -> dict:
@@ -143,63 +114,13 @@ def choose_task(dataset: str, portfolio: Portfolio, seed: int, split_seed: int, 
     return {"name": choice.name, "train": choice.config, "scores": choice.scores, "seconds": choice.seconds}
 
 
-# The trainer that this process's last module task of a run left (by run folder): the next task of
-# the run, or evaluate, continues from memory instead of rebuilding the trainer and reading back
-# the checkpoint just written. The checkpoint files stay the record that resume and other processes
-# (Dask workers) read.
-_LIVE: dict[str, tuple[int, str, DecoupledTrainer, torch.Tensor]] = {}
-
-
-def trainer_after(ctx: dict, index: int) -> DecoupledTrainer:
-    """The trainer as saved after step ``index`` of the run (a fresh one for ``index`` -1)."""
-    live = _LIVE.pop(ctx["run_dir"], None)  # taken: a step that fails leaves no half-trained trainer
-    if live is not None and live[:2] == (index, ctx["device"]):
-        torch.set_rng_state(live[3])  # what loading the checkpoint would restore
-        return live[2]
-    trainer = build_trainer(ctx)
-    if index >= 0:
-        step = schedule(trainer.config.num_modules, trainer.config.bp_count)[index]
-        load_checkpoint(trainer, step_file(Path(ctx["run_dir"]), index, step))
-    return trainer
-
-
-def _write_json(path: Path, data) -> None:
-    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=float)))
-
-
 # -- module task ------------------------------------------------------------------------------------
 
 
-def _check_fault_injection(step: Step) -> None:
+def _check_fault_injection(name: str) -> None:
     targets = {t.strip() for t in os.environ.get(FAIL_AT_ENV, "").split(",") if t.strip()}
-    if step.name in targets:
+    if name in targets:
         raise RuntimeError(f"injected failure ({FAIL_AT_ENV}={os.environ[FAIL_AT_ENV]})")
-
-
-def execute_step(ctx: dict, index: int, step: Step) -> dict:
-    """Run (or find, if already saved) step ``index``; returns the record saved beside the checkpoint."""
-    run_dir = Path(ctx["run_dir"])
-    ckpt = step_file(run_dir, index, step)
-    record_file = ckpt.with_suffix(".json")
-    if ckpt.exists() and record_file.exists():
-        return {**json.loads(record_file.read_text()), "resumed": True}
-    _check_fault_injection(step)
-    trainer = trainer_after(ctx, index - 1)
-    result = trainer.run_step(step)
-    record = {
-        "index": index, "name": step.name, "direction": step.direction, "pass_index": step.pass_index,
-        "module": step.module, "losses": result.losses, "loss_times": result.loss_times,
-        "val_metric": result.val_metric, "seconds": result.seconds, "steps_run": result.steps_run,
-        "pass": None, "stop": False,
-    }
-    if step.direction == "forward" and step.module == trainer.config.num_modules - 1:
-        record["pass"] = asdict(trainer.end_forward_pass(step.pass_index))
-        record["stop"] = trainer.should_stop()
-    torch.save(trainer.modules[step.module].state_dict(), ckpt.with_suffix(".module.pt"))
-    save_checkpoint(trainer, ckpt)
-    _write_json(record_file, record)
-    _LIVE[ctx["run_dir"]] = (index, ctx["device"], trainer, torch.get_rng_state())
-    return {**record, "resumed": False}
 
 
 class ModuleStepError(RuntimeError):
@@ -207,22 +128,24 @@ class ModuleStepError(RuntimeError):
 
 
 @task(name="module-step", task_run_name="{step_name}", cache_policy=NO_CACHE, persist_result=False)
-def module_task(ctx: dict, index: int, step_name: str, direction: str, pass_index: int, module: int) -> dict:
-    step = Step(direction, pass_index, module)
-    child = step_runs.open_step_run(ctx, index, step)  # RUNNING in MLflow while the step trains
+def module_task(tracked: TrackedRun, index: int, step_name: str) -> dict:
+    """Step ``index`` of the run (``step_name`` names the task run), with its MLflow child run."""
+    step = tracked.run.plan[index]
+    child = step_runs.open_step_run(tracked, index)  # RUNNING in MLflow while the step trains
     try:
-        record = execute_step(ctx, index, step)
+        if not tracked.run.done(index):
+            _check_fault_injection(step_name)
+        record = tracked.run.step(index)
     except BaseException as err:
-        tracking.log_later(ctx["parent_run_id"], step_runs.fail_step_run, ctx, child, err, tracking.now_ms())
+        tracking.log_later(tracked.parent_run_id, step_runs.fail_step_run, tracked, child, err, tracking.now_ms())
         if not isinstance(err, Exception):
             raise  # Ctrl-C, SIGTERM: left as they are, so the CLI reports an interruption, not a failure
         raise ModuleStepError(
-            f"module task {step.name} failed ({direction} pass {pass_index}, module {module + 1}, "
+            f"module task {step.name} failed ({step.direction} pass {step.pass_index}, module {step.module + 1}, "
             f"step {index + 1}): {type(err).__name__}: {err}"
         ) from err
-    checkpoint = step_file(Path(ctx["run_dir"]), index, step).with_suffix(".module.pt")
-    tracking.log_later(ctx["parent_run_id"], step_runs.close_step_run, ctx, child, record, checkpoint,
-                       tracking.now_ms())
+    tracking.log_later(tracked.parent_run_id, step_runs.close_step_run, tracked, child, record,
+                       tracked.run.module_file(index), tracking.now_ms())
     if record["pass"]:
         p = record["pass"]
         shown = " ".join(f"{k}={v:.4f}" for k, v in p["metrics"].items())
@@ -235,66 +158,47 @@ def module_task(ctx: dict, index: int, step_name: str, direction: str, pass_inde
 
 
 @task(name="evaluate", task_run_name="evaluate", cache_policy=NO_CACHE, persist_result=False)
-def evaluate_task(ctx: dict, last_index: int) -> dict:
-    """Restore the selected pass from the last checkpoint; save predictions, embedding, model payload."""
+def evaluate_task(tracked: TrackedRun, records: list[dict]) -> FitResult:
+    """Restore the selected pass; save predictions, embedding and the model payload."""
     from flows.model import model_payload
 
-    run_dir = Path(ctx["run_dir"])
-    trainer = trainer_after(ctx, last_index)
-    trainer.restore_best()
-    torch.save({"prediction": trainer.predict().cpu(), "embedding": trainer.embed().cpu()},
-               run_dir / "predictions.pt")
-    torch.save(model_payload(trainer, trainer.config, ctx["dataset"]), run_dir / "model-payload.pt")
-    best = trainer.best
-    return {
-        "best_pass": best["pass_index"],
-        "criterion": best["criterion"],
-        "criterion_name": "val_acc" if trainer.supervised else "modularity",
-        "metrics": best["metrics"],
-        "passes": [asdict(p) for p in trainer.passes],
-        "predictions_path": str(run_dir / "predictions.pt"),
-    }
+    fit, trainer = tracked.run.evaluate(records)
+    spec = tracked.run.spec
+    torch.save(model_payload(trainer, spec.train, spec.dataset), spec.run_dir / "model-payload.pt")
+    return fit
 
 
 @task(name="report", task_run_name="report", cache_policy=NO_CACHE, persist_result=False)
-def report_task(ctx: dict, evaluation: dict, step_records: list[dict], data: dict) -> dict:
+def report_task(tracked: TrackedRun, fit: FitResult, step_records: list[dict], data: dict) -> dict:
     """Parent-run metrics and plots, the packaged model (logged and registered), the JSON summary."""
     from flows.model import save_packaged_model
 
-    client = tracking.client(ctx["tracking_uri"])
-    parent = ctx["parent_run_id"]
-    run_dir = Path(ctx["run_dir"])
-    train = TrainConfig.model_validate(ctx["train"])
-    passes = [PassResult(**p) for p in evaluation["passes"]]
-    train_seconds = sum(r["seconds"] for r in step_records)
-    fit = FitResult(task=train.task, best_pass=evaluation["best_pass"], metrics=evaluation["metrics"],
-                    passes=passes, train_seconds=train_seconds)
-    summary = summarize(ctx["dataset"], train.task, [ctx["seed"]], [fit], inputs_of(ctx).graph.num_classes)
+    client = tracking.client(tracked.tracking_uri)
+    parent, run, spec = tracked.parent_run_id, tracked.run, tracked.run.spec
+    summary = summarize(spec.dataset, spec.train.task, [spec.seed], [fit], run.inputs().graph.num_classes)
     for warning in summary["warnings"]:
         print(f"warning: {warning}")
-
-    final = {**evaluation["metrics"], "best_pass": evaluation["best_pass"], "train_seconds": train_seconds,
+    criterion_name = "val_acc" if spec.train.task == "classify" else "modularity"
+    final = {**fit.metrics, "best_pass": fit.best_pass, "train_seconds": fit.train_seconds,
              "resumed_steps": sum(r["resumed"] for r in step_records)}
-    per_pass = [item for p in evaluation["passes"]
-                for item in tracking.metric_items({f"pass_{k}": v for k, v in p["metrics"].items()}, p["pass_index"])]
+    per_pass = [item for p in fit.passes
+                for item in tracking.metric_items({f"pass_{k}": v for k, v in p.metrics.items()}, p.pass_index)]
     tracking.log_batch(client, parent, metrics=[*tracking.metric_items(final), *per_pass])
-    losses = [{**r, "losses": json.loads(step_file(run_dir, r["index"], Step(
-        r["direction"], r["pass_index"], r["module"])).with_suffix(".json").read_text())["losses"]}
-              for r in step_records]
+    losses = [{**r, "losses": run.losses(r["index"])} for r in step_records]
     with owned_temp_dir("report") as tmp:
         tmp = Path(tmp)
         plots = tmp / "plots"
         plots.mkdir()
         tracking.plot_losses(losses, plots / "loss_curves.png")
-        tracking.plot_passes([p | {"is_best_final": p["pass_index"] == evaluation["best_pass"]}
-                              for p in evaluation["passes"]], plots / "metric_per_pass.png")
+        tracking.plot_passes([asdict(p) | {"is_best_final": p.pass_index == fit.best_pass} for p in fit.passes],
+                             plots / "metric_per_pass.png")
         client.log_artifacts(parent, str(plots), "plots")
-        save_packaged_model(load_tensors(run_dir / "model-payload.pt"), tmp / "model")
+        save_packaged_model(load_tensors(spec.run_dir / "model-payload.pt"), tmp / "model")
         client.log_artifacts(parent, str(tmp / "model"), "model")
     registered = registry.register_model(
-        client, tracking.model_name(ctx["dataset"], train.task), parent, "model", evaluation["criterion"],
-        evaluation["criterion_name"], ctx["model_identity"], ctx.get("model_tags"),
-        run_info.model_description(ctx["dataset"], train.task, evaluation["criterion_name"]))
+        client, tracking.model_name(spec.dataset, spec.train.task), parent, "model", fit.criterion,
+        criterion_name, tracked.model_identity, tracked.model_tags,
+        run_info.model_description(spec.dataset, spec.train.task, criterion_name))
     tracking.set_tags(client, parent, {"registered_model": registered["name"],
                                        "registered_version": registered["version"] or "none",
                                        "registry_decision": registered["decision"],
@@ -302,20 +206,20 @@ def report_task(ctx: dict, evaluation: dict, step_records: list[dict], data: dic
                                        "warnings": " | ".join(summary["warnings"]) or "none"})
     summary |= {
         "mlflow_run_id": parent,
-        "experiment": ctx["experiment"],
-        "experiment_id": ctx["experiment_id"],
-        "tracking_uri": ctx["tracking_uri"],
-        "data_version": ctx["data_version"],
-        "data_content_hash": ctx["data_content_hash"],
+        "experiment": tracked.experiment,
+        "experiment_id": tracked.experiment_id,
+        "tracking_uri": tracked.tracking_uri,
+        "data_version": tracked.data_version,
+        "data_content_hash": spec.data_content_hash,
         "model_uri": f"runs:/{parent}/model",
         "registered_model": registered,
-        "run_key": ctx["run_key"],
-        "checkpoint_dir": str(run_dir),
+        "run_key": spec.key,
+        "checkpoint_dir": str(spec.run_dir),
         "cached_tasks": data["cached"],
         "task_states": data["states"],
         "resumed_steps": [r["name"] for r in step_records if r["resumed"]],
         "child_runs": len(step_records),
-        "threads": ctx["threads"],
+        "threads": tracked.threads,
     }
     tracking.log_json(client, parent, summary, "summary.json")
     return summary
@@ -376,14 +280,15 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
         prefect_links.link_mlflow_run(uri, experiment_id, parent, parent_name)
         data = run_data_tasks(dataset, split_seed, train)
         threads = apply_threads(data["nodes"], threads)
-        key = run_key(dataset, train, seed, split_seed, data["data_content_hash"])
-        run_dir = settings.runs_dir() / key
+        run = StepwiseRun(RunSpec(dataset, train, seed, split_seed, device, str(data_root().resolve()),
+                                  data["data_content_hash"], settings.runs_dir()))
+        run_dir = run.spec.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         config_text = yaml.safe_dump(run_config.model_dump(mode="json"), sort_keys=False)
         write_atomically(run_dir / "config.yaml", lambda tmp: tmp.write_text(config_text))  # an identical run may write it too
         tracking.set_tags(client, parent, {
             "data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
-            "data_tracked": str(data["data_version"] != "untracked").lower(), "run_key": key,
+            "data_tracked": str(data["data_version"] != "untracked").lower(), "run_key": run.spec.key,
             "threads": threads,
             **{f"dvc.{k}": v for k, v in data["versions"].items() if k != "data_version"}})
         client.log_artifact(parent, str(run_dir / "config.yaml"))
@@ -391,26 +296,22 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
         if choice is not None:
             tracking.log_metrics(client, parent, {f"candidate_criterion.{name}": value
                                                   for name, value in choice["scores"].items()})
-        ctx = {"dataset": dataset, "train": train.model_dump(mode="json"), "seed": seed,
-               "split_seed": split_seed, "device": device, "data_root": str(data_root().resolve()),
-               "data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
-               "run_key": key, "run_dir": str(run_dir), "threads": threads,
-               "model_tags": {k: v for k, v in (run_tags or {}).items() if k.startswith("tune") or k == "config_choice"},
-               "tracking_uri": uri, "experiment": experiment, "experiment_id": experiment_id,
-               "parent_run_id": parent, "model_identity": {"data_version": data["data_version"],
-               "data_content_hash": data["data_content_hash"], "config_hash": tags["config_hash"]}}
+        tracked = TrackedRun(
+            run, uri, experiment, experiment_id, parent, data["data_version"], threads,
+            model_identity={"data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
+                            "config_hash": tags["config_hash"]},
+            model_tags={k: v for k, v in (run_tags or {}).items() if k.startswith("tune") or k == "config_choice"})
         records = []
-        with tracking.background_logging(parent) as child_logger, run_lock(run_dir):
-            for index, step in enumerate(schedule(train.num_modules, train.bp_count)):
-                record = module_task(ctx, index, step.name, step.direction, step.pass_index, step.module)
+        with tracking.background_logging(parent) as child_logger, run.lock():
+            for index, step in enumerate(run.plan):
+                record = module_task(tracked, index, step.name)
                 records.append(record)
                 if record["stop"]:
                     break
-            evaluation = evaluate_task(ctx, records[-1]["index"])
-            summary = report_task(ctx, evaluation, records, data)
+            summary = report_task(tracked, evaluate_task(tracked, records), records, data)
             child_logger.drain()
             if not keep_checkpoints:
-                remove_checkpoints(run_dir, records)
+                run.remove_checkpoints(records)
         summary["pipeline_seconds"] = time.perf_counter() - started
         tracking.log_metrics(client, parent, {"pipeline_seconds": summary["pipeline_seconds"]})
         tracking.end_run(client, parent)

@@ -11,27 +11,26 @@ import shutil
 from pathlib import Path
 
 from dgnn.processes import owned_temp_dir
-from dgnn.trainer import Step
 from flows import tracking
+from flows.tracked_run import TrackedRun
 
 
-def open_step_run(ctx: dict, index: int, step: Step) -> str:
-    """Start the step's child run (tags, the module's params); returns its id."""
-    module_cfg = ctx["train"]["modules"][step.module]
-    params = {f"module.{k}": v for k, v in module_cfg.items()} | {
+def open_step_run(tracked: TrackedRun, index: int) -> str:
+    """Start the child run of step ``index`` (tags, the module's params); returns its id."""
+    spec, step = tracked.run.spec, tracked.run.plan[index]
+    params = {f"module.{k}": v for k, v in spec.train.modules[step.module].model_dump(mode="json").items()} | {
         "direction": step.direction, "pass_index": step.pass_index, "module_index": step.module + 1,
-        "step_index": index, "seed": ctx["seed"], "eta": ctx["train"]["eta"],
-        "keep_own_loss": ctx["train"]["keep_own_loss"],
+        "step_index": index, "seed": spec.seed, "eta": spec.train.eta, "keep_own_loss": spec.train.keep_own_loss,
     }
     tags = {"direction": step.direction, "pass_index": step.pass_index, "module_index": step.module + 1,
-            "step_index": index, "step": step.name, "run_key": ctx["run_key"]}
-    return tracking.start_run(tracking.client(ctx["tracking_uri"]), ctx["experiment_id"], step.name,
-                              tags=tags, params=params, parent_id=ctx["parent_run_id"])
+            "step_index": index, "step": step.name, "run_key": spec.key}
+    return tracking.start_run(tracking.client(tracked.tracking_uri), tracked.experiment_id, step.name,
+                              tags=tags, params=params, parent_id=tracked.parent_run_id)
 
 
-def close_step_run(ctx: dict, run_id: str, record: dict, checkpoint: Path, ended_ms: int) -> None:
+def close_step_run(tracked: TrackedRun, run_id: str, record: dict, checkpoint: Path, ended_ms: int) -> None:
     """Log the step's metrics and module checkpoint, then end the run FINISHED at ``ended_ms``."""
-    client = tracking.client(ctx["tracking_uri"])
+    client = tracking.client(tracked.tracking_uri)
     try:
         tracking.log_batch(client, run_id, tags={"resumed_from_checkpoint": str(record["resumed"]).lower()},
                            metrics=_metrics(record))
@@ -45,8 +44,8 @@ def close_step_run(ctx: dict, run_id: str, record: dict, checkpoint: Path, ended
         raise
 
 
-def fail_step_run(ctx: dict, run_id: str, error: BaseException, ended_ms: int) -> None:
-    tracking.fail_run(tracking.client(ctx["tracking_uri"]), run_id, error, end_time=ended_ms)
+def fail_step_run(tracked: TrackedRun, run_id: str, error: BaseException, ended_ms: int) -> None:
+    tracking.fail_run(tracking.client(tracked.tracking_uri), run_id, error, end_time=ended_ms)
 
 
 def _metrics(record: dict) -> list:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import statistics
 import time
 import uuid
 
@@ -25,6 +24,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from dgnn.config import first_train
+from dgnn.metrics import mean_std
 from dgnn.threads import choose_threads
 from flows import run_info, tracking
 from flows.pipeline import resolve_config, run_data_tasks, train_pipeline
@@ -80,9 +80,7 @@ def _aggregate(runs: list[dict]) -> dict:
         keys = [k for k in mine[0] if k.endswith("_mean") and k != "train_seconds_mean"]
         out[dataset] = {"runs": len(mine), "mlflow_run_ids": [r["mlflow_run_id"] for r in mine]}
         for key in keys:
-            values = [r[key] for r in mine]
-            out[dataset][key] = statistics.fmean(values)
-            out[dataset][key.replace("_mean", "_std")] = statistics.pstdev(values)
+            out[dataset][key], out[dataset][key.replace("_mean", "_std")] = mean_std(r[key] for r in mine)
     return out
 
 

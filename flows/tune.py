@@ -22,7 +22,8 @@ from dgnn.threads import apply_threads
 from dgnn.tune.space import default_search_space, load_search_space
 from dgnn.tune.study import KEEP, Objective, candidates_of, finish, open_study, optimize, study_name
 from flows import settings, tracking, tune_tracking
-from flows.pipeline import run_data_tasks, stage_inputs
+from dgnn.stepwise import stage_inputs
+from flows.pipeline import run_data_tasks
 
 
 @task(name="tune-trials", task_run_name="trials-worker{worker}", cache_policy=NO_CACHE, persist_result=False)

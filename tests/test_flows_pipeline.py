@@ -411,7 +411,7 @@ def test_checkpoints_write_each_node_sized_tensor_once(tmp_path):
     from dgnn.config import TrainConfig
     from dgnn.data.synthetic import csbm
     from dgnn.trainer import DecoupledTrainer, schedule
-    from flows.pipeline import load_checkpoint, save_checkpoint
+    from dgnn.checkpoint import load_checkpoint, save_checkpoint
 
     graph = csbm(300, num_classes=3, avg_degree=6, num_features=16, seed=0)
     config = TrainConfig.model_validate({**TINY["train"], "feature_norm": "none"})
@@ -419,9 +419,7 @@ def test_checkpoints_write_each_node_sized_tensor_once(tmp_path):
     plan = schedule(L, BP)  # FT0-m1, FT0-m2, BT1-m2, BT1-m1, FT1-m1, FT1-m2
     files, references = [], 0
     for index, step in enumerate(plan):
-        trainer.run_step(step)
-        if step.direction == "forward" and step.module == L - 1:
-            trainer.end_forward_pass(step.pass_index)
+        trainer.advance(step)
         save_checkpoint(trainer, tmp_path / f"{index:02d}.pt")
         files.append(len(list(tmp_path.glob("tensor-*.pt"))))
         state = trainer.state_dict()

@@ -1,0 +1,146 @@
+"""A training run taken one module step at a time, each step checkpointed in the run's folder.
+
+The pipeline runs one Prefect task per step; :class:`StepwiseRun` is what each task calls. After
+step ``i`` the folder holds ``NN-<step>.pt`` (the trainer state, :mod:`dgnn.checkpoint`),
+``NN-<step>.json`` (the step's record: losses, validation score, the pass it closed) and
+``NN-<step>.module.pt`` (the module's weights). A step whose record exists is not run again, so a
+rerun after a failure resumes; checkpoints carry the RNG states, so the result equals an
+uninterrupted run and ``dgnn train``. Within one process the trainer the last step left is kept in
+memory; another process (a Dask worker, a resumed run) reads the checkpoint instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from dgnn.checkpoint import load_checkpoint, remove_checkpoints, run_lock, save_checkpoint, step_file
+from dgnn.config import TrainConfig
+from dgnn.data.store import write_atomically
+from dgnn.experiment import Inputs, load_inputs
+from dgnn.trainer import DecoupledTrainer, FitResult, schedule
+
+
+def run_key(dataset: str, train: TrainConfig, seed: int, split_seed: int, data_version: str) -> str:
+    """Names the run folder: same inputs, same folder, so a rerun resumes."""
+    text = json.dumps({"dataset": dataset, "train": train.model_dump(mode="json"), "seed": seed,
+                       "split_seed": split_seed, "data_version": data_version}, sort_keys=True)
+    return f"{dataset}-{train.task}-s{seed}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+@lru_cache(maxsize=4)
+def stage_inputs(dataset: str, root: str, split_seed: int, version: str) -> Inputs:
+    """The stored inputs of ``dataset``, shared by the runs and trials of this process;
+    ``version`` (the data's content hash) is only part of the cache key: new data, new inputs."""
+    return load_inputs(dataset, data_dir=root, split_seed=split_seed)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run trains, on which stored data, and where its folder lives."""
+
+    dataset: str
+    train: TrainConfig
+    seed: int
+    split_seed: int
+    device: str
+    data_root: str
+    data_content_hash: str
+    runs_dir: Path
+
+    @property
+    def key(self) -> str:
+        return run_key(self.dataset, self.train, self.seed, self.split_seed, self.data_content_hash)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.key
+
+
+class StepwiseRun:
+    """The steps of one run (:func:`dgnn.trainer.schedule`), each run by :meth:`step`."""
+
+    def __init__(self, spec: RunSpec):
+        self.spec = spec
+        self.plan = schedule(spec.train.num_modules, spec.train.bp_count)
+        self._live: tuple[int, DecoupledTrainer, torch.Tensor] | None = None
+
+    def __getstate__(self) -> dict:  # another process reads the checkpoints, not this one's memory
+        return {**self.__dict__, "_live": None}
+
+    def inputs(self) -> Inputs:
+        s = self.spec
+        return stage_inputs(s.dataset, s.data_root, s.split_seed, s.data_content_hash)
+
+    def lock(self):
+        """Hold the run folder for this process (:func:`dgnn.checkpoint.run_lock`)."""
+        self.spec.run_dir.mkdir(parents=True, exist_ok=True)
+        return run_lock(self.spec.run_dir)
+
+    def _trainer_after(self, index: int) -> DecoupledTrainer:
+        """The trainer as saved after step ``index`` (a fresh one for -1)."""
+        live, self._live = self._live, None  # taken: a step that fails leaves no half-trained trainer
+        if live is not None and live[0] == index:
+            torch.set_rng_state(live[2])  # what loading the checkpoint would restore
+            return live[1]
+        trainer = self.inputs().trainer(self.spec.train, self.spec.seed, self.spec.device)
+        if index >= 0:
+            load_checkpoint(trainer, step_file(self.spec.run_dir, index, self.plan[index]))
+        return trainer
+
+    def step(self, index: int) -> dict:
+        """Run step ``index`` (or read its record if it already ran); returns its record, with
+        ``resumed`` saying which."""
+        step = self.plan[index]
+        ckpt = step_file(self.spec.run_dir, index, step)
+        record_file = ckpt.with_suffix(".json")
+        if self.done(index):
+            return {**json.loads(record_file.read_text()), "resumed": True}
+        trainer = self._trainer_after(index - 1)
+        result, closed = trainer.advance(step)
+        record = {
+            "index": index, "name": step.name, "direction": step.direction, "pass_index": step.pass_index,
+            "module": step.module, "losses": result.losses, "loss_times": result.loss_times,
+            "val_metric": result.val_metric, "seconds": result.seconds, "steps_run": result.steps_run,
+            "pass": None if closed is None else asdict(closed),
+            "stop": closed is not None and trainer.should_stop(),
+        }
+        torch.save(trainer.modules[step.module].state_dict(), self.module_file(index))
+        save_checkpoint(trainer, ckpt)
+        write_atomically(record_file, lambda tmp: tmp.write_text(json.dumps(record, indent=2, default=float)))
+        self._live = (index, trainer, torch.get_rng_state())
+        return {**record, "resumed": False}
+
+    def done(self, index: int) -> bool:
+        """Whether step ``index`` ran already (its checkpoint and record are saved)."""
+        ckpt = step_file(self.spec.run_dir, index, self.plan[index])
+        return ckpt.exists() and ckpt.with_suffix(".json").exists()
+
+    def module_file(self, index: int) -> Path:
+        """The weights of the module that step ``index`` trained."""
+        return step_file(self.spec.run_dir, index, self.plan[index]).with_suffix(".module.pt")
+
+    def losses(self, index: int) -> list[float]:
+        return json.loads(step_file(self.spec.run_dir, index, self.plan[index]).with_suffix(".json").read_text())["losses"]
+
+    def evaluate(self, records: list[dict]) -> tuple[FitResult, DecoupledTrainer]:
+        """After the steps in ``records``: what :meth:`DecoupledTrainer.fit` would return, and the
+        trainer with the selected pass's weights restored (its predictions and embedding are saved
+        to ``predictions.pt``)."""
+        trainer = self._trainer_after(records[-1]["index"])
+        trainer.restore_best()
+        torch.save({"prediction": trainer.predict().cpu(), "embedding": trainer.embed().cpu()},
+                   self.spec.run_dir / "predictions.pt")
+        fit = FitResult(task=self.spec.train.task, best_pass=trainer.best["pass_index"],
+                        metrics=trainer.best["metrics"], passes=list(trainer.passes),
+                        train_seconds=sum(r["seconds"] for r in records))
+        return fit, trainer
+
+    def remove_checkpoints(self, records: list[dict]) -> None:
+        remove_checkpoints(self.spec.run_dir, records)
+
