@@ -46,7 +46,8 @@ def main(argv=None) -> int:
                          "test_acc_std": statistics.stdev(accs), "test_acc": accs,
                          "train_seconds_mean": statistics.mean(r.train_seconds for r in results)})
             print(json.dumps(rows[-1]), flush=True)
-    result = {"date": time.strftime("%Y-%m-%d"), "preset": HARD, "seeds": SEEDS, "config": str(CONFIG.relative_to(HERE.parent)),
+    result = {"date": time.strftime("%Y-%m-%d"), "preset": HARD, "seeds": SEEDS,
+              "config": str(CONFIG.relative_to(HERE.parent)),
               "machine": {"cpus": os.cpu_count(), "torch_threads": 1, "load_avg_before": load_before,
                           "load_avg_after": os.getloadavg()},
               "rows": rows}
