@@ -225,6 +225,54 @@ def authors_settings(core, peers) -> tuple[list[str], list[str]]:
     return lines, losses
 
 
+def sampling_section(results: Path) -> list[str]:
+    """Per-batch sampling time by graph size, from ``bench_sampling.py`` (none if not run)."""
+    path = results / "sampling.json"
+    if not path.exists():
+        return []
+    bench = json.loads(path.read_text())
+    sizes = sorted({r["nodes"] for r in bench["rows"]})
+    cases = list(dict.fromkeys(r["case"] for r in bench["rows"]))
+    us = {(r["case"], r["nodes"]): r["us_per_batch"] for r in bench["rows"]}
+    load = bench["machine"]["load_avg_before"][0]
+    lines = ["## Batch sampling cost (issue 14)\n",
+             f"From `benchmarks/bench_sampling.py` ({bench['date']}, 1 torch thread, load average {load:.1f} "
+             f"on {bench['machine']['cpus']} cores): µs to draw one batch of {bench['batch']} rows without "
+             "replacement (`dgnn.sampling`), median of 5 rounds. The reference row is the per-step "
+             "permutation the trainer used before.\n",
+             "| case | " + " | ".join(f"{n:,} nodes" for n in sizes) + f" | {sizes[-1]:,} / {sizes[0]:,} |",
+             "|---|" + "---|" * (len(sizes) + 1)]
+    for c in cases:
+        cells = " | ".join(f"{us[c, n]:,.0f}" for n in sizes)
+        lines.append(f"| {c} | {cells} | {us[c, sizes[-1]] / us[c, sizes[0]]:.2f}x |")
+    return lines + [""]
+
+
+def hard_csbm_section(results: Path) -> list[str]:
+    """Test accuracy on the hard CSBM presets, from ``bench_csbm_hard.py`` (none if not run)."""
+    path = results / "csbm_hard.json"
+    if not path.exists():
+        return []
+    bench = json.loads(path.read_text())
+    datasets = list(dict.fromkeys(r["dataset"] for r in bench["rows"]))
+    methods = list(dict.fromkeys(r["method"] for r in bench["rows"]))
+    acc = {(r["dataset"], r["method"]): r for r in bench["rows"]}
+    names = LABELS | {"mlp": "MLP (features only)"}
+    lines = ["## Hard CSBM: where the methods differ (issue 14)\n",
+             f"The presets `synthetic-csbm-hard-<nodes>` (homophily {bench['preset']['homophily']}, feature signal "
+             f"{bench['preset']['feature_signal']}; 10 classes, average degree 10, 128 features, 20 training nodes "
+             f"per class) from `benchmarks/bench_csbm_hard.py` ({bench['date']}, 1 torch thread, seeds "
+             f"{bench['seeds'][0]}-{bench['seeds'][-1]}): test accuracy %. DGNN runs `{bench['config']}` as on the "
+             "easy series; the peers run the settings of *Method settings* below, the MLP those of "
+             "`benchmarks.methods.train_mlp` (2 layers, hidden 64, 200 epochs).\n",
+             "| method | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+    for method in methods:
+        cells = [f"{100 * acc[d, method]['test_acc_mean']:.1f} ± {100 * acc[d, method]['test_acc_std']:.1f}"
+                 if (d, method) in acc else "not run" for d in datasets]
+        lines.append(f"| {names.get(method, method)} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None = None) -> Path:
     results = Path(results)
     peers_all = read_csv(results / "peers.csv")
@@ -353,8 +401,9 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
     csbm_dgnn = next((r for r in scaling if r["method"] == "dgnn"), None)
     add(f"10 classes, homophily 0.8 (`dgnn.data.synthetic`); DGNN uses `benchmarks/configs/csbm-dgnn.yaml` "
         f"({_arch(csbm_dgnn)}). These graphs are easy (all methods reach ~99 % where they "
-        "finish): the series measures cost, not accuracy. Peers had a time budget per run; a run cut short shows "
-        "the epoch it reached and a linear extrapolation to its full epoch count.\n")
+        "finish): the series measures cost, not accuracy (accuracy: *Hard CSBM* below). Peers had a time "
+        "budget per run; a run cut short shows the epoch it reached and a linear extrapolation to its full "
+        "epoch count.\n")
     add("| graph | edges | method | training s | peak RSS GiB | test acc % | status |")
     add("|---|---|---|---|---|---|---|")
     for r in sorted(scaling, key=lambda r: (r.get("edges") or 0, METHODS.index(r["method"]) if r["method"] in METHODS else 9)):
@@ -433,6 +482,9 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
             "Peers: PyG example settings (GCN hidden 64), row-normalised features.\n")
         L.extend(tuned.read_text().rstrip().splitlines())
         add("")
+
+    L.extend(sampling_section(results))
+    L.extend(hard_csbm_section(results))
 
     add("## Where DGNN loses\n")
     if losses:

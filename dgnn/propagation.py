@@ -66,37 +66,23 @@ def propagate(adj: torch.Tensor, h: torch.Tensor, order: int) -> torch.Tensor:
     return h
 
 
-def propagate_rows(
-    adj: torch.Tensor, h: torch.Tensor, block_rows: int, out: torch.Tensor | None = None
-) -> torch.Tensor:
-    r"""One hop :math:`\hat A H`, ``block_rows`` output rows at a time, written into ``out``;
-    bit-identical on every CPU.
+def row_blocks(num_rows: int, block_rows: int) -> list[tuple[int, int]]:
+    """``[start, end)`` ranges of at most ``block_rows`` rows covering ``range(num_rows)`` in order."""
+    return [(start, min(start + block_rows, num_rows)) for start in range(0, num_rows, block_rows)]
 
-    Row ``i`` is :math:`\sum_j a_{ij} h_j` summed in column order, each product and each sum one
-    rounded operation (gather, multiply, ``index_add_``). ``adj @ h`` (MKL) leaves the order and
-    the use of fused multiply-adds to the CPU it runs on, so its last bits, and with them the DVC
-    hash of the propagate stage that uses this function, would differ between machines. It
-    agrees with :func:`propagate` to float rounding (exactly, where MKL sums in this order).
 
-    ``h`` and ``out`` may be backed by memory-mapped files (see
-    :func:`dgnn.data.propagate_stage`): beyond ``adj``, one block's products (its non-zeros times
-    the width of ``h``) are held in memory.
+def propagate_block(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    r"""Rows :math:`[a, b)` of :math:`\hat A H`, given only those rows of :math:`\hat A`;
+    bit-identical on every CPU and for any split of the rows into blocks.
+
+    ``crow`` is ``indptr[a : b + 1]`` of the CSR matrix (absolute offsets), ``col`` and ``values``
+    its entries ``indptr[a]`` to ``indptr[b]``. Row ``i`` is :math:`\sum_j a_{ij} h_j` summed in
+    column order, each product and each sum one rounded operation (gather, multiply,
+    ``index_add_``). ``adj @ h`` (MKL) leaves the order and the use of fused multiply-adds to the
+    CPU it runs on, so its last bits, and with them the DVC hash of the propagate stage, would
+    differ between machines.
     """
-    crow, col, values = adj.crow_indices(), adj.col_indices(), adj.values().to(h.dtype)
-    out = torch.empty_like(h) if out is None else out
-    for start in range(0, adj.shape[0], block_rows):
-        end = min(start + block_rows, adj.shape[0])
-        lo, hi = int(crow[start]), int(crow[end])
-        rows = torch.repeat_interleave(torch.arange(end - start, device=h.device), crow[start : end + 1].diff())
-        products = h.index_select(0, col[lo:hi]).mul_(values[lo:hi, None])
-        out[start:end].zero_().index_add_(0, rows, products)
-    return out
-
-
-def propagate_blocked(adj: torch.Tensor, h: torch.Tensor, order: int, block_rows: int) -> torch.Tensor:
-    r""":math:`\hat A^{p} H` like :func:`propagate`, computed in row blocks of ``block_rows``."""
-    if order < 0:
-        raise ValueError(f"propagation order must be >= 0, got {order}")
-    for _ in range(order):
-        h = propagate_rows(adj, h, block_rows)
-    return h
+    rows = torch.repeat_interleave(torch.arange(len(crow) - 1, device=h.device), crow.diff())
+    products = h.index_select(0, col).mul_(values.to(h.dtype)[:, None])
+    out = torch.zeros(len(crow) - 1, h.shape[1], dtype=h.dtype, device=h.device)
+    return out.index_add_(0, rows, products)

@@ -28,6 +28,7 @@ from dgnn.nn import DecoupledModule
 from dgnn.nn.filters import graph_filter
 from dgnn.nn.losses import EdgeLookup, penalty, reconstruction_loss, target_loss
 from dgnn.propagation import normalize_features, normalized_adjacency
+from dgnn.sampling import sample_edge_rows, sample_rows
 
 Direction = Literal["forward", "backward"]
 EVAL_EVERY = 10
@@ -221,29 +222,13 @@ class DecoupledTrainer:
 
     def _sample(self, pool: torch.Tensor | None, size: int) -> torch.Tensor:
         """Uniform rows without replacement from ``pool`` (None = all nodes)."""
-        n = self.graph.num_nodes if pool is None else len(pool)
-        size = min(size, n)
-        if size == n:
-            chosen = torch.arange(n)
-        else:
-            chosen = torch.randperm(n, generator=self.generator)[:size]
-        return (chosen if pool is None else pool[chosen]).to(self.device)
+        return sample_rows(self.graph.num_nodes if pool is None else pool, size, self.generator).to(self.device)
 
     def _sample_block_rows(self, size: int) -> torch.Tensor:
-        """Auto-encoder batch: endpoints of ``edge_batch_share * size / 2`` uniform edges, filled up
-        with uniform nodes; no repeats (plain uniform rows when the share is 0)."""
-        share = self.config.edge_batch_share
-        n = self.graph.num_nodes
-        if share == 0 or size >= n:
-            return self._sample(None, size)
-        edge_index = self.graph.edge_index
-        picks = torch.randint(edge_index.shape[1], (max(1, round(share * size / 2)),), generator=self.generator)
-        ends = torch.unique(edge_index[:, picks].reshape(-1))[:size]
-        free = torch.ones(n, dtype=torch.bool)
-        free[ends] = False
-        rest = free.nonzero().squeeze(1)
-        fill = rest[torch.randperm(len(rest), generator=self.generator)[: size - len(ends)]]
-        return torch.cat([ends, fill]).to(self.device)
+        """Auto-encoder batch: endpoints of uniform edges filled up with uniform nodes (see
+        :func:`dgnn.sampling.sample_edge_rows`)."""
+        return sample_edge_rows(self.graph.edge_index, self.graph.num_nodes, size, self.config.edge_batch_share,
+                                self.generator).to(self.device)
 
     def _train_module(
         self, l: int, target: torch.Tensor | None, name: str

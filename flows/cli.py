@@ -8,11 +8,13 @@ import sys
 
 from dgnn import cli as train_cli
 from dgnn.data import cli as data_cli
-from flows import pipeline_cli, tune_cli
+from flows import pipeline_cli, propagate_cli, tune_cli
 
 
 def _registrars() -> list:
-    registrars = [train_cli.register, data_cli.register, pipeline_cli.register, tune_cli.register]
+    # propagate_cli extends the propagate command of data_cli, so it comes after it.
+    registrars = [train_cli.register, data_cli.register, propagate_cli.register, pipeline_cli.register,
+                  tune_cli.register]
     if importlib.util.find_spec("flows.lineage") is None:  # the lineage command ships separately
         return registrars
     from flows import lineage

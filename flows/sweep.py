@@ -118,20 +118,24 @@ def _restore(key: str, value: str | None) -> None:
         os.environ[key] = value
 
 
+def dask_task_runner(address: str | None, workers: int):
+    """prefect-dask's task runner on the scheduler at ``address``, else on a local cluster of
+    ``workers`` single-threaded worker processes (no dashboard)."""
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": None})
+
+
 def run_sweep(datasets: list[str], seeds: list[int], *, task: str = "classify", config=None,
               split_seed: int | None = None, device: str = "cpu", address: str | None = None,
               workers: int = 2, threads: int | None = None) -> dict:
     """Run :func:`sweep_flow` on a DaskTaskRunner (local cluster of ``workers`` or ``address``)."""
-    from prefect_dask import DaskTaskRunner
-
-    if address:
-        runner = DaskTaskRunner(address=address)
-    else:
-        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
-                                                "processes": True, "dashboard_address": None})
     started = time.perf_counter()
     with shared_prefect_api():
-        result = sweep_flow.with_options(task_runner=runner)(
+        result = sweep_flow.with_options(task_runner=dask_task_runner(address, workers))(
             datasets=datasets, seeds=seeds, task=task, config=config, split_seed=split_seed, device=device,
             threads=threads, processes=None if address else workers)
     result["seconds"] = time.perf_counter() - started

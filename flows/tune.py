@@ -114,14 +114,8 @@ def run_tune(*, workers: int = 1, dask_address: str | None = None, **parameters)
     """:func:`tune_flow` in this process (one worker) or with its trial workers on Dask."""
     if workers <= 1 and not dask_address:
         return tune_flow(workers=1, **parameters)
-    from prefect_dask import DaskTaskRunner
+    from flows.sweep import dask_task_runner, shared_prefect_api
 
-    from flows.sweep import shared_prefect_api
-
-    if dask_address:
-        runner = DaskTaskRunner(address=dask_address)
-    else:
-        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
-                                                "processes": True, "dashboard_address": None})
     with shared_prefect_api():
-        return tune_flow.with_options(task_runner=runner)(workers=workers, **parameters)
+        return tune_flow.with_options(task_runner=dask_task_runner(dask_address, workers))(workers=workers,
+                                                                                          **parameters)

@@ -24,8 +24,9 @@ from dgnn.data import (
     stored_propagated,
     verify,
 )
+from dgnn.data.stages import run_blocks
 from dgnn.data.store import atomic_folder
-from dgnn.propagation import normalize_features, normalized_adjacency, propagate, propagate_blocked, propagate_rows
+from dgnn.propagation import normalize_features, normalized_adjacency, propagate, propagate_block, row_blocks
 
 
 def close(stored: torch.Tensor, in_memory: torch.Tensor) -> None:
@@ -60,6 +61,9 @@ def test_propagate_stage_equals_in_memory_path(cora, tmp_data_dir):
     blocked = propagate_stage("cora", [0, 1, 2], block_rows=97)
     assert content_hash(blocked) == whole_hash  # byte-identical files
     assert json.loads((blocked / "meta.json").read_text())["orders"] == [0, 1, 2]
+    backwards = propagate_stage("cora", [0, 1, 2], block_rows=97,
+                                map_blocks=lambda kernel, blocks: run_blocks(kernel, blocks[::-1]))
+    assert content_hash(backwards) == whole_hash  # blocks in any order, as on Dask workers
 
 
 def test_row_feature_norm_equals_what_the_trainer_computes(cora, tmp_data_dir):
@@ -112,20 +116,27 @@ def test_load_propagated_recomputes_for_another_feature_norm(cora, tmp_data_dir)
         propagate_stage("cora", [1], feature_norm="l2")
 
 
-def test_propagate_blocked_equals_propagate():
+def blockwise(adj: torch.Tensor, h: torch.Tensor, block_rows: int) -> torch.Tensor:
+    """One hop, block by block, each block given only its rows of ``adj``."""
+    crow, col, values = adj.crow_indices(), adj.col_indices(), adj.values()
+    return torch.cat([propagate_block(crow[a : b + 1], col[crow[a] : crow[b]], values[crow[a] : crow[b]], h)
+                      for a, b in row_blocks(len(h), block_rows)])
+
+
+def test_propagate_block_splits_give_the_same_bits():
     gen = torch.Generator().manual_seed(0)
     edges = torch.randint(0, 500, (2, 3000), generator=gen)
     edges = torch.cat([edges, edges.flip(0)], 1)
     edges = torch.unique(edges[:, edges[0] != edges[1]], dim=1)
     adj = normalized_adjacency(edges, 500)
     h = torch.randn(500, 16, generator=gen)
-    whole = propagate_blocked(adj, h, 3, 500)
-    close(whole, propagate(adj, h, 3))
+    whole = blockwise(adj, h, 500)
+    close(whole, propagate(adj, h, 1))
     for block_rows in (1, 64, 1000):
-        assert torch.equal(propagate_blocked(adj, h, 3, block_rows), whole)
+        assert torch.equal(blockwise(adj, h, block_rows), whole)
 
 
-def test_propagate_rows_sums_each_row_in_column_order():
+def test_propagate_block_sums_each_row_in_column_order():
     """The definition the stage's DVC hash rests on: float32 products, added left to right."""
     gen = torch.Generator().manual_seed(1)
     edges = torch.randint(0, 40, (2, 200), generator=gen)
@@ -137,7 +148,7 @@ def test_propagate_rows_sums_each_row_in_column_order():
     for i in range(40):
         for k in range(crow[i], crow[i + 1]):
             expected[i] = expected[i] + val[k] * h.numpy()[col[k]]  # float32 throughout
-    assert torch.equal(propagate_rows(adj, h, 7), torch.from_numpy(expected))
+    assert torch.equal(blockwise(adj, h, 7), torch.from_numpy(expected))
 
 
 def test_load_propagated_adds_an_order_and_keeps_the_others(cora, tmp_data_dir):

@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from dgnn.data import SYNTHETIC, fetch, load_graph
-from dgnn.data.synthetic import csbm, parse_name
+from dgnn.data.synthetic import csbm, generate, parse_name
 
 
 @pytest.mark.parametrize("name, nodes", [
     ("synthetic-csbm-10k", 10_000), ("synthetic-csbm-1m", 1_000_000),
     ("synthetic-csbm-2.5m", 2_500_000), ("synthetic-csbm-1234", 1234),
+    ("synthetic-csbm-hard-100k", 100_000), ("synthetic-csbm-hard-", None), ("synthetic-csbm-easy-1k", None),
     ("synthetic-csbm-", None), ("synthetic-csbm-1g", None), ("cora", None),
 ])
 def test_parse_name(name, nodes):
@@ -20,7 +21,15 @@ def test_parse_name(name, nodes):
 
 
 def test_presets_are_valid_names():
-    assert [parse_name(n) for n in SYNTHETIC] == [10_000, 100_000, 1_000_000]
+    assert [parse_name(n) for n in SYNTHETIC] == [10_000, 100_000, 1_000_000] * 2
+
+
+def test_hard_names_lower_homophily_and_signal():
+    easy, hard = generate("synthetic-csbm-5k"), generate("synthetic-csbm-hard-5k")
+    assert (hard.meta["generator"]["homophily"], hard.meta["generator"]["feature_signal"]) == (0.5, 0.1)
+    assert {**hard.meta["generator"], "homophily": 0.8, "feature_signal": 1.0} == easy.meta["generator"]
+    src, dst = hard.edge_index
+    assert abs((hard.y[src] == hard.y[dst]).float().mean().item() - 0.5) < 0.02
 
 
 def test_csbm_is_deterministic_for_a_seed():

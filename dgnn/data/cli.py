@@ -31,7 +31,7 @@ def _report(result: FetchResult, as_json: bool) -> None:
         )
 
 
-def _report_stage(folder, as_json: bool) -> None:
+def report_stage(folder, as_json: bool) -> None:
     record = {"path": str(folder.resolve()), "content_hash": read_meta(folder)["content_hash"]}
     print(json.dumps(record, indent=2) if as_json else f"{record['path']} ({record['content_hash']})")
 
@@ -47,7 +47,7 @@ def default_mirror() -> str | None:
     return str(SHARED_MIRROR) if (SHARED_MIRROR / "SHA256SUMS").is_file() else None
 
 
-def _run(action):
+def handle_data_errors(action):
     """Wrap a subcommand: DataError becomes one line on stderr and exit status 1."""
 
     def handler(args: argparse.Namespace) -> int:
@@ -68,23 +68,23 @@ def register(subparsers) -> None:
     common.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = subparsers.add_parser("fetch", parents=[common], help="fetch, verify and store a dataset")
-    p.add_argument("name", help="registry name, synthetic-csbm-<nodes>, or an imported name")
+    p.add_argument("name", help="registry name, synthetic-csbm-[hard-]<nodes>, or an imported name")
     p.add_argument("--mirror", help="folder laid out like shared/datasets (default: $DGNN_DATA_MIRROR, "
                    "else ../shared/datasets if present, else download)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the stratified split")
-    p.set_defaults(handler=_run(lambda a: _report(
+    p.set_defaults(handler=handle_data_errors(lambda a: _report(
         fetch(a.name, a.data_dir, a.mirror or default_mirror(), a.split_seed), a.json)))
 
     p = subparsers.add_parser("import", parents=[common], help="import a user graph (CSV or Parquet)")
     p.add_argument("name", help="name the graph will be known by")
     p.add_argument("--edges", required=True, help="edges file: src, dst[, weight]")
     p.add_argument("--nodes", required=True, help="nodes file: node_id, features...[, label][, split]")
-    p.set_defaults(handler=_run(lambda a: _report(
+    p.set_defaults(handler=handle_data_errors(lambda a: _report(
         import_graph(a.name, a.edges, a.nodes, a.data_dir), a.json)))
 
     p = subparsers.add_parser("normalise", parents=[common], help="store the normalised adjacency")
     p.add_argument("name")
-    p.set_defaults(handler=_run(lambda a: _report_stage(normalise_stage(a.name, a.data_dir), a.json)))
+    p.set_defaults(handler=handle_data_errors(lambda a: report_stage(normalise_stage(a.name, a.data_dir), a.json)))
 
     p = subparsers.add_parser("propagate", parents=[common], help="store A^k X for the given orders")
     p.add_argument("name")
@@ -92,7 +92,7 @@ def register(subparsers) -> None:
     p.add_argument("--block-rows", type=int, help="rows per block (bounded memory)")
     p.add_argument("--feature-norm", "--feature_norm", dest="feature_norm", choices=FEATURE_NORMS,
                    default="none", help="feature normalisation before propagating (the trainer's feature_norm)")
-    p.set_defaults(handler=_run(lambda a: _report_stage(
+    p.set_defaults(handler=handle_data_errors(lambda a: report_stage(
         propagate_stage(a.name, a.orders, a.data_dir, a.block_rows, a.feature_norm), a.json)))
 
 

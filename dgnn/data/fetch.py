@@ -115,7 +115,7 @@ def fetch(name: str, data_dir=None, mirror=None, split_seed: int = 0) -> FetchRe
     else:
         raise DataError(
             f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}, "
-            f"{synthetic.PREFIX}<nodes> (e.g. {synthetic.PRESETS[-1]}), or import your own graph "
+            f"{synthetic.PREFIX}[hard-]<nodes> (e.g. {synthetic.PRESETS[-1]}), or import your own graph "
             "first with `dgnn import NAME --edges ... --nodes ...`"
         )
     split = _split_dir(name, split_seed, data_dir)

@@ -9,7 +9,9 @@ same functions serve the Prefect tasks and the DVC stages.
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,11 +20,13 @@ from dgnn.data.errors import DataError
 from dgnn.data.fetch import ensure_graph
 from dgnn.data.layout import FetchResult, damage_error, dataset_dir, require_intact
 from dgnn.data.store import atomic_folder, damaged_files, is_current, is_stored, read_meta, write_meta
-from dgnn.propagation import normalize_features, normalized_adjacency, propagate_rows
+from dgnn.propagation import normalize_features, normalized_adjacency, propagate_block, row_blocks
 
 _CSR = ("indptr", "indices", "values")
 BLOCK_ROWS = 1 << 14  # default rows per propagation block: ~80 MiB of products at degree 10, 128 features
 FEATURE_NORMS = ("none", "row")  # see dgnn.propagation.normalize_features
+BlockKernel = Callable[[int, int], None]
+MapBlocks = Callable[[BlockKernel, list[tuple[int, int]]], None]
 
 
 def _adj_inputs(name: str, data_dir) -> dict:
@@ -56,12 +60,17 @@ def normalise_stage(name: str, data_dir=None) -> Path:
     return target
 
 
-def load_adjacency(name: str, data_dir=None) -> torch.Tensor:
-    """The normalised adjacency as torch sparse CSR (normalising first if missing or stale)."""
+def _adjacency_folder(name: str, data_dir) -> Path:
+    """``adj/``, normalised first if missing or stale, checked against its ``meta.json``."""
     folder = dataset_dir(name, data_dir) / "adj"
     if not is_current(folder, _adj_inputs(name, data_dir)):
         normalise_stage(name, data_dir)
-    require_intact(folder)
+    return require_intact(folder)
+
+
+def load_adjacency(name: str, data_dir=None) -> torch.Tensor:
+    """The normalised adjacency as torch sparse CSR (normalising first if missing or stale)."""
+    folder = _adjacency_folder(name, data_dir)
     crow, col, values = (torch.from_numpy(np.load(folder / f"{k}.npy")) for k in _CSR)
     n = crow.numel() - 1
     return torch.sparse_csr_tensor(crow, col, values, size=(n, n), check_invariants=False)
@@ -73,28 +82,58 @@ def _propagated_inputs(name: str, data_dir) -> dict:
     return {**_adj_inputs(name, data_dir), "adjacency": adj_hash}
 
 
+def hop_block(adj: Path, previous: Path, out: Path, start: int, end: int) -> None:
+    r"""Rows ``[start, end)`` of :math:`\hat A P` into the ``.npy`` file ``out`` (already of full
+    size), :math:`\hat A` from the CSR folder ``adj`` and P from the ``.npy`` file ``previous``.
+
+    Reads only these rows of :math:`\hat A` and maps P from disk, so any process that sees the
+    files (a Dask worker) can compute any block; :func:`dgnn.propagation.propagate_block` makes
+    the result independent of the CPU and of the blocks.
+    """
+    crow = torch.from_numpy(np.array(np.load(adj / "indptr.npy", mmap_mode="r")[start : end + 1]))
+    lo, hi = int(crow[0]), int(crow[-1])
+    col, values = (torch.from_numpy(np.array(np.load(adj / f"{k}.npy", mmap_mode="r")[lo:hi]))
+                   for k in ("indices", "values"))
+    h = torch.from_numpy(np.load(previous, mmap_mode="c"))
+    target = np.load(out, mmap_mode="r+")
+    target[start:end] = propagate_block(crow, col, values, h).numpy()
+    target.flush()
+
+
+def run_blocks(kernel: BlockKernel, blocks: list[tuple[int, int]]) -> None:
+    """Run ``kernel(start, end)`` for each block, one after the other, in this process."""
+    for start, end in blocks:
+        kernel(start, end)
+
+
 def propagate_stage(
-    name: str, orders: list[int], data_dir=None, block_rows: int | None = None, feature_norm: str = "none"
+    name: str, orders: list[int], data_dir=None, block_rows: int | None = None, feature_norm: str = "none",
+    map_blocks: MapBlocks = run_blocks,
 ) -> Path:
     r"""Write ``p{k}.npy`` = :math:`\hat A^k N(X)` (float32, [n, d]) for each ``k`` in ``orders``.
 
     ``N`` is :func:`dgnn.propagation.normalize_features` with ``feature_norm`` ("none" or "row"),
     exactly what the trainer applies before propagating; it is recorded in ``meta.json``.
-    Hop k reads hop k-1 from its memory-mapped file and writes its own file ``block_rows`` rows
-    at a time (default :data:`BLOCK_ROWS`), so memory beyond the adjacency stays bounded; the
-    numbers are the same on every CPU (:func:`dgnn.propagation.propagate_rows`), so is the DVC
-    hash. Only the requested orders are kept.
+    Hop k reads hop k-1 from its memory-mapped file and writes its own file in blocks of
+    ``block_rows`` rows (default :data:`BLOCK_ROWS`, :func:`hop_block`), so memory stays bounded
+    by one block; the numbers are the same on every CPU, so is the DVC hash. ``map_blocks`` runs
+    one hop's blocks (in this process by default; elsewhere, e.g. on Dask, if its workers see
+    the data folder): any order or parallelism gives the same bytes. Only the requested orders
+    are kept.
     """
     orders = sorted({int(k) for k in orders})
     if not orders or orders[0] < 0:
         raise DataError(f"propagation orders must be non-negative integers, got {orders}")
     if feature_norm not in FEATURE_NORMS:
         raise DataError(f"unknown feature normalisation {feature_norm!r}: use one of {', '.join(FEATURE_NORMS)}")
-    adj = load_adjacency(name, data_dir)
+    adj = _adjacency_folder(name, data_dir).resolve()
     graph = ensure_graph(name, data_dir)
-    x_file = graph / "x.npy"
+    graph_meta = read_meta(graph)
+    x_file = (graph / "x.npy").resolve()
     target = dataset_dir(name, data_dir) / "propagated"
-    with atomic_folder(target, _propagated_bytes(read_meta(graph), orders, feature_norm)) as tmp:
+    blocks = row_blocks(graph_meta["nodes"], block_rows or BLOCK_ROWS)
+    with atomic_folder(target, _propagated_bytes(graph_meta, orders, feature_norm)) as tmp:
+        tmp = tmp.resolve()  # the blocks may run in other processes and working directories
         previous = x_file
         if feature_norm != "none":
             x = normalize_features(torch.from_numpy(np.load(x_file)), feature_norm)
@@ -102,12 +141,10 @@ def propagate_stage(
             del x
             previous = tmp / "p0.npy"
         for k in range(1, orders[-1] + 1):
-            h = torch.from_numpy(np.load(previous, mmap_mode="c"))
-            out = np.lib.format.open_memmap(tmp / f"p{k}.npy", "w+", np.float32, tuple(h.shape))
-            propagate_rows(adj, h, block_rows or BLOCK_ROWS, out=torch.from_numpy(out))
-            out.flush()
-            del h, out
-            previous = tmp / f"p{k}.npy"
+            out = tmp / f"p{k}.npy"
+            np.lib.format.open_memmap(out, "w+", np.float32, (graph_meta["nodes"], graph_meta["features"])).flush()
+            map_blocks(partial(hop_block, adj, previous, out), blocks)
+            previous = out
         for k in set(range(0, orders[-1])) - set(orders):
             (tmp / f"p{k}.npy").unlink(missing_ok=True)
         if orders[0] == 0 and feature_norm == "none":

@@ -2,7 +2,10 @@
 
 Names ``synthetic-csbm-<nodes>`` (``10k``, ``100k``, ``1m``, ``2.5m`` or a plain number) give a
 graph with the defaults of :func:`csbm` (10 classes, average degree 10, homophily 0.8,
-128 features, signal 1.0, seed 0); :func:`csbm` takes every parameter.
+128 features, signal 1.0, seed 0), which every method classifies almost perfectly;
+``synthetic-csbm-hard-<nodes>`` lowers the homophily to 0.5 and the feature signal to 0.1, so
+features alone are near chance and the methods differ (figures in benchmarks/REPORT.md).
+:func:`csbm` takes every parameter.
 """
 
 from __future__ import annotations
@@ -15,17 +18,19 @@ from dgnn.data.build import build_graph
 from dgnn.data.graph import Graph
 
 PREFIX = "synthetic-csbm-"
-PRESETS = ["synthetic-csbm-10k", "synthetic-csbm-100k", "synthetic-csbm-1m"]
+HARD = {"homophily": 0.5, "feature_signal": 0.1}
+PRESETS = ["synthetic-csbm-10k", "synthetic-csbm-100k", "synthetic-csbm-1m",
+           "synthetic-csbm-hard-10k", "synthetic-csbm-hard-100k", "synthetic-csbm-hard-1m"]
 CHUNK = 1 << 20  # rows / edges drawn per step; fixed, so the output depends on the seed only
-_NAME = re.compile(re.escape(PREFIX) + r"(\d+(?:\.\d+)?)([km]?)")
+_NAME = re.compile(re.escape(PREFIX) + r"(hard-)?(\d+(?:\.\d+)?)([km]?)")
 
 
 def parse_name(name: str) -> int | None:
-    """Number of nodes named by ``synthetic-csbm-<nodes>``, or None for any other name."""
+    """Number of nodes named by ``synthetic-csbm-[hard-]<nodes>``, or None for any other name."""
     match = _NAME.fullmatch(name)
     if match is None:
         return None
-    return round(float(match[1]) * {"": 1, "k": 10**3, "m": 10**6}[match[2]])
+    return round(float(match[2]) * {"": 1, "k": 10**3, "m": 10**6}[match[3]])
 
 
 def csbm(
@@ -90,5 +95,7 @@ def csbm(
 
 
 def generate(name: str, split_seed: int = 0) -> Graph:
-    """The graph a ``synthetic-csbm-<nodes>`` name stands for (default parameters)."""
-    return csbm(parse_name(name), name=name, split_seed=split_seed)
+    """The graph a ``synthetic-csbm-[hard-]<nodes>`` name stands for (default or :data:`HARD`
+    parameters)."""
+    hard = _NAME.fullmatch(name)[1] is not None
+    return csbm(parse_name(name), name=name, split_seed=split_seed, **(HARD if hard else {}))
