@@ -223,3 +223,12 @@ def test_a_deadline_cuts_a_propagation_between_hops_and_caches_nothing(cora):
     assert len(hops) == 3 and cora.first_input_cost(config) is None
     cora.first_input(config, on_hop=lambda: hops.append(0))
     assert len(hops) == 3 + 6 and cora.first_input_cost(config) == 0.0
+
+
+def test_finish_reuses_the_trials_own_fits_which_equal_a_retraining(cora, space_file, tmp_path):
+    study = open_study("cora-reuse", f"sqlite:///{tmp_path / 'optuna.db'}", seed=0)
+    objective = Objective(cora, load_search_space(space_file), seeds=[0], device="cpu")
+    optimize(study, objective, trials=3, budget_seconds=None)
+    assert set(objective.fits) == {t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    reused = finish(study, cora, seeds=[0], device="cpu", fits=objective.fits)
+    assert reused.metrics == finish(study, cora, seeds=[0], device="cpu").metrics

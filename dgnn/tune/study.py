@@ -11,8 +11,9 @@ The result keeps the best few configs (``keep``, 3 by default) as a
 with the best validation criterion, so one lucky validation score does not decide alone.
 
 The study lives in an RDB storage (a sqlite URL by default): a killed search resumes where it
-stopped, and parallel workers share it. Test labels are never read: a trial records only training
-and validation figures, and the test metrics of the chosen config are computed once, at the end.
+stopped, and parallel workers share it. Test labels never decide anything: a trial records only
+training and validation figures, and the test metrics of the chosen configs are reported once, at
+the end.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class Objective:
                  deadline: float | None = None, keep: int = KEEP):
         self.inputs, self.space, self.seeds, self.device, self.deadline = inputs, space, seeds, device, deadline
         self.keep = keep
+        self.fits: dict[int, list[FitResult]] = {}  # this process's complete trials: finish reuses them
         portfolio = candidates_of(space.candidates)
         self.candidates = portfolio.candidates if portfolio else {}
 
@@ -109,6 +111,7 @@ class Objective:
         trial.set_user_attr("criteria", [r.criterion for r in results])
         trial.set_user_attr("metrics", mean_metrics(results, SEARCH_METRICS[config.task]))
         trial.set_user_attr("best_pass", results[0].best_pass)
+        self.fits[trial.number] = results
         return statistics.fmean(r.criterion for r in results)
 
     def _stop_if_out_of_time(self, study: optuna.Study) -> None:
@@ -124,9 +127,12 @@ class Objective:
 
     def _finish_reserve(self, study: optuna.Study) -> float:
         """Seconds :func:`finish` may take: one fit of a kept config per seed, plus its P_1 when
-        it is no longer cached, with a margin for the study's own bookkeeping."""
+        it is no longer cached, with a margin for the study's own bookkeeping; nothing for the
+        trials this process ran, whose fits it reuses."""
         fit = first = 0.0
         for trial in kept_trials(study, self.keep):
+            if trial.number in self.fits:
+                continue
             seconds = trial.user_attrs.get("seconds", 0.0)
             fit = max(fit, trial.user_attrs.get("fit_seconds", seconds))
             cost = self.inputs.first_input_cost(TrainConfig.model_validate(trial.user_attrs["config"]))
@@ -226,10 +232,12 @@ def _label(trial: FrozenTrial) -> str:
     return trial.user_attrs.get("candidate") or f"trial-{trial.number}"
 
 
-def finish(study: optuna.Study, inputs: Inputs, *, seeds: list[int], device, keep: int = KEEP) -> TuneResult:
-    """Per trial seed, retrain the kept config with the best validation criterion for that seed
-    (the trials' own scores decide, so no kept config is retrained in vain) and report every
-    metric once."""
+def finish(study: optuna.Study, inputs: Inputs, *, seeds: list[int], device, keep: int = KEEP,
+           fits: dict[int, list[FitResult]] | None = None) -> TuneResult:
+    """Per trial seed, the kept config with the best validation criterion for that seed (the
+    trials' own scores decide) and every metric of its fit, reported once: the trial's own fit
+    when ``fits`` (:attr:`Objective.fits`) holds it, else a retraining with the same seed."""
+    fits = fits or {}
     kept = kept_trials(study, keep)
     if not kept:
         raise RuntimeError(f"study {study.study_name!r} has no complete trial yet: give it more trials or time")
@@ -239,7 +247,10 @@ def finish(study: optuna.Study, inputs: Inputs, *, seeds: list[int], device, kee
     for i, seed in enumerate(seeds):
         # trials of studies from before per-seed criteria were kept: their mean stands for each seed
         trial = max(kept, key=lambda t: t.user_attrs.get("criteria", [t.value] * len(seeds))[i])
-        results.append(inputs.trainer(TrainConfig.model_validate(trial.user_attrs["config"]), seed, device).fit())
+        if trial.number in fits:
+            results.append(fits[trial.number][i])
+        else:
+            results.append(inputs.trainer(TrainConfig.model_validate(trial.user_attrs["config"]), seed, device).fit())
         chosen.append(_label(trial))
     configs = {_label(t): TrainConfig.model_validate(t.user_attrs["config"]) for t in kept}
     best = kept[0]
@@ -261,6 +272,6 @@ def tune(inputs: Inputs, space: SearchSpace, *, storage_url: str, name: str, tri
     if trials is None and budget_seconds is None:
         raise ValueError("give a number of trials or a time budget")
     study = open_study(name, storage_url, seeds[0])
-    optimize(study, Objective(inputs, space, seeds=list(seeds), device=device, keep=keep), trials=trials,
-             budget_seconds=budget_seconds, callbacks=callbacks)
-    return finish(study, inputs, seeds=list(seeds), device=device, keep=keep)
+    objective = Objective(inputs, space, seeds=list(seeds), device=device, keep=keep)
+    optimize(study, objective, trials=trials, budget_seconds=budget_seconds, callbacks=callbacks)
+    return finish(study, inputs, seeds=list(seeds), device=device, keep=keep, fits=objective.fits)
