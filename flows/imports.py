@@ -23,8 +23,9 @@ from pathlib import Path
 
 import yaml
 
-from dgnn.data import DataError, FetchResult, import_graph
+from dgnn.data import DataError, FetchResult, import_graph, synthetic
 from dgnn.data.layout import graph_dir, import_source_dir
+from dgnn.data.registry import REGISTRY
 from dgnn.data.store import write_atomically
 from dgnn.data.user_import import read_user_graph
 from flows import settings
@@ -80,6 +81,8 @@ def import_versioned(name: str, edges, nodes, project: Path) -> None:
     the dataset's DVC stages; raises :class:`DataError` (files unchanged) when they are invalid."""
     source = import_source_dir(name)
     entry = read_params(project).get(name)
+    if name in REGISTRY or synthetic.parse_name(name) is not None:  # fetch@<name> would build that
+        raise DataError(f"{name!r} is the name of a registry or synthetic dataset: import under another name")
     if entry is not None and entry.get("source") != source.as_posix():
         raise DataError(f"{name!r} is already a dataset of {project / 'params.yaml'} built from "
                         f"{entry.get('source')}: import under another name")
@@ -99,8 +102,8 @@ def import_command(name: str, edges, nodes, data_dir=None) -> FetchResult:
     problem = workspace_problem(project, data_dir)
     if problem is not None:
         print(f"note: {problem}: {name} is imported into the data folder but NOT versioned by DVC "
-              f"(runs on it record data_version=untracked). Import in the project folder (`dvc init` "
-              "makes one) to version it.", file=sys.stderr)
+              "(runs on it record data_version=untracked); import in the project folder to version it",
+              file=sys.stderr)
         return import_graph(name, edges, nodes, data_dir)
     import_versioned(name, edges, nodes, project)
     source = import_source_dir(name)

@@ -416,14 +416,14 @@ def test_imported_graph_is_versioned_like_a_registry_dataset(project, cora_user_
 def test_import_outside_a_dvc_workspace_is_kept_unversioned(project, inside, cora_user_files, tmp_path,
                                                              monkeypatch, capsys):
     """Outside a DVC workspace the graph is imported as before and the note says why it is not
-    versioned; in the workspace a registry dataset's name is refused before anything is written."""
+    versioned; in the workspace a registry name is refused before anything is written."""
     from dgnn.data import DataError
     from flows import data_tasks
     from flows.imports import import_command
 
-    with pytest.raises(DataError, match="'cora' is already a dataset"):
-        import_command("cora", cora_user_files["edges"], cora_user_files["nodes"])
-    assert not (project / "imports").exists()
+    with pytest.raises(DataError, match="'acm' is the name of a registry or synthetic dataset"):
+        import_command("acm", cora_user_files["edges"], cora_user_files["nodes"])
+    assert not (project / "imports").exists() and "acm" not in (project / "params.yaml").read_text()
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DGNN_PROJECT_DIR", str(tmp_path))
