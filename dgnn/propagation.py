@@ -8,13 +8,18 @@ The matrix is a ``torch.sparse_csr_tensor``; nothing here ever builds a dense n 
 
 from __future__ import annotations
 
-
 import warnings
 
 import torch
 
-# CSR is "beta" in torch; we rely only on its stable matmul.
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
+def csr_tensor(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """The n x n sparse CSR tensor of these arrays, which dgnn wrote sorted and in range: torch's
+    invariant checks are explicitly off, and its note that CSR support is "beta" is silenced here
+    (only the stable sparse @ dense product is used)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, size=(num_nodes, num_nodes), check_invariants=False)
 
 
 def normalize_features(x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -51,9 +56,7 @@ def normalized_adjacency(
     row, col, values = row[order], col[order], values[order]
     crow = torch.zeros(num_nodes + 1, dtype=torch.long)
     crow[1:] = torch.cumsum(torch.bincount(row, minlength=num_nodes), 0)
-    return torch.sparse_csr_tensor(
-        crow, col, values.to(dtype), size=(num_nodes, num_nodes), check_invariants=False
-    )
+    return csr_tensor(crow, col, values.to(dtype), num_nodes)
 
 
 def propagate(adj: torch.Tensor, h: torch.Tensor, order: int) -> torch.Tensor:

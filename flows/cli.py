@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib.util
 import sys
@@ -11,10 +12,17 @@ from dgnn.data import cli as data_cli
 from flows import pipeline_cli, propagate_cli, tune_cli
 
 
+def _import(name, edges, nodes, data_dir):
+    """``dgnn import``, versioned by DVC in a DVC workspace (flows.imports loads Prefect: only now)."""
+    from flows.imports import import_command
+
+    return import_command(name, edges, nodes, data_dir)
+
+
 def _registrars() -> list:
     # propagate_cli extends the propagate command of data_cli, so it comes after it.
-    registrars = [train_cli.register, data_cli.register, propagate_cli.register, pipeline_cli.register,
-                  tune_cli.register]
+    data = functools.partial(data_cli.register, importer=_import)
+    registrars = [train_cli.register, data, propagate_cli.register, pipeline_cli.register, tune_cli.register]
     if importlib.util.find_spec("flows.lineage") is None:  # the lineage command ships separately
         return registrars
     from flows import lineage

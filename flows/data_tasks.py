@@ -6,12 +6,14 @@ run them with ``dvc repro <stage>@<dataset>`` in the project folder (``$DGNN_PRO
 the current directory), so ``dvc.lock`` always describes what the pipeline used, and
 :func:`data_version` reads the hashes every MLflow run records from ``dvc.lock``.
 
-Untracked data. A dataset that is not listed in ``params.yaml`` (a synthetic or imported graph)
-or a data folder (``$DGNN_DATA_DIR``) other than ``<project>/data`` cannot come from a DVC stage.
-The task then logs a warning and calls the same :mod:`dgnn.data` stage function directly; its
-result has ``tracked: False``, :func:`data_version` reports ``"untracked"`` (the run is tagged
-``data_tracked=false``), and ``dgnn lineage`` reports the workspace as differing. To version such
-data, add it to ``params.yaml``, train from ``<project>/data`` and run ``dvc repro``.
+Untracked data. A dataset that is not listed in ``params.yaml`` (a synthetic graph, or a graph
+imported outside a DVC workspace) or a data folder (``$DGNN_DATA_DIR``) other than
+``<project>/data`` cannot come from a DVC stage. The task then logs a warning and calls the same
+:mod:`dgnn.data` stage function directly; its result has ``tracked: False``, :func:`data_version`
+reports ``"untracked"`` (the run is tagged ``data_tracked=false``), and ``dgnn lineage`` reports
+the workspace as differing. To version such data, add it to ``params.yaml`` (``dgnn import`` in
+the project does that for a user's graph: :mod:`flows.imports`), train from ``<project>/data``
+and run ``dvc repro``.
 
 Every task returns a small dict (paths, hashes), never arrays. Results are cached across
 processes (``persist_result=True``, as plain JSON: :mod:`flows.json_results`) on the inputs, the task source, the data folder and the
@@ -113,7 +115,7 @@ def data_version(dataset: str, project_dir=None) -> dict[str, str]:
     ``<project>/data`` (which ``dvc.lock`` does not describe), gives ``"untracked"`` for every entry.
     """
     project = _project(project_dir)
-    hashes = lock_hashes(dataset, project) if _in_workspace(project) else dict.fromkeys(STAGES)
+    hashes = lock_hashes(dataset, project) if in_workspace(project) else dict.fromkeys(STAGES)
     version = {stage: hashes[stage] or UNTRACKED for stage in STAGES}
     version["data_version"] = version["propagate"]
     return version
@@ -183,7 +185,7 @@ def _tracked(dataset: str, project: Path) -> dict | None:
             "dataset %r is not in %s: running the dgnn.data stage directly, NOT versioned by DVC "
             "(add it under `datasets:` and run `dvc repro` to version it)", dataset, project / "params.yaml")
         return None
-    if not _in_workspace(project):
+    if not in_workspace(project):
         _logger().warning(
             "DGNN_DATA_DIR=%s is not %s/data where the DVC stages write: running the dgnn.data stage "
             "directly, NOT versioned by DVC", data_root(), project)
@@ -191,14 +193,15 @@ def _tracked(dataset: str, project: Path) -> dict | None:
     return entry
 
 
-def _in_workspace(project: Path) -> bool:
-    """True when the data folder is ``<project>/data``, where the DVC stages write."""
-    return data_root().resolve() == (project / "data").resolve()
+def in_workspace(project: Path, data_dir=None) -> bool:
+    """True when the data folder (``data_dir``, else the default) is ``<project>/data``, where the
+    DVC stages write."""
+    return data_root(data_dir).resolve() == (project / "data").resolve()
 
 
 def _in_dvc(dataset: str, project: Path) -> bool:
     """True when ``dvc.lock`` has the dataset's stages and they write where the data is read."""
-    return _in_workspace(project) and any(lock_hashes(dataset, project).values())
+    return in_workspace(project) and any(lock_hashes(dataset, project).values())
 
 
 def _repro(stage: str, dataset: str, project: Path) -> None:
@@ -223,10 +226,14 @@ def _result(dataset: str, stage: str, tracked: bool, project: Path, **extra) -> 
 
 
 def _data_location(context, parameters) -> str:
-    """Cache-key part: the resolved data folder and the dataset's ``params.yaml`` entry (changing a
-    DVC stage parameter reruns the stages)."""
-    entry = read_params(settings.project_dir()).get(parameters.get("dataset"))
-    return json.dumps([str(data_root().resolve()), entry], sort_keys=True, default=str)
+    """Cache-key part: the resolved data folder, the dataset's ``params.yaml`` entry (changing a
+    DVC stage parameter reruns the stages) and the ``.dvc`` file of its ``source`` if it has one
+    (the files of an imported graph: importing changed files reruns them)."""
+    project = settings.project_dir()
+    entry = read_params(project).get(parameters.get("dataset"))
+    dvc_file = project / f"{entry['source']}.dvc" if entry and entry.get("source") else None
+    source = dvc_file.read_text() if dvc_file is not None and dvc_file.is_file() else None
+    return json.dumps([str(data_root().resolve()), entry, source], sort_keys=True, default=str)
 
 
 _CACHED = PlainJsonOnly(policy=INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_data_location))

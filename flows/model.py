@@ -24,7 +24,7 @@ PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", "numpy", "panda
 
 def model_payload(trainer, config: TrainConfig, dataset: str) -> dict:
     """Weights of the selected pass + the graph (features sparse or dense, whichever is smaller; CSR
-    adjacency) as plain tensors."""
+    adjacency) as plain tensors, and the names of the classes where the graph has them."""
     graph = trainer.graph
     x = graph.x.float().cpu()
     # COO costs 20 bytes a non-zero (two int64 indices, a float32), dense 4 bytes an entry.
@@ -58,6 +58,7 @@ def model_payload(trainer, config: TrainConfig, dataset: str) -> dict:
         "adj": {"crow": adj.crow_indices(), "col": adj.col_indices(), "values": adj.values()},
         "modules": modules,
         "cluster_prediction": None if config.task == "classify" else trainer.best["prediction"].cpu(),
+        "class_names": graph.meta.get("class_names") if config.task == "classify" else None,
     }
 
 
@@ -73,6 +74,8 @@ def save_packaged_model(payload: dict, path: Path) -> Path:
     outputs = [ColSpec("long", "node"), ColSpec("long", "prediction")]
     if payload["task"] == "classify":
         outputs.append(ColSpec("double", "probability"))
+    if payload.get("class_names"):
+        outputs.append(ColSpec("string", "label"))
     signature = ModelSignature(inputs=Schema([ColSpec("long", "node")]), outputs=Schema(outputs))
     with warnings.catch_warnings():
         # No input example on purpose (the signature says it all) and no type hints on predict.

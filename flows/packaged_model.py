@@ -17,7 +17,9 @@ k-means gave the selected embedding during training (stored, since k-means is no
 the weights alone).
 
 Input: a DataFrame with a ``node`` column (or the first column), a list or an array of node ids.
-Output: a DataFrame with ``node``, ``prediction`` and, for classifiers, ``probability``.
+Output: a DataFrame with ``node``, ``prediction`` and, for classifiers, ``probability`` and, when
+the dataset names its classes (``class_names`` of the stored graph: text labels of an imported
+graph, the npz sets' names), ``label``: the name of the predicted class.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from mlflow.pyfunc import PythonModel
 
 from dgnn.nn.filters import graph_filter
 from dgnn.nn.module import ACTIVATIONS
-from dgnn.propagation import normalize_features
+from dgnn.propagation import csr_tensor, normalize_features
 
 @torch.no_grad()
 def forward_all(payload: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -41,7 +43,7 @@ def forward_all(payload: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
     x = xs["dense"] if "dense" in xs else torch.sparse_coo_tensor(
         xs["indices"], xs["values"], tuple(xs["shape"]), check_invariants=False).to_dense().float()
     a = payload["adj"]
-    adj = torch.sparse_csr_tensor(a["crow"], a["col"], a["values"], size=(n, n))
+    adj = csr_tensor(a["crow"], a["col"], a["values"], n)
     h = normalize_features(x, payload["feature_norm"])
     for m in payload["modules"]:
         p = graph_filter(adj, h, m["order"], m["filter"], m["alpha"])
@@ -78,6 +80,8 @@ class DecoupledGNNModel(PythonModel):
             self.probability, self.prediction = probs.max(1)
         else:
             self.probability, self.prediction = None, payload["cluster_prediction"]
+        names = payload.get("class_names")  # absent from models logged before names were kept
+        self.class_names = None if names is None else np.asarray(names)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         nodes = node_ids(model_input)
@@ -88,6 +92,8 @@ class DecoupledGNNModel(PythonModel):
         out = {"node": nodes, "prediction": self.prediction[index].numpy().astype(np.int64)}
         if self.probability is not None:
             out["probability"] = self.probability[index].numpy().astype(np.float64)
+        if self.class_names is not None:
+            out["label"] = self.class_names[out["prediction"]]
         return pd.DataFrame(out)
 
 

@@ -35,8 +35,9 @@ def tmp_data_dir(tmp_path, monkeypatch) -> Path:
 def cora_user_files(shared_datasets, tmp_path_factory) -> dict:
     """Cora written as a user would: shuffled string ids, 32 feature columns, label, split.
 
-    Returns the paths (``edges``, ``nodes``) and the original ``graph`` and ``ids``. Tests must
-    copy the files before changing them.
+    Returns the paths (``edges``, ``nodes``; ``named_nodes``: the same nodes with each label
+    written as a name, ``topic-<k>``) and the original ``graph`` and ``ids``. Tests must copy the
+    files before changing them.
     """
     from dgnn.data.planetoid import read_planetoid
 
@@ -55,4 +56,6 @@ def cora_user_files(shared_datasets, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("cora_user")
     edges.to_csv(folder / "edges.csv", index=False)
     nodes.to_csv(folder / "nodes.csv", index=False)
-    return {"edges": folder / "edges.csv", "nodes": folder / "nodes.csv", "graph": graph, "ids": ids}
+    nodes.assign(label=[None if k < 0 else f"topic-{k}" for k in y]).to_csv(folder / "named.csv", index=False)
+    return {"edges": folder / "edges.csv", "nodes": folder / "nodes.csv", "named_nodes": folder / "named.csv",
+            "graph": graph, "ids": ids}

@@ -100,3 +100,13 @@ def test_predictions_of_wrong_length(cora_user_files, tmp_data_dir):
     import_graph("papers", cora_user_files["edges"], cora_user_files["nodes"])
     with pytest.raises(ValueError, match="expected 2708 predictions"):
         predictions_to_ids(load_graph("papers"), np.zeros(5))
+
+
+def test_text_labels_are_numbered_in_sorted_order_and_named(cora_user_files, tmp_data_dir):
+    result = import_graph("named", cora_user_files["edges"], cora_user_files["named_nodes"])
+    assert result.classes == 7
+    graph = load_graph("named")
+    assert graph.meta["class_names"] == [f"topic-{k}" for k in range(7)]
+    assert torch.equal(graph.y, cora_user_files["graph"].y)
+    assert "class_names" not in load_graph(import_graph("ints", cora_user_files["edges"],
+                                                        cora_user_files["nodes"]).name).meta

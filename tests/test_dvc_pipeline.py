@@ -351,3 +351,83 @@ def test_run_on_another_data_folder_is_untracked_and_lineage_differs(project):
         assert any(d.startswith("data/cora/propagated: content hash") for d in report["differences"])
     finally:
         shutil.rmtree(elsewhere, ignore_errors=True)
+
+
+PAPERS = ["fetch@papers", "normalise@papers", "propagate@papers"]
+
+
+def _dgnn(project: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    return _sh([sys.executable, "-m", "flows.cli", *args], project, env or project.env, check)
+
+
+def test_imported_graph_is_versioned_like_a_registry_dataset(project, cora_user_files):
+    """`dgnn import` in the workspace: the files are copied to imports/papers/ and tracked, the
+    stages fetch -> normalise -> propagate@papers are in dvc.lock, a run records their hash, a
+    re-import with changed files reruns them, and another clone rebuilds them from `dvc pull`."""
+    env = {**project.env, "DGNN_PROJECT_DIR": str(project),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{project.parent / 'import-mlflow.db'}"}
+    saved = {name: (project / name).read_text() for name in ("params.yaml", "dvc.lock")}
+    files = ["--edges", str(cora_user_files["edges"]), "--nodes", str(cora_user_files["nodes"])]
+    try:
+        imported = _dgnn(project, "import", "papers", *files, env=env)
+        assert "papers is versioned by DVC" in imported.stderr
+        lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+        tracked = yaml.safe_load((project / "imports" / "papers.dvc").read_text())["outs"][0]["md5"]
+        assert {d["path"]: d["md5"] for d in lock["fetch@papers"]["deps"]}["imports/papers"] == tracked
+        assert sorted(p.name for p in (project / "imports" / "papers").iterdir()) == ["edges.csv", "nodes.csv"]
+        assert all(lock[stage]["outs"][0]["md5"].endswith(".dir") for stage in PAPERS)
+        assert json.loads(_dvc(project, "status", "--json", *PAPERS).stdout) == {}
+
+        _fast_config(project.parent / "fast-papers.yaml")
+        run = _dgnn(project, "run", "--dataset", "papers", "--config", str(project.parent / "fast-papers.yaml"),
+                    "--device", "cpu", "--quiet", "--json", env=env)
+        assert "NOT versioned" not in run.stderr
+        summary = json.loads(run.stdout)
+        assert summary["data_version"] == lock["propagate@papers"]["outs"][0]["md5"]
+        lineage = _dgnn(project, "lineage", summary["mlflow_run_id"], "--json", env=env, check=False)
+        assert json.loads(lineage.stdout)["workspace"] == "matches" and lineage.returncode == 0
+
+        changed = project.parent / "nodes-changed.csv"
+        changed.write_text(cora_user_files["nodes"].read_text().replace(",0.0,", ",1.0,", 1))  # one feature
+        _dgnn(project, "import", "papers", "--edges", str(cora_user_files["edges"]), "--nodes", str(changed), env=env)
+        relocked = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+        assert relocked["fetch@papers"]["outs"][0]["md5"] != lock["fetch@papers"]["outs"][0]["md5"]
+        assert json.loads(_dvc(project, "status", "--json", *PAPERS).stdout) == {}
+        assert _dgnn(project, "lineage", summary["mlflow_run_id"], env=env, check=False).returncode == 1
+
+        # Another machine: a clone with the files to commit gets the sources from the remote and
+        # rebuilds the graph with the recorded hashes.
+        _dvc(project, "push", "imports/papers.dvc")
+        clone = project.parent / "clone"
+        _sh(["git", "clone", "-q", str(project), str(clone)], project.parent, project.env)
+        (clone / "imports").mkdir()
+        for name in ("params.yaml", "dvc.lock", "imports/papers.dvc", "imports/.gitignore"):
+            shutil.copy2(project / name, clone / name)
+        _sh([sys.executable, "-m", "dvc", "pull", "imports/papers.dvc"], clone, project.env)
+        _sh([sys.executable, "-m", "dvc", "repro", "propagate@papers"], clone, project.env)
+        assert _outs((clone / "dvc.lock").read_text(), PAPERS) == _outs((project / "dvc.lock").read_text(), PAPERS)
+    finally:
+        for name, text in saved.items():
+            (project / name).write_text(text)
+        for folder in ("imports", "data/papers", "../clone"):
+            shutil.rmtree(project / folder, ignore_errors=True)
+
+
+def test_import_outside_a_dvc_workspace_is_kept_unversioned(project, inside, cora_user_files, tmp_path,
+                                                             monkeypatch, capsys):
+    """Outside a DVC workspace the graph is imported as before and the note says why it is not
+    versioned; in the workspace a registry name is refused before anything is written."""
+    from dgnn.data import DataError
+    from flows import data_tasks
+    from flows.imports import import_command
+
+    with pytest.raises(DataError, match="'acm' is the name of a registry or synthetic dataset"):
+        import_command("acm", cora_user_files["edges"], cora_user_files["nodes"])
+    assert not (project / "imports").exists() and "acm" not in (project / "params.yaml").read_text()
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DGNN_PROJECT_DIR", str(tmp_path))
+    result = import_command("papers", cora_user_files["edges"], cora_user_files["nodes"])
+    assert result.nodes == 2708 and (tmp_path / "data" / "papers" / "graph").is_dir()
+    assert "is not a DVC workspace of this project (no .dvc, dvc.yaml, params.yaml)" in capsys.readouterr().err
+    assert data_tasks.data_version("papers", tmp_path)["data_version"] == "untracked"

@@ -450,3 +450,27 @@ def test_packaged_model_stores_dense_features_dense_and_predicts_like_the_traine
     assert torch.equal(payload["x"]["dense"], graph.x.float())
     _, logits = forward_all(payload)
     assert torch.equal(logits.argmax(1), trainer.predict())
+
+
+def test_predict_names_the_classes_without_torch_warnings(cora_user_files, tmp_data_dir, tmp_path):
+    """`dgnn predict` on a model of a graph with named classes: each row carries the class name,
+    and stderr holds none of torch's sparse-tensor warnings."""
+    from dgnn.config import TrainConfig
+    from dgnn.data import import_graph, load_graph
+    from dgnn.trainer import DecoupledTrainer
+    from flows.model import model_payload, save_packaged_model
+
+    import_graph("named", cora_user_files["edges"], cora_user_files["named_nodes"])
+    graph = load_graph("named")
+    config = TrainConfig.model_validate(TINY["train"])
+    trainer = DecoupledTrainer(graph, config, seed=0)
+    trainer.fit()
+    model = save_packaged_model(model_payload(trainer, config, "named"), tmp_path / "model")
+    out = subprocess.run([sys.executable, "-m", "flows.cli", "predict", "--model-uri", str(model), "--nodes", "0,5,9",
+                          "--json"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Sparse" not in out.stderr, out.stderr
+    rows = json.loads(out.stdout)
+    classes = trainer.predict()[[0, 5, 9]].tolist()
+    assert [(r["prediction"], r["label"]) for r in rows] == [(k, f"topic-{k}") for k in classes]

@@ -61,8 +61,12 @@ def handle_data_errors(action):
     return handler
 
 
-def register(subparsers) -> None:
-    """Add the data subcommands to an ``argparse`` subparsers object."""
+def register(subparsers, importer=import_graph) -> None:
+    """Add the data subcommands to an ``argparse`` subparsers object.
+
+    ``importer(name, edges, nodes, data_dir)`` runs ``import`` and returns its :class:`FetchResult`
+    (``flows`` passes one that also versions the graph with DVC).
+    """
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="data folder (default: $DGNN_DATA_DIR or ./data)")
     common.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -80,7 +84,7 @@ def register(subparsers) -> None:
     p.add_argument("--edges", required=True, help="edges file: src, dst[, weight]")
     p.add_argument("--nodes", required=True, help="nodes file: node_id, features...[, label][, split]")
     p.set_defaults(handler=handle_data_errors(lambda a: _report(
-        import_graph(a.name, a.edges, a.nodes, a.data_dir), a.json)))
+        importer(a.name, a.edges, a.nodes, a.data_dir), a.json)))
 
     p = subparsers.add_parser("normalise", parents=[common], help="store the normalised adjacency")
     p.add_argument("name")

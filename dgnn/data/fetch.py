@@ -1,4 +1,4 @@
-"""Fetch a dataset by name (registry, synthetic or already imported) into ``data/<name>/graph/``.
+"""Fetch a dataset by name (registry, synthetic or imported) into ``data/<name>/graph/``.
 
 Raw registry files are read from the mirror (``mirror`` or ``$DGNN_DATA_MIRROR``) or downloaded,
 checked against their pinned SHA-256, copied to a private temporary folder and parsed only from
@@ -19,12 +19,20 @@ import torch
 from dgnn.data import synthetic
 from dgnn.data.errors import DataError
 from dgnn.data.graph import Graph, load_graph_folder
-from dgnn.data.layout import FetchResult, dataset_dir, graph_dir, require_intact, store_graph
+from dgnn.data.layout import (
+    FetchResult,
+    dataset_dir,
+    graph_dir,
+    import_source_dir,
+    require_intact,
+    store_graph,
+)
 from dgnn.data.npz import read_npz
 from dgnn.data.planetoid import read_planetoid
 from dgnn.data.registry import DATASETS, REGISTRY, Source
 from dgnn.data.splits import stratified_split
 from dgnn.data.store import atomic_folder, is_current, is_intact, is_stored, read_meta, write_meta
+from dgnn.data.user_import import read_user_graph, source_files
 from dgnn.processes import owned_temp_dir
 
 _MASKS = ("train_mask", "val_mask", "test_mask")
@@ -102,14 +110,17 @@ def _split_dir(name: str, split_seed: int, data_dir) -> Path | None:
 def fetch(name: str, data_dir=None, mirror=None, split_seed: int = 0) -> FetchResult:
     """Obtain, verify, validate and store ``name``; return counts, path and content hash.
 
-    Registry and synthetic names are (re)built and written atomically; a name already imported
-    is described as stored. ``split_seed`` other than 0 also stores that split's masks.
+    Registry and synthetic names, and imported names whose files are kept in ``imports/<name>/``
+    (a DVC workspace), are (re)built and written atomically; another imported name is described as
+    stored. ``split_seed`` other than 0 also stores that split's masks.
     """
     if name in REGISTRY:
         mirror = mirror or os.environ.get("DGNN_DATA_MIRROR")
         result = store_graph(_read_registry(REGISTRY[name], mirror), data_dir)
     elif synthetic.parse_name(name) is not None:
         result = store_graph(synthetic.generate(name), data_dir)
+    elif import_source_dir(name).is_dir():
+        result = store_graph(read_user_graph(name, *source_files(import_source_dir(name))), data_dir)
     elif is_stored(graph_dir(name, data_dir)):
         result = FetchResult.from_folder(require_intact(graph_dir(name, data_dir)))
     else:

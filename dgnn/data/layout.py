@@ -35,6 +35,13 @@ def graph_dir(name: str, data_dir: str | Path | None = None) -> Path:
     return dataset_dir(name, data_dir) / "graph"
 
 
+def import_source_dir(name: str) -> Path:
+    """``imports/<name>``, relative to the working directory like ``./data`` (the project root for
+    DVC stages): where a DVC workspace keeps its copy of an imported graph's files."""
+    dataset_dir(name)
+    return Path("imports") / name
+
+
 def rebuild_command(folder: Path) -> str:
     """The ``dgnn`` command that rewrites a stored folder of ``<data>/<name>/``."""
     folder = Path(folder)
@@ -47,7 +54,7 @@ def rebuild_command(folder: Path) -> str:
         command += f" --feature-norm {norm}" if norm != "none" else ""
     elif folder.name.startswith("split-seed"):
         command = f"dgnn fetch {name} --split-seed {meta['split']['seed']}"
-    elif "imported_from" in meta:
+    elif "imported_from" in meta and not import_source_dir(name).is_dir():  # else fetch imports the copy
         files = meta["imported_from"]
         command = f"dgnn import {name} --edges {files['edges']['file']} --nodes {files['nodes']['file']}"
     else:

@@ -20,7 +20,7 @@ from dgnn.data.errors import DataError
 from dgnn.data.fetch import ensure_graph
 from dgnn.data.layout import FetchResult, damage_error, dataset_dir, require_intact
 from dgnn.data.store import atomic_folder, damaged_files, is_current, is_stored, read_meta, write_meta
-from dgnn.propagation import normalize_features, normalized_adjacency, propagate_block, row_blocks
+from dgnn.propagation import csr_tensor, normalize_features, normalized_adjacency, propagate_block, row_blocks
 
 _CSR = ("indptr", "indices", "values")
 BLOCK_ROWS = 1 << 14  # default rows per propagation block: ~80 MiB of products at degree 10, 128 features
@@ -72,8 +72,7 @@ def load_adjacency(name: str, data_dir=None) -> torch.Tensor:
     """The normalised adjacency as torch sparse CSR (normalising first if missing or stale)."""
     folder = _adjacency_folder(name, data_dir)
     crow, col, values = (torch.from_numpy(np.load(folder / f"{k}.npy")) for k in _CSR)
-    n = crow.numel() - 1
-    return torch.sparse_csr_tensor(crow, col, values, size=(n, n), check_invariants=False)
+    return csr_tensor(crow, col, values, crow.numel() - 1)
 
 
 def _propagated_inputs(name: str, data_dir) -> dict:

@@ -1,9 +1,13 @@
 """Import a user's graph (edges + nodes, CSV or Parquet) and map predictions back to their ids.
 
 Edges: ``src``, ``dst`` (node ids), optional ``weight``. Nodes: ``node_id`` (any ids, compared as
-text), feature columns (every other column), optional ``label`` (whole number >= 0, empty =
-unlabelled) and ``split`` (train / val / test, empty = none; without the column the seeded
-stratified split is used). Node i of the stored graph is row i of the nodes file.
+text), feature columns (every other column), optional ``label`` (whole number >= 0, or class names
+as text, numbered in sorted order and kept as ``class_names``; empty = unlabelled) and ``split``
+(train / val / test, empty = none; without the column the seeded stratified split is used). Node i
+of the stored graph is row i of the nodes file.
+
+A DVC workspace keeps a copy of the two files in ``imports/<name>/`` (:func:`source_files`), from
+which ``dgnn fetch <name>`` (the DVC stage ``fetch@<name>``) imports again.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dgnn.data.store import file_sha256
 
 _ID_COLUMNS = {"node_id": "string", "src": "string", "dst": "string"}
 _RESERVED = ("node_id", "label", "split")
+_SUFFIXES = (".csv", ".parquet", ".pq")
 HINT = (
     "Rows count from 0 after the header. Fix the files and run `dgnn import` again; "
     "nothing was written to data/."
@@ -36,25 +41,48 @@ def _read_table(path: Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty (it needs a header row and data rows). {HINT}")
     suffix = path.suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
     try:
         if suffix == ".csv":
             return pd.read_csv(path, dtype=_ID_COLUMNS)
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
+        return pd.read_parquet(path)
     except (ValueError, OSError) as err:
         raise DataError(f"cannot read {path}: the file is truncated or corrupt ({err}). {HINT}") from err
-    raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
 
 
-def import_graph(name: str, edges_path, nodes_path, data_dir=None) -> FetchResult:
-    """Validate both files (every problem reported at once), remap ids to 0..n-1, store the graph.
+def _labels(nodes: pd.DataFrame) -> tuple[pd.Series, list[str] | None]:
+    """(label column, class names): text labels become their index among the sorted names."""
+    if "label" not in nodes:
+        return pd.Series(np.nan, index=nodes.index), None
+    labels = nodes["label"]
+    if pd.api.types.is_numeric_dtype(labels):
+        return labels, None
+    text = labels.astype("string")
+    names = sorted(text.dropna().unique())
+    return text.map({n: i for i, n in enumerate(names)}).astype("Float64"), names
 
-    The original ids are kept in ``node_ids.npy`` (see :func:`predictions_to_ids`). Afterwards
-    ``name`` works wherever a registry name does.
-    """
-    dataset_dir(name, data_dir)
+
+def source_files(folder: Path) -> tuple[Path, Path]:
+    """(edges, nodes) file of a folder holding one ``edges.<ext>`` and one ``nodes.<ext>``."""
+    found = []
+    for stem in ("edges", "nodes"):
+        files = sorted(p for p in Path(folder).glob(f"{stem}.*") if p.suffix.lower() in _SUFFIXES)
+        if len(files) != 1:
+            raise DataError(f"{folder}: expected one {stem} file ({stem}.csv or {stem}.parquet), found "
+                            f"{[p.name for p in files]}; run `dgnn import` again")
+        found.append(files[0])
+    return found[0], found[1]
+
+
+def read_user_graph(name: str, edges_path, nodes_path) -> Graph:
+    """Validate both files (every problem reported at once) and build the graph, ids remapped to
+    0..n-1 (the original ids in ``node_ids``); nothing is written."""
+    dataset_dir(name)
     edges_path, nodes_path = Path(edges_path), Path(nodes_path)
     nodes, edges = _read_table(nodes_path), _read_table(edges_path)
+    labels, class_names = _labels(nodes)
+    nodes = nodes.assign(label=labels) if "label" in nodes else nodes
     features = [str(c) for c in nodes.columns if c not in _RESERVED]
     node_keys = nodes["node_id"] if "node_id" in nodes else pd.Series([])
     node_keys = node_keys.astype("string")  # ids are compared as text
@@ -65,12 +93,12 @@ def import_graph(name: str, edges_path, nodes_path, data_dir=None) -> FetchResul
 
     index = pd.Index(node_keys)
     edge_index = np.stack([index.get_indexer(keyed["src"]), index.get_indexer(keyed["dst"])])
-    labels = nodes["label"] if "label" in nodes else pd.Series(np.nan, index=nodes.index)
+    labels = nodes["label"] if "label" in nodes else labels
     masks = None
     if "split" in nodes:
         masks = np.stack([(nodes["split"] == s).fillna(False).to_numpy(bool) for s in SPLITS])
     ids = nodes["node_id"].to_numpy()
-    graph = build_graph(
+    return build_graph(
         name,
         nodes[features].to_numpy(np.float32),
         edge_index,
@@ -86,10 +114,18 @@ def import_graph(name: str, edges_path, nodes_path, data_dir=None) -> FetchResul
                 "nodes": {"file": nodes_path.name, "sha256": file_sha256(nodes_path)},
             },
             "feature_columns": features,
+            **({"class_names": class_names} if class_names else {}),
         },
         hint=HINT,
     )
-    return store_graph(graph, data_dir)
+
+
+def import_graph(name: str, edges_path, nodes_path, data_dir=None) -> FetchResult:
+    """:func:`read_user_graph`, then store it: afterwards ``name`` works wherever a registry name does.
+
+    The original ids are kept in ``node_ids.npy`` (see :func:`predictions_to_ids`).
+    """
+    return store_graph(read_user_graph(name, edges_path, nodes_path), data_dir)
 
 
 def predictions_to_ids(graph: Graph, predictions) -> pd.DataFrame:
