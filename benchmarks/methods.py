@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from dgnn.metrics import accuracy, macro_f1
-from dgnn.propagation import normalize_features
+from dgnn.propagation import normalise_features
 
 Progress = Callable[[dict], None]
 
@@ -124,7 +124,7 @@ def _full_batch(graph, seed: int, model_fn, optimizer_fn, epochs: int, feature_n
     """Full-batch training, evaluating on all nodes after every epoch (PyG's examples do the same)."""
     torch.manual_seed(seed)
     start = time.perf_counter()
-    x = normalize_features(graph.x.float(), feature_norm)
+    x = normalise_features(graph.x.float(), feature_norm)
     adj = _csr_adjacency(graph)  # normalised by the convolution on its first call (cached)
     model = model_fn()
     optimizer = optimizer_fn(model)
@@ -176,7 +176,7 @@ def train_mlp(graph, seed: int, *, feature_norm: str, progress: Progress, budget
     on the validation rows, and predicts the test rows once (no graph, so no other row is needed)."""
     torch.manual_seed(seed)
     start = time.perf_counter()
-    x = normalize_features(graph.x.float(), feature_norm)
+    x = normalise_features(graph.x.float(), feature_norm)
     rows = {k: getattr(graph, f"{k}_mask").nonzero().flatten() for k in ("train", "val", "test")}
     xs = {k: x[v] for k, v in rows.items()}
     ys = {k: graph.y[v] for k, v in rows.items()}
@@ -249,7 +249,7 @@ def train_sign(graph, seed: int, *, feature_norm: str, progress: Progress, budge
 
     torch.manual_seed(seed)
     start = time.perf_counter()
-    x = normalize_features(graph.x.float(), feature_norm)
+    x = normalise_features(graph.x.float(), feature_norm)
     adj, _ = gcn_norm(_csr_adjacency(graph))
     xs = [x]
     for _ in range(hops):

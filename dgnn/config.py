@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 Activation = Literal["identity", "relu", "elu", "leaky_relu", "tanh", "sigmoid"]
 Task = Literal["classify", "cluster"]
@@ -60,8 +60,10 @@ class TrainConfig(_Strict):
         description="auto-encoder: share of each batch made of the endpoints of uniformly drawn edges "
                     "(0 = the paper's uniform batches; on sparse graphs a uniform block holds few edges)")
     kmeans_restarts: int = Field(default=10, gt=0)
-    kmeans_normalize: bool = Field(
-        default=False, description="scale embedding rows to unit L2 norm before k-means (cosine geometry)"
+    kmeans_normalise: bool = Field(
+        default=False, validation_alias=AliasChoices("kmeans_normalise", "kmeans_normalize"),
+        description="scale embedding rows to unit L2 norm before k-means (cosine geometry); "
+                    "configs written before the spelling was unified may say kmeans_normalize"
     )
 
     @property

@@ -12,7 +12,7 @@ from dgnn.config import Portfolio, TrainConfig
 from dgnn.data import load_adjacency, load_graph, stored_propagated
 from dgnn.metrics import mean_std
 from dgnn.nn.filters import graph_filter
-from dgnn.propagation import normalize_features
+from dgnn.propagation import normalise_features
 from dgnn.threads import apply_threads
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, StepResult
 from dgnn.tune.portfolio import choose
@@ -84,7 +84,7 @@ class Inputs:
             if kind == "power":
                 first = stored_propagated(self.dataset, order, data_dir=self.data_dir, feature_norm=norm)
             if first is None:
-                x = normalize_features(self.graph.x.float(), norm)
+                x = normalise_features(self.graph.x.float(), norm)
                 first = graph_filter(self.adj, x, order, kind, alpha, on_hop=on_hop)
             while len(self._first) >= self.KEEP:
                 self._first.pop(next(iter(self._first)))
@@ -147,7 +147,7 @@ def fit_warnings(result: FitResult, num_classes: int) -> list[str]:
     return warnings
 
 
-def summarize(dataset: str, task: str, seeds: list[int], results: list[FitResult], num_classes: int,
+def summarise(dataset: str, task: str, seeds: list[int], results: list[FitResult], num_classes: int,
               chosen: list | None = None) -> dict:
     """Mean and standard deviation of every metric over seeds, plus per-seed rows and warnings.
 
@@ -173,7 +173,7 @@ def summarize(dataset: str, task: str, seeds: list[int], results: list[FitResult
 
 def train_seeds(dataset: str, config: TrainConfig | Portfolio, seeds: list[int], *, device=None,
                 data_dir=None, split_seed: int = 0, verbose: bool = True, threads: int | None = None) -> dict:
-    """Train ``config`` on ``dataset`` once per seed; return :func:`summarize`'s dictionary plus
+    """Train ``config`` on ``dataset`` once per seed; return :func:`summarise`'s dictionary plus
     ``threads``, the torch thread count used (``threads`` or :func:`dgnn.threads.choose_threads`'s).
 
     A :class:`~dgnn.config.Portfolio` trains every candidate per seed and keeps the one with the
@@ -185,9 +185,9 @@ def train_seeds(dataset: str, config: TrainConfig | Portfolio, seeds: list[int],
     num_classes = inputs.graph.num_classes
     if isinstance(config, Portfolio):
         chosen = [choose(inputs, config, seed, device, verbose) for seed in seeds]
-        summary = summarize(dataset, config.task, seeds, [c.result for c in chosen], num_classes, chosen)
+        summary = summarise(dataset, config.task, seeds, [c.result for c in chosen], num_classes, chosen)
     else:
         results = [train_one(inputs, config, seed, device, verbose) for seed in seeds]
-        summary = summarize(dataset, config.task, seeds, results, num_classes)
+        summary = summarise(dataset, config.task, seeds, results, num_classes)
     # read back, not the requested count: what training actually ran with
     return summary | {"threads": torch.get_num_threads()}

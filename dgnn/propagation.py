@@ -22,7 +22,7 @@ def csr_tensor(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, num_
         return torch.sparse_csr_tensor(crow, col, values, size=(num_nodes, num_nodes), check_invariants=False)
 
 
-def normalize_features(x: torch.Tensor, kind: str) -> torch.Tensor:
+def normalise_features(x: torch.Tensor, kind: str) -> torch.Tensor:
     """Feature normalisation before propagation: "row" scales each row to sum 1, "none" keeps x."""
     if kind == "none":
         return x
@@ -31,7 +31,7 @@ def normalize_features(x: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"unknown feature normalisation {kind!r}: use 'none' or 'row'")
 
 
-def normalized_adjacency(
+def normalised_adjacency(
     edge_index: torch.Tensor,
     num_nodes: int,
     edge_weight: torch.Tensor | None = None,

@@ -27,7 +27,7 @@ from dgnn.metrics import accuracy, clustering_scores, kmeans, macro_f1, modulari
 from dgnn.nn import DecoupledModule
 from dgnn.nn.filters import graph_filter
 from dgnn.nn.losses import EdgeLookup, penalty, reconstruction_loss, target_loss
-from dgnn.propagation import normalize_features, normalized_adjacency
+from dgnn.propagation import normalise_features, normalised_adjacency
 from dgnn.sampling import sample_edge_rows, sample_rows
 
 Direction = Literal["forward", "backward"]
@@ -134,9 +134,9 @@ class DecoupledTrainer:
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
 
-        x = normalize_features(graph.x.float(), config.feature_norm)
+        x = normalise_features(graph.x.float(), config.feature_norm)
         if adj is None:
-            adj = normalized_adjacency(graph.edge_index, graph.num_nodes, graph.edge_weight)
+            adj = normalised_adjacency(graph.edge_index, graph.num_nodes, graph.edge_weight)
         self.adj = adj.to(self.device)
         self.labels = graph.y.to(self.device)
         self.train_idx = graph.train_mask.nonzero().flatten()
@@ -345,7 +345,7 @@ class DecoupledTrainer:
     def _clustering_metrics(self, output: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
         labelled = self.graph.y >= 0
         k = self.graph.num_classes
-        if self.config.kmeans_normalize:
+        if self.config.kmeans_normalise:
             output = F.normalize(output, dim=1)
         pred = torch.from_numpy(kmeans(output, k, self.config.kmeans_restarts, self.seed))
         metrics = {"modularity": modularity(self.graph.edge_index, pred)}

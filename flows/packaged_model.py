@@ -33,7 +33,7 @@ from mlflow.pyfunc import PythonModel
 
 from dgnn.nn.filters import graph_filter
 from dgnn.nn.module import ACTIVATIONS
-from dgnn.propagation import csr_tensor, normalize_features
+from dgnn.propagation import csr_tensor, normalise_features
 
 @torch.no_grad()
 def forward_all(payload: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -44,7 +44,7 @@ def forward_all(payload: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         xs["indices"], xs["values"], tuple(xs["shape"]), check_invariants=False).to_dense().float()
     a = payload["adj"]
     adj = csr_tensor(a["crow"], a["col"], a["values"], n)
-    h = normalize_features(x, payload["feature_norm"])
+    h = normalise_features(x, payload["feature_norm"])
     for m in payload["modules"]:
         p = graph_filter(adj, h, m["order"], m["filter"], m["alpha"])
         z = p if m["input_transform"] is None else p @ m["input_transform"]

@@ -37,7 +37,7 @@ from dgnn.config import Portfolio, RunConfig, TrainConfig, config_task, default_
 from dgnn.data import content_hash
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored, read_meta, write_atomically
-from dgnn.experiment import resolve_device, summarize
+from dgnn.experiment import resolve_device, summarise
 from dgnn.processes import owned_temp_dir
 from dgnn.stepwise import RunSpec, StepwiseRun, stage_inputs
 from dgnn.threads import apply_threads
@@ -175,7 +175,7 @@ def report_task(tracked: TrackedRun, fit: FitResult, step_records: list[dict], d
 
     client = tracking.client(tracked.tracking_uri)
     parent, run, spec = tracked.parent_run_id, tracked.run, tracked.run.spec
-    summary = summarize(spec.dataset, spec.train.task, [spec.seed], [fit], run.inputs().graph.num_classes)
+    summary = summarise(spec.dataset, spec.train.task, [spec.seed], [fit], run.inputs().graph.num_classes)
     for warning in summary["warnings"]:
         print(f"warning: {warning}")
     criterion_name = "val_acc" if spec.train.task == "classify" else "modularity"

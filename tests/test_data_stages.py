@@ -26,7 +26,7 @@ from dgnn.data import (
 )
 from dgnn.data.stages import run_blocks
 from dgnn.data.store import atomic_folder
-from dgnn.propagation import normalize_features, normalized_adjacency, propagate, propagate_block, row_blocks
+from dgnn.propagation import normalise_features, normalised_adjacency, propagate, propagate_block, row_blocks
 
 
 def close(stored: torch.Tensor, in_memory: torch.Tensor) -> None:
@@ -47,13 +47,13 @@ def test_normalise_stage_writes_csr_with_hashes(cora, tmp_data_dir):
     assert meta["content_hash"] == content_hash(folder)
     assert meta["inputs"] == {"graph": cora.meta["content_hash"]}
     assert np.load(folder / "values.npy").dtype == np.float32
-    expected = normalized_adjacency(cora.edge_index, cora.num_nodes)
+    expected = normalised_adjacency(cora.edge_index, cora.num_nodes)
     adj = load_adjacency("cora")
     assert torch.equal(adj.to_dense(), expected.to_dense())
 
 
 def test_propagate_stage_equals_in_memory_path(cora, tmp_data_dir):
-    adj = normalized_adjacency(cora.edge_index, cora.num_nodes)
+    adj = normalised_adjacency(cora.edge_index, cora.num_nodes)
     whole = propagate_stage("cora", [0, 2, 1])
     whole_hash = content_hash(whole)
     for k in (0, 1, 2):
@@ -67,8 +67,8 @@ def test_propagate_stage_equals_in_memory_path(cora, tmp_data_dir):
 
 
 def test_row_feature_norm_equals_what_the_trainer_computes(cora, tmp_data_dir):
-    adj = normalized_adjacency(cora.edge_index, cora.num_nodes)
-    x = normalize_features(cora.x.float(), "row")
+    adj = normalised_adjacency(cora.edge_index, cora.num_nodes)
+    x = normalise_features(cora.x.float(), "row")
     folder = propagate_stage("cora", [0, 2], feature_norm="row", block_rows=500)
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["feature_norm"] == "row" and meta["orders"] == [0, 2]
@@ -95,7 +95,7 @@ def test_training_inputs_read_the_stage_output_and_never_rewrite_it(cora, tmp_da
     from dgnn.nn.filters import graph_filter
 
     adj = load_adjacency("cora")
-    x = normalize_features(cora.x.float(), "row")
+    x = normalise_features(cora.x.float(), "row")
     inputs = load_inputs("cora")
     assert torch.equal(inputs.first_input(config(2)), stored_propagated("cora", 2, feature_norm="row"))
     assert torch.equal(inputs.first_input(config(3)), propagate(adj, x, 3))  # in memory
@@ -108,7 +108,7 @@ def test_training_inputs_read_the_stage_output_and_never_rewrite_it(cora, tmp_da
 def test_load_propagated_recomputes_for_another_feature_norm(cora, tmp_data_dir):
     propagate_stage("cora", [1, 2], feature_norm="row")
     raw = load_propagated("cora", 2)  # stored folder holds "row": recomputed without normalisation
-    adj = normalized_adjacency(cora.edge_index, cora.num_nodes)
+    adj = normalised_adjacency(cora.edge_index, cora.num_nodes)
     close(raw, propagate(adj, cora.x, 2))
     meta = json.loads((tmp_data_dir / "cora" / "propagated" / "meta.json").read_text())
     assert meta["feature_norm"] == "none" and meta["orders"] == [2]
@@ -128,7 +128,7 @@ def test_propagate_block_splits_give_the_same_bits():
     edges = torch.randint(0, 500, (2, 3000), generator=gen)
     edges = torch.cat([edges, edges.flip(0)], 1)
     edges = torch.unique(edges[:, edges[0] != edges[1]], dim=1)
-    adj = normalized_adjacency(edges, 500)
+    adj = normalised_adjacency(edges, 500)
     h = torch.randn(500, 16, generator=gen)
     whole = blockwise(adj, h, 500)
     close(whole, propagate(adj, h, 1))
@@ -141,7 +141,7 @@ def test_propagate_block_sums_each_row_in_column_order():
     gen = torch.Generator().manual_seed(1)
     edges = torch.randint(0, 40, (2, 200), generator=gen)
     edges = torch.unique(torch.cat([edges, edges.flip(0)], 1), dim=1)
-    adj = normalized_adjacency(edges[:, edges[0] != edges[1]], 40)
+    adj = normalised_adjacency(edges[:, edges[0] != edges[1]], 40)
     h = torch.randn(40, 5, generator=gen)
     crow, col, val = adj.crow_indices().numpy(), adj.col_indices().numpy(), adj.values().numpy()
     expected = np.zeros((40, 5), dtype=np.float32)

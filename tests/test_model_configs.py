@@ -34,7 +34,7 @@ def test_paper_configs_are_faithful(name):
     assert [m.width for m in train.modules] == [128, 64, 32]
     assert not train.keep_own_loss and train.module_patience == 0 and train.pass_patience == 0
     assert all(m.filter == "power" and not m.bias and m.input_dropout == 0 for m in train.modules)
-    assert not train.kmeans_normalize
+    assert not train.kmeans_normalise
 
 
 @pytest.mark.parametrize("dataset", ["citeseer", "pubmed"])

@@ -9,7 +9,7 @@ from dgnn.config import TrainConfig
 from dgnn.data.synthetic import csbm
 from dgnn.nn.filters import graph_filter
 from dgnn.nn.losses import EdgeLookup, reconstruction_loss
-from dgnn.propagation import normalized_adjacency
+from dgnn.propagation import normalised_adjacency
 from dgnn.trainer import DecoupledTrainer, schedule
 
 
@@ -34,7 +34,7 @@ def config(task: str, bp_count: int = 1, **extra) -> TrainConfig:
 
 @pytest.mark.parametrize("kind,alpha", [("power", 0.0), ("average", 0.2)])
 def test_filter_equals_dense_reference(graph, kind, alpha):
-    adj, dense = normalized_adjacency(graph.edge_index, graph.num_nodes, dtype=torch.float64), dense_adjacency(graph)
+    adj, dense = normalised_adjacency(graph.edge_index, graph.num_nodes, dtype=torch.float64), dense_adjacency(graph)
     h = graph.x.double()
     powers = [torch.linalg.matrix_power(dense, k) for k in range(4)]
     expected = powers[3] @ h if kind == "power" else (1 - alpha) * sum(powers[1:]) @ h / 3 + alpha * h
@@ -43,7 +43,7 @@ def test_filter_equals_dense_reference(graph, kind, alpha):
 
 @pytest.mark.parametrize("kind", ["power", "average"])
 def test_filter_commutes_with_input_transform(graph, kind):
-    adj = normalized_adjacency(graph.edge_index, graph.num_nodes, dtype=torch.float64)
+    adj = normalised_adjacency(graph.edge_index, graph.num_nodes, dtype=torch.float64)
     h, u = graph.x.double(), torch.randn(graph.num_features, 5, dtype=torch.float64)
     torch.testing.assert_close(graph_filter(adj, h @ u, 3, kind, 0.1), graph_filter(adj, h, 3, kind, 0.1) @ u)
 

@@ -20,11 +20,11 @@ from dgnn.data.errors import DataError
 from dgnn.data.fetch import ensure_graph
 from dgnn.data.layout import FetchResult, damage_error, dataset_dir, require_intact
 from dgnn.data.store import atomic_folder, damaged_files, is_current, is_stored, read_meta, write_meta
-from dgnn.propagation import csr_tensor, normalize_features, normalized_adjacency, propagate_block, row_blocks
+from dgnn.propagation import csr_tensor, normalise_features, normalised_adjacency, propagate_block, row_blocks
 
 _CSR = ("indptr", "indices", "values")
 BLOCK_ROWS = 1 << 14  # default rows per propagation block: ~80 MiB of products at degree 10, 128 features
-FEATURE_NORMS = ("none", "row")  # see dgnn.propagation.normalize_features
+FEATURE_NORMS = ("none", "row")  # see dgnn.propagation.normalise_features
 BlockKernel = Callable[[int, int], None]
 MapBlocks = Callable[[BlockKernel, list[tuple[int, int]]], None]
 
@@ -43,7 +43,7 @@ def normalise_stage(name: str, data_dir=None) -> Path:
     weight_file = graph / "edge_weight.npy"
     weight = torch.from_numpy(np.load(weight_file)) if weight_file.exists() else None
     num_nodes = read_meta(graph)["nodes"]
-    adj = normalized_adjacency(edge_index, num_nodes, weight)
+    adj = normalised_adjacency(edge_index, num_nodes, weight)
     del edge_index, weight
     target = dataset_dir(name, data_dir) / "adj"
     with atomic_folder(target) as tmp:
@@ -111,7 +111,7 @@ def propagate_stage(
 ) -> Path:
     r"""Write ``p{k}.npy`` = :math:`\hat A^k N(X)` (float32, [n, d]) for each ``k`` in ``orders``.
 
-    ``N`` is :func:`dgnn.propagation.normalize_features` with ``feature_norm`` ("none" or "row"),
+    ``N`` is :func:`dgnn.propagation.normalise_features` with ``feature_norm`` ("none" or "row"),
     exactly what the trainer applies before propagating; it is recorded in ``meta.json``.
     Hop k reads hop k-1 from its memory-mapped file and writes its own file in blocks of
     ``block_rows`` rows (default :data:`BLOCK_ROWS`, :func:`hop_block`), so memory stays bounded
@@ -135,7 +135,7 @@ def propagate_stage(
         tmp = tmp.resolve()  # the blocks may run in other processes and working directories
         previous = x_file
         if feature_norm != "none":
-            x = normalize_features(torch.from_numpy(np.load(x_file)), feature_norm)
+            x = normalise_features(torch.from_numpy(np.load(x_file)), feature_norm)
             np.save(tmp / "p0.npy", x.numpy(), allow_pickle=False)
             del x
             previous = tmp / "p0.npy"
