@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -50,6 +51,7 @@ from dgnn.tune.portfolio import choose
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, Step, schedule
 from flows import data_tasks, prefect_links, registry, run_info, settings, step_runs, tracking
 from flows.checkpoints import load_checkpoint, load_tensors, remove_checkpoints, run_lock, save_checkpoint, step_file
+from flows.step_progress import StepProgress, done_line
 
 FAIL_AT_ENV = "DGNN_FAIL_AT"
 
@@ -176,8 +178,9 @@ def _check_fault_injection(step: Step) -> None:
         raise RuntimeError(f"injected failure ({FAIL_AT_ENV}={os.environ[FAIL_AT_ENV]})")
 
 
-def execute_step(ctx: dict, index: int, step: Step) -> dict:
-    """Run (or find, if already saved) step ``index``; returns the record saved beside the checkpoint."""
+def execute_step(ctx: dict, index: int, step: Step, on_sgd=None) -> dict:
+    """Run (or find, if already saved) step ``index``; returns the record saved beside the checkpoint.
+    ``on_sgd``: the trainer's progress hook (:meth:`DecoupledTrainer.run_step`)."""
     run_dir = Path(ctx["run_dir"])
     ckpt = step_file(run_dir, index, step)
     record_file = ckpt.with_suffix(".json")
@@ -185,7 +188,7 @@ def execute_step(ctx: dict, index: int, step: Step) -> dict:
         return {**json.loads(record_file.read_text()), "resumed": True}
     _check_fault_injection(step)
     trainer = trainer_after(ctx, index - 1)
-    result = trainer.run_step(step)
+    result = trainer.run_step(step, on_sgd)
     record = {
         "index": index, "name": step.name, "direction": step.direction, "pass_index": step.pass_index,
         "module": step.module, "losses": result.losses, "loss_times": result.loss_times,
@@ -210,8 +213,10 @@ class ModuleStepError(RuntimeError):
 def module_task(ctx: dict, index: int, step_name: str, direction: str, pass_index: int, module: int) -> dict:
     step = Step(direction, pass_index, module)
     child = step_runs.open_step_run(ctx, index, step)  # RUNNING in MLflow while the step trains
+    logger = get_run_logger()
+    progress = StepProgress(logger.info, functools.partial(step_runs.stream_losses, ctx, child))
     try:
-        record = execute_step(ctx, index, step)
+        record = execute_step(ctx, index, step, progress)
     except BaseException as err:
         tracking.log_later(ctx["parent_run_id"], step_runs.fail_step_run, ctx, child, err, tracking.now_ms())
         if not isinstance(err, Exception):
@@ -222,11 +227,13 @@ def module_task(ctx: dict, index: int, step_name: str, direction: str, pass_inde
         ) from err
     checkpoint = step_file(Path(ctx["run_dir"]), index, step).with_suffix(".module.pt")
     tracking.log_later(ctx["parent_run_id"], step_runs.close_step_run, ctx, child, record, checkpoint,
-                       tracking.now_ms())
+                       tracking.now_ms(), progress.streamed)
+    if not record["resumed"]:
+        logger.info(done_line(record))
     if record["pass"]:
         p = record["pass"]
         shown = " ".join(f"{k}={v:.4f}" for k, v in p["metrics"].items())
-        get_run_logger().info(f"pass {p['pass_index']}: {shown}{' *best*' if p['is_best'] else ''}")
+        logger.info(f"pass {p['pass_index']}: {shown}{' *best*' if p['is_best'] else ''}")
     return {k: v for k, v in record.items() if k not in ("losses", "loss_times")} | {
         "final_loss": record["losses"][-1]}
 
