@@ -49,7 +49,7 @@ from dgnn.processes import owned_temp_dir
 from dgnn.threads import apply_threads
 from dgnn.tune.portfolio import choose
 from dgnn.trainer import DecoupledTrainer, FitResult, PassResult, Step, schedule
-from flows import data_tasks, prefect_links, registry, run_info, settings, step_runs, tracking
+from flows import data_tasks, plots, prefect_links, registry, run_info, settings, step_runs, tracking
 from flows.checkpoints import load_checkpoint, load_tensors, remove_checkpoints, run_lock, save_checkpoint, step_file
 from flows.step_progress import StepProgress, done_line
 
@@ -290,12 +290,13 @@ def report_task(ctx: dict, evaluation: dict, step_records: list[dict], data: dic
               for r in step_records]
     with owned_temp_dir("report") as tmp:
         tmp = Path(tmp)
-        plots = tmp / "plots"
-        plots.mkdir()
-        tracking.plot_losses(losses, plots / "loss_curves.png")
-        tracking.plot_passes([p | {"is_best_final": p["pass_index"] == evaluation["best_pass"]}
-                              for p in evaluation["passes"]], plots / "metric_per_pass.png")
-        client.log_artifacts(parent, str(plots), "plots")
+        plot_dir = tmp / "plots"
+        plot_dir.mkdir()
+        plots.save(plots.loss_figure(losses), plot_dir / "loss_curves.png")
+        if len(evaluation["passes"]) > 1:  # one pass is no curve: its metrics are the run's
+            plots.save(plots.pass_figure([p | {"is_best_final": p["pass_index"] == evaluation["best_pass"]}
+                                          for p in evaluation["passes"]]), plot_dir / "metric_per_pass.png")
+        client.log_artifacts(parent, str(plot_dir), "plots")
         save_packaged_model(load_tensors(run_dir / "model-payload.pt"), tmp / "model")
         client.log_artifacts(parent, str(tmp / "model"), "model")
     registered = registry.register_model(

@@ -146,6 +146,22 @@ def test_registered_model_predicts_like_in_process(env, first):
     assert fit.metrics["test_acc"] == first["test_acc_mean"]
 
 
+def test_logged_model_has_an_input_example_and_pins_numpy_and_pandas(env, first):
+    from importlib.metadata import version
+
+    from mlflow.models import Model
+
+    from flows.model import load
+
+    path = _client(env).download_artifacts(first["mlflow_run_id"], "model", str(env["root"] / "dl-model"))
+    example = Model.load(path).load_input_example(path)
+    assert example["node"].tolist() == [0, 1, 2]
+    requirements = (Path(path) / "requirements.txt").read_text().split()
+    assert {f"numpy=={version('numpy')}", f"pandas=={version('pandas')}"} <= set(requirements)
+    predicted = load(first["model_uri"]).predict(example)
+    assert predicted["prediction"].tolist() == first["predictions"]["prediction"][:3].tolist()
+
+
 def test_parent_run_names_its_config_and_experiment_and_model_are_described(env, first):
     client = _client(env)
     parent = client.get_run(first["mlflow_run_id"])
