@@ -70,6 +70,14 @@ def flow_run_name(parameters: dict) -> str:
     return run_name(dataset, config_name(config_file, tags), parameters.get("seed", 0), tags)
 
 
+def sweep_run_name(parameters: dict) -> str:
+    """The sweep flow run's name: ``sweep<id>-<datasets>-seeds<seeds>`` (its runs end in ``-sweep<id>``)."""
+    seeds = parameters["seeds"]
+    contiguous = len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1))
+    shown = f"{seeds[0]}-{seeds[-1]}" if contiguous else ",".join(map(str, seeds))
+    return f"sweep{parameters.get('sweep_id') or ''}-{'+'.join(parameters['datasets'])}-seeds{shown}"
+
+
 def config_hash(run_config: RunConfig) -> str:
     return _sha256_json(run_config.model_dump(mode="json"))
 

@@ -193,6 +193,9 @@ def test_run_names_tell_configs_seeds_and_sweeps_apart():
         "cora-tiny-seed1-sweeps1"
     assert run_info.flow_run_name({"dataset": "pubmed", "task": "classify", "config": None}) == \
         "pubmed-classify-seed0"
+    assert run_info.sweep_run_name({"datasets": ["cora", "citeseer"], "seeds": [0, 1, 2], "sweep_id": "ab12"}) == \
+        "sweepab12-cora+citeseer-seeds0-2"
+    assert run_info.sweep_run_name({"datasets": ["cora"], "seeds": [3, 1], "sweep_id": None}) == "sweep-cora-seeds3,1"
     inline = run_info.config_source(TINY, "cora", "classify", None)
     assert inline["config_file"] == "inline" and len(inline["config_sha256"]) == 64
 
