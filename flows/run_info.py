@@ -96,9 +96,10 @@ def log_training_data(mlflow_client: MlflowClient, run_id: str, dataset: str, da
 
 
 def experiment_description(dataset: str, task: str) -> str:
+    # The UI renders the description as Markdown: names with <placeholders> go in code spans.
     return (f"dgnn pipeline runs on {dataset} ({task}). One parent run per training run, named "
-            "<dataset>-<config>-seed<seed>: config, data version, metrics, plots and the packaged model. "
-            "Under it one child run per module step (FT<pass>-m<module> forward, BT<pass>-m<module> "
+            "`<dataset>-<config>-seed<seed>`: config, data version, metrics, plots and the packaged model. "
+            "Under it one child run per module step (`FT<pass>-m<module>` forward, `BT<pass>-m<module>` "
             "backward) with its loss per SGD step and the module's checkpoint.")
 
 
