@@ -50,6 +50,7 @@ def loss_figure(steps: list[dict]):
     """One panel per module: the loss of every SGD step, one colour per pass (BT dashed, FT solid);
     log scale where a panel's losses span decades; markers on lines of a few points."""
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter
 
     modules = sorted({s["module"] for s in steps})
     passes = sorted({s["pass_index"] for s in steps})
@@ -68,6 +69,9 @@ def loss_figure(steps: list[dict]):
                     marker="o" if len(losses) < 5 else None)
         if spans_decades([v for s in mine for v in s["losses"]]):
             ax.set_yscale("log")
+            # plain numbers (0.2, 1, 50), at 1, 2 and 5 times each power of ten: 2×10⁻¹ reads slowly
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:e}"[0] in "25" else ""))
         ax.set_title(f"module {module + 1}")
         ax.set_xlabel("SGD step")
         ax.set_ylabel("loss")
