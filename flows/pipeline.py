@@ -178,7 +178,7 @@ def _check_fault_injection(step: Step) -> None:
         raise RuntimeError(f"injected failure ({FAIL_AT_ENV}={os.environ[FAIL_AT_ENV]})")
 
 
-def execute_step(ctx: dict, index: int, step: Step, on_sgd=None) -> dict:
+def execute_step(ctx: dict, index: int, step: Step, on_sgd) -> dict:
     """Run (or find, if already saved) step ``index``; returns the record saved beside the checkpoint.
     ``on_sgd``: the trainer's progress hook (:meth:`DecoupledTrainer.run_step`)."""
     run_dir = Path(ctx["run_dir"])

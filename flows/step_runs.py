@@ -41,7 +41,7 @@ def _log_losses(ctx: dict, run_id: str, first: int, losses: list[float], times: 
                        metrics=tracking.series_items("loss", losses, first, times))
 
 
-def close_step_run(ctx: dict, run_id: str, record: dict, checkpoint: Path, ended_ms: int, streamed: int = 0) -> None:
+def close_step_run(ctx: dict, run_id: str, record: dict, checkpoint: Path, ended_ms: int, streamed: int) -> None:
     """Log the step's metrics (the losses after the ``streamed`` first) and module checkpoint,
     then end the run FINISHED at ``ended_ms``."""
     client = tracking.client(ctx["tracking_uri"])
