@@ -93,16 +93,16 @@ class StepwiseRun:
             load_checkpoint(trainer, step_file(self.spec.run_dir, index, self.plan[index]))
         return trainer
 
-    def step(self, index: int) -> dict:
+    def step(self, index: int, on_sgd=None) -> dict:
         """Run step ``index`` (or read its record if it already ran); returns its record, with
-        ``resumed`` saying which."""
+        ``resumed`` saying which. ``on_sgd``: :meth:`DecoupledTrainer.run_step`'s progress hook."""
         step = self.plan[index]
         ckpt = step_file(self.spec.run_dir, index, step)
         record_file = ckpt.with_suffix(".json")
         if self.done(index):
             return {**json.loads(record_file.read_text()), "resumed": True}
         trainer = self._trainer_after(index - 1)
-        result, closed = trainer.advance(step)
+        result, closed = trainer.advance(step, on_sgd)
         record = {
             "index": index, "name": step.name, "direction": step.direction, "pass_index": step.pass_index,
             "module": step.module, "losses": result.losses, "loss_times": result.loss_times,

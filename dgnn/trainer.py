@@ -66,6 +66,18 @@ class StepResult:
     loss_times: list[float] = field(default_factory=list)  # time.time() at each loss, for trackers
 
 
+@dataclass(frozen=True)
+class SgdProgress:
+    """One SGD step of a module step, as ``run_step``'s ``on_sgd`` hook sees it (after the update)."""
+
+    step: Step
+    sgd_step: int  # 1-based
+    total: int  # the configured SGD steps; module early stopping may end the step sooner
+    loss: float  # the loss this SGD step minimised
+    loss_time: float  # time.time() at that loss
+    val_metric: float | None  # the last validation accuracy computed in this step, if any
+
+
 @dataclass
 class PassResult:
     """Scores after forward pass ``pass_index``; ``criterion`` is what selection maximises."""
@@ -173,8 +185,11 @@ class DecoupledTrainer:
 
     # -- one step ---------------------------------------------------------------------------
 
-    def run_step(self, step: Step) -> StepResult:
-        """Train one module for one pass; a forward step also recomputes its output on all nodes."""
+    def run_step(self, step: Step, on_sgd: Callable[[SgdProgress], None] | None = None) -> StepResult:
+        """Train one module for one pass; a forward step also recomputes its output on all nodes.
+
+        ``on_sgd`` is called after every SGD step (progress reports; it sees floats only, so it
+        cannot change the training)."""
         start = time.perf_counter()
         l = step.module
         module = self.modules[l]
@@ -184,7 +199,7 @@ class DecoupledTrainer:
         self._ensure_propagated(l)
         target = self._target_for(step)
         module.set_input_transform_trainable(step.direction == "backward")
-        losses, loss_times, val_metric, steps_run = self._train_module(l, target, step.name)
+        losses, loss_times, val_metric, steps_run = self._train_module(l, target, step, on_sgd)
         if step.direction == "forward":
             self._forward_output(l)
         elif l > 0:
@@ -193,10 +208,11 @@ class DecoupledTrainer:
         module.set_input_transform_trainable(False)
         return StepResult(step, losses, val_metric, time.perf_counter() - start, steps_run, loss_times)
 
-    def advance(self, step: Step) -> tuple[StepResult, PassResult | None]:
+    def advance(self, step: Step, on_sgd: Callable[[SgdProgress], None] | None = None
+                ) -> tuple[StepResult, PassResult | None]:
         """:meth:`run_step`, then :meth:`end_forward_pass` when ``step`` is the last of a forward
         pass (and :meth:`should_stop` says whether to go on)."""
-        result = self.run_step(step)
+        result = self.run_step(step, on_sgd)
         last_of_pass = step.direction == "forward" and step.module == len(self.modules) - 1
         return result, self.end_forward_pass(step.pass_index) if last_of_pass else None
 
@@ -231,7 +247,7 @@ class DecoupledTrainer:
                                 self.generator).to(self.device)
 
     def _train_module(
-        self, l: int, target: torch.Tensor | None, name: str
+        self, l: int, target: torch.Tensor | None, at: Step, on_sgd: Callable[[SgdProgress], None] | None
     ) -> tuple[list[float], list[float], float | None, int]:
         cfg = self.config.modules[l]
         module = self.modules[l].train()
@@ -241,6 +257,7 @@ class DecoupledTrainer:
         own_loss = not self.supervised or target is None or self.config.keep_own_loss
         select = self.config.module_patience > 0 and self.supervised and own_loss
         best_val, best_state, since_best = -1.0, None, 0
+        val = None
         losses: list[float] = []
         loss_times: list[float] = []
         step = 0
@@ -249,7 +266,7 @@ class DecoupledTrainer:
             losses.append(float(loss.detach()))  # waits for the device: the time below is the loss's
             loss_times.append(time.time())
             if not math.isfinite(losses[-1]):  # stop before the update spreads it to every weight
-                raise ValueError(f"{name}: the loss of module {l + 1} is {losses[-1]} at SGD step {step}; "
+                raise ValueError(f"{at.name}: the loss of module {l + 1} is {losses[-1]} at SGD step {step}; "
                                  "lower that module's lr (or eta) in the config")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -261,8 +278,10 @@ class DecoupledTrainer:
                     best_val, best_state, since_best = val, copy.deepcopy(module.state_dict()), 0
                 else:
                     since_best += 1
-                    if since_best >= self.config.module_patience:
-                        break
+            if on_sgd:
+                on_sgd(SgdProgress(at, step, cfg.steps, losses[-1], loss_times[-1], val))
+            if select and since_best >= self.config.module_patience:
+                break
         if best_state is not None:
             module.load_state_dict(best_state)
         val_metric = self._module_val_accuracy(l) if self.supervised else None

@@ -21,7 +21,7 @@ from prefect.futures import wait
 
 from dgnn.data import propagate_stage
 from dgnn.data.stages import BlockKernel
-from flows.sweep import dask_task_runner, shared_prefect_api
+from flows.sweep import on_dask
 
 
 @task(name="propagate-rows", task_run_name="rows-{start}-{end}", cache_policy=NO_CACHE, persist_result=False)
@@ -49,7 +49,6 @@ def run_propagate(dataset: str, orders: list[int], *, feature_norm: str = "none"
                   data_dir: str | None = None, address: str | None = None, workers: int = 2) -> Path:
     """:func:`propagate_flow` on Dask (the scheduler at ``address``, else a local cluster of
     ``workers``); returns the ``propagated/`` folder."""
-    with shared_prefect_api():
-        runner = dask_task_runner(address, workers)
+    with on_dask(address, workers) as runner:
         return Path(propagate_flow.with_options(task_runner=runner)(
             dataset=dataset, orders=orders, feature_norm=feature_norm, block_rows=block_rows, data_dir=data_dir))

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import os
 import warnings
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
 
 from dgnn.config import TrainConfig
+from flows import log_levels
 
 CODE = Path(__file__).with_name("packaged_model.py")
 LIBRARY = Path(__file__).resolve().parent.parent / "dgnn"  # shipped with the model (code_paths)
-PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", "numpy", "pandas"]
+PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}",
+                    *(f"{name}=={version(name)}" for name in ("numpy", "pandas"))]  # as trained and tested
 
 
 def model_payload(trainer, config: TrainConfig, dataset: str) -> dict:
@@ -65,6 +68,7 @@ def model_payload(trainer, config: TrainConfig, dataset: str) -> dict:
 def save_packaged_model(payload: dict, path: Path) -> Path:
     """Write the pyfunc model folder at ``path`` (which must not exist yet)."""
     import mlflow.pyfunc
+    import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
@@ -77,9 +81,8 @@ def save_packaged_model(payload: dict, path: Path) -> Path:
     if payload.get("class_names"):
         outputs.append(ColSpec("string", "label"))
     signature = ModelSignature(inputs=Schema([ColSpec("long", "node")]), outputs=Schema(outputs))
-    with warnings.catch_warnings():
-        # No input example on purpose (the signature says it all) and no type hints on predict.
-        warnings.simplefilter("ignore", UserWarning)
+    with warnings.catch_warnings(), log_levels.warnings_only("mlflow.pyfunc"):
+        warnings.simplefilter("ignore", UserWarning)  # predict has no type hints: the signature says it
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         mlflow.pyfunc.save_model(
             path,
@@ -87,6 +90,7 @@ def save_packaged_model(payload: dict, path: Path) -> Path:
             code_paths=[str(LIBRARY)],
             artifacts={"model": str(weights)},
             signature=signature,
+            input_example=pd.DataFrame({"node": range(min(3, payload["num_nodes"]))}),
             pip_requirements=PIP_REQUIREMENTS,
             metadata={"dataset": payload["dataset"], "task": payload["task"]},
         )

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from dataclasses import asdict
@@ -43,7 +44,8 @@ from dgnn.stepwise import RunSpec, StepwiseRun, stage_inputs
 from dgnn.threads import apply_threads
 from dgnn.trainer import FitResult
 from dgnn.tune.portfolio import choose
-from flows import data_tasks, prefect_links, registry, run_info, settings, step_runs, tracking
+from flows import data_tasks, plots, prefect_links, registry, run_info, settings, step_runs, tracking
+from flows.step_progress import StepProgress, done_line
 from flows.tracked_run import TrackedRun
 
 FAIL_AT_ENV = "DGNN_FAIL_AT"
@@ -129,13 +131,16 @@ class ModuleStepError(RuntimeError):
 
 @task(name="module-step", task_run_name="{step_name}", cache_policy=NO_CACHE, persist_result=False)
 def module_task(tracked: TrackedRun, index: int, step_name: str) -> dict:
-    """Step ``index`` of the run (``step_name`` names the task run), with its MLflow child run."""
+    """Step ``index`` of the run (``step_name`` names the task run), with its MLflow child run and
+    progress lines while it trains."""
     step = tracked.run.plan[index]
     child = step_runs.open_step_run(tracked, index)  # RUNNING in MLflow while the step trains
+    logger = get_run_logger()
+    progress = StepProgress(logger.info, functools.partial(step_runs.stream_losses, tracked, child))
     try:
         if not tracked.run.done(index):
             _check_fault_injection(step_name)
-        record = tracked.run.step(index)
+        record = tracked.run.step(index, on_sgd=progress)
     except BaseException as err:
         tracking.log_later(tracked.parent_run_id, step_runs.fail_step_run, tracked, child, err, tracking.now_ms())
         if not isinstance(err, Exception):
@@ -145,11 +150,13 @@ def module_task(tracked: TrackedRun, index: int, step_name: str) -> dict:
             f"step {index + 1}): {type(err).__name__}: {err}"
         ) from err
     tracking.log_later(tracked.parent_run_id, step_runs.close_step_run, tracked, child, record,
-                       tracked.run.module_file(index), tracking.now_ms())
+                       tracked.run.module_file(index), tracking.now_ms(), progress.streamed)
+    if not record["resumed"]:
+        logger.info(done_line(record))
     if record["pass"]:
         p = record["pass"]
         shown = " ".join(f"{k}={v:.4f}" for k, v in p["metrics"].items())
-        get_run_logger().info(f"pass {p['pass_index']}: {shown}{' *best*' if p['is_best'] else ''}")
+        logger.info(f"pass {p['pass_index']}: {shown}{' *best*' if p['is_best'] else ''}")
     return {k: v for k, v in record.items() if k not in ("losses", "loss_times")} | {
         "final_loss": record["losses"][-1]}
 
@@ -187,12 +194,13 @@ def report_task(tracked: TrackedRun, fit: FitResult, step_records: list[dict], d
     losses = [{**r, "losses": run.losses(r["index"])} for r in step_records]
     with owned_temp_dir("report") as tmp:
         tmp = Path(tmp)
-        plots = tmp / "plots"
-        plots.mkdir()
-        tracking.plot_losses(losses, plots / "loss_curves.png")
-        tracking.plot_passes([asdict(p) | {"is_best_final": p.pass_index == fit.best_pass} for p in fit.passes],
-                             plots / "metric_per_pass.png")
-        client.log_artifacts(parent, str(plots), "plots")
+        plot_dir = tmp / "plots"
+        plot_dir.mkdir()
+        plots.save(plots.loss_figure(losses), plot_dir / "loss_curves.png")
+        if len(fit.passes) > 1:  # one pass is no curve: its metrics are the run's
+            plots.save(plots.pass_figure([asdict(p) | {"is_best_final": p.pass_index == fit.best_pass}
+                                          for p in fit.passes]), plot_dir / "metric_per_pass.png")
+        client.log_artifacts(parent, str(plot_dir), "plots")
         save_packaged_model(load_tensors(spec.run_dir / "model-payload.pt"), tmp / "model")
         client.log_artifacts(parent, str(tmp / "model"), "model")
     registered = registry.register_model(

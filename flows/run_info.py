@@ -70,6 +70,14 @@ def flow_run_name(parameters: dict) -> str:
     return run_name(dataset, config_name(config_file, tags), parameters.get("seed", 0), tags)
 
 
+def sweep_run_name(parameters: dict) -> str:
+    """The sweep flow run's name: ``sweep<id>-<datasets>-seeds<seeds>`` (its runs end in ``-sweep<id>``)."""
+    seeds = parameters["seeds"]
+    contiguous = len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1))
+    shown = f"{seeds[0]}-{seeds[-1]}" if contiguous else ",".join(map(str, seeds))
+    return f"sweep{parameters.get('sweep_id') or ''}-{'+'.join(parameters['datasets'])}-seeds{shown}"
+
+
 def config_hash(run_config: RunConfig) -> str:
     return _sha256_json(run_config.model_dump(mode="json"))
 
@@ -88,9 +96,10 @@ def log_training_data(mlflow_client: MlflowClient, run_id: str, dataset: str, da
 
 
 def experiment_description(dataset: str, task: str) -> str:
+    # The UI renders the description as Markdown: names with <placeholders> go in code spans.
     return (f"dgnn pipeline runs on {dataset} ({task}). One parent run per training run, named "
-            "<dataset>-<config>-seed<seed>: config, data version, metrics, plots and the packaged model. "
-            "Under it one child run per module step (FT<pass>-m<module> forward, BT<pass>-m<module> "
+            "`<dataset>-<config>-seed<seed>`: config, data version, metrics, plots and the packaged model. "
+            "Under it one child run per module step (`FT<pass>-m<module>` forward, `BT<pass>-m<module>` "
             "backward) with its loss per SGD step and the module's checkpoint.")
 
 

@@ -10,23 +10,29 @@ flow's own process, so the workers find them cached and never run DVC stages con
 Threads: on a local cluster the flow chooses each dataset's torch thread count for a worker's
 share of the cores (:func:`dgnn.threads.choose_threads` with ``processes=workers``); the workers of
 a remote cluster choose for their own machine unless ``threads`` is given.
+
+Output of a local cluster: the task lines of its workers name the run they belong to
+(``<dataset>-<config>-seed<seed>-sweep<id>``), dask.distributed logs warnings only, and workers
+exit before they would be killed (:class:`FreezeAtExit`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
 import uuid
 
 import flows  # noqa: F401 - environment defaults before prefect/mlflow are imported
+import distributed
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from dgnn.config import first_train
 from dgnn.metrics import mean_std
 from dgnn.threads import choose_threads
-from flows import run_info, tracking
+from flows import log_levels, run_info, tracking
 from flows.pipeline import resolve_config, run_data_tasks, train_pipeline
 
 
@@ -37,7 +43,13 @@ def pipeline_run_task(dataset: str, task: str, config, seed: int, split_seed: in
                           device=device, run_tags=run_tags, threads=threads)
 
 
-@flow(name="dgnn-sweep", log_prints=True)
+def _flow_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return run_info.sweep_run_name(flow_run.parameters)
+
+
+@flow(name="dgnn-sweep", flow_run_name=_flow_run_name, log_prints=True)
 def sweep_flow(datasets: list[str], seeds: list[int], task: str = "classify", config: dict | str | None = None,
                split_seed: int | None = None, device: str = "cpu", sweep_id: str | None = None,
                threads: int | None = None, processes: int | None = None) -> dict:
@@ -118,15 +130,53 @@ def _restore(key: str, value: str | None) -> None:
         os.environ[key] = value
 
 
+# Task lines of a worker, with the flow run (the pipeline run: dataset, config, seed, sweep) first.
+WORKER_TASK_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(flow_run_name)s | Task run %(task_run_name)r - %(message)s"
+TASK_FORMAT_ENV = "PREFECT_LOGGING_FORMATTERS_STANDARD_TASK_RUN_FMT"  # read by each worker's Prefect
+
+
+class FreezeAtExit(distributed.WorkerPlugin):
+    """Takes a closing worker's objects out of the garbage collector: the final collection of a
+    process that imported torch, MLflow and Prefect takes seconds, for nothing, and on a busy
+    machine outlasts the 4 s after which dask.distributed kills the worker ("Worker process still
+    alive ... killing"); frozen, the worker exits in well under a second."""
+
+    def teardown(self, worker) -> None:  # noqa: ARG002
+        gc.freeze()
+
+
+@contextlib.contextmanager
+def local_cluster_output():
+    """While a local cluster runs: its workers label their task lines, and dask.distributed (the
+    scheduler and nannies live in this process) logs warnings and errors only."""
+    previous = os.environ.get(TASK_FORMAT_ENV)
+    os.environ[TASK_FORMAT_ENV] = WORKER_TASK_FORMAT
+    try:
+        with log_levels.warnings_only("distributed"):
+            yield
+    finally:
+        _restore(TASK_FORMAT_ENV, previous)
+
+
 def dask_task_runner(address: str | None, workers: int):
     """prefect-dask's task runner on the scheduler at ``address``, else on a local cluster of
-    ``workers`` single-threaded worker processes (no dashboard)."""
+    ``workers`` single-threaded worker processes (no dashboard; they exit promptly:
+    :class:`FreezeAtExit`)."""
     from prefect_dask import DaskTaskRunner
 
     if address:
         return DaskTaskRunner(address=address)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
-                                          "processes": True, "dashboard_address": None})
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": None, "plugins": (FreezeAtExit(),)})
+
+
+@contextlib.contextmanager
+def on_dask(address: str | None, workers: int):
+    """The task runner of :func:`dask_task_runner`, with the workers reporting to this process's
+    Prefect API (:func:`shared_prefect_api`) and, on a local cluster, its output tidied
+    (:func:`local_cluster_output`)."""
+    with shared_prefect_api(), contextlib.nullcontext() if address else local_cluster_output():
+        yield dask_task_runner(address, workers)
 
 
 def run_sweep(datasets: list[str], seeds: list[int], *, task: str = "classify", config=None,
@@ -134,10 +184,10 @@ def run_sweep(datasets: list[str], seeds: list[int], *, task: str = "classify", 
               workers: int = 2, threads: int | None = None) -> dict:
     """Run :func:`sweep_flow` on a DaskTaskRunner (local cluster of ``workers`` or ``address``)."""
     started = time.perf_counter()
-    with shared_prefect_api():
-        result = sweep_flow.with_options(task_runner=dask_task_runner(address, workers))(
+    with on_dask(address, workers) as runner:
+        result = sweep_flow.with_options(task_runner=runner)(
             datasets=datasets, seeds=seeds, task=task, config=config, split_seed=split_seed, device=device,
-            threads=threads, processes=None if address else workers)
+            sweep_id=uuid.uuid4().hex[:12], threads=threads, processes=None if address else workers)
     result["seconds"] = time.perf_counter() - started
     result["dask"] = address or f"local cluster, {workers} workers"
     return result

@@ -114,8 +114,7 @@ def run_tune(*, workers: int = 1, dask_address: str | None = None, **parameters)
     """:func:`tune_flow` in this process (one worker) or with its trial workers on Dask."""
     if workers <= 1 and not dask_address:
         return tune_flow(workers=1, **parameters)
-    from flows.sweep import dask_task_runner, shared_prefect_api
+    from flows.sweep import on_dask
 
-    with shared_prefect_api():
-        return tune_flow.with_options(task_runner=dask_task_runner(dask_address, workers))(workers=workers,
-                                                                                          **parameters)
+    with on_dask(dask_address, workers) as runner:
+        return tune_flow.with_options(task_runner=runner)(workers=workers, **parameters)

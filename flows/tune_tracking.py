@@ -16,7 +16,7 @@ from mlflow.entities import Metric
 from optuna.trial import FrozenTrial, TrialState
 
 from dgnn.processes import owned_temp_dir
-from flows import tracking
+from flows import plots, tracking
 
 STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
 
@@ -74,7 +74,7 @@ def _finished(study: optuna.Study) -> list[FrozenTrial]:
 
 def plot_history(study: optuna.Study, path: Path) -> Path:
     """Each trial's criterion (pruned trials: their last reported pass) and the best so far."""
-    fig = tracking.figure(6, 3.6)
+    fig = plots.figure(6, 3.6)
     ax = fig.subplots()
     best, xs, ys, colors = float("-inf"), [], [], []
     bests = []
@@ -95,13 +95,12 @@ def plot_history(study: optuna.Study, path: Path) -> Path:
     ax.set_ylabel("validation criterion")
     ax.set_title(study.study_name, fontsize=8)
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=110)
-    return path
+    return plots.save(fig, path)
 
 
 def plot_importances(study: optuna.Study, path: Path) -> Path:
     """fANOVA importance of each searched parameter (needs a few complete trials with parameters)."""
-    fig = tracking.figure(6, 3.6)
+    fig = plots.figure(6, 3.6)
     ax = fig.subplots()
     try:
         importances = optuna.importance.get_param_importances(study)
@@ -113,5 +112,4 @@ def plot_importances(study: optuna.Study, path: Path) -> Path:
     ax.set_xlabel("importance (fANOVA)")
     ax.tick_params(axis="y", labelsize=7)
     fig.subplots_adjust(left=0.3)
-    fig.savefig(path, dpi=110)
-    return path
+    return plots.save(fig, path)

@@ -6,6 +6,7 @@ storage); the tests run in file order and share the store, each checking one acc
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import flows  # noqa: F401 - environment defaults first
 import pytest
@@ -145,6 +147,22 @@ def test_registered_model_predicts_like_in_process(env, first):
     assert fit.metrics["test_acc"] == first["test_acc_mean"]
 
 
+def test_logged_model_has_an_input_example_and_pins_numpy_and_pandas(env, first):
+    from importlib.metadata import version
+
+    from mlflow.models import Model
+
+    from flows.model import load
+
+    path = _client(env).download_artifacts(first["mlflow_run_id"], "model", str(env["root"] / "dl-model"))
+    example = Model.load(path).load_input_example(path)
+    assert example["node"].tolist() == [0, 1, 2]
+    requirements = (Path(path) / "requirements.txt").read_text().split()
+    assert {f"numpy=={version('numpy')}", f"pandas=={version('pandas')}"} <= set(requirements)
+    predicted = load(first["model_uri"]).predict(example)
+    assert predicted["prediction"].tolist() == first["predictions"]["prediction"][:3].tolist()
+
+
 def test_parent_run_names_its_config_and_experiment_and_model_are_described(env, first):
     client = _client(env)
     parent = client.get_run(first["mlflow_run_id"])
@@ -176,6 +194,9 @@ def test_run_names_tell_configs_seeds_and_sweeps_apart():
         "cora-tiny-seed1-sweeps1"
     assert run_info.flow_run_name({"dataset": "pubmed", "task": "classify", "config": None}) == \
         "pubmed-classify-seed0"
+    assert run_info.sweep_run_name({"datasets": ["cora", "citeseer"], "seeds": [0, 1, 2], "sweep_id": "ab12"}) == \
+        "sweepab12-cora+citeseer-seeds0-2"
+    assert run_info.sweep_run_name({"datasets": ["cora"], "seeds": [3, 1], "sweep_id": None}) == "sweep-cora-seeds3,1"
     inline = run_info.config_source(TINY, "cora", "classify", None)
     assert inline["config_file"] == "inline" and len(inline["config_sha256"]) == 64
 
@@ -307,10 +328,10 @@ def test_child_runs_span_their_steps_and_a_changed_config_registers(env, first, 
     config.write_text(yaml.safe_dump(longer))
     running, run_step = [], DecoupledTrainer.run_step
 
-    def watched(trainer, step):
+    def watched(trainer, step, on_sgd=None):
         found = client.search_runs([experiment], f"attributes.status = 'RUNNING' and tags.step = '{step.name}'")
         running.append(len(found))
-        return run_step(trainer, step)
+        return run_step(trainer, step, on_sgd)
 
     monkeypatch.setattr(DecoupledTrainer, "run_step", watched)
     summary = _run(env, config=config)
@@ -474,3 +495,82 @@ def test_predict_names_the_classes_without_torch_warnings(cora_user_files, tmp_d
     rows = json.loads(out.stdout)
     classes = trainer.predict()[[0, 5, 9]].tolist()
     assert [(r["prediction"], r["label"]) for r in rows] == [(k, f"topic-{k}") for k in classes]
+
+
+def test_module_steps_report_progress_on_stderr_and_in_the_task_log(env):
+    """`dgnn run`: each module task logs its first SGD step while it trains, then its end, on stderr
+    and in the Prefect task log; the hook leaves the metrics as the library alone has them."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL
+
+    from dgnn.config import RunConfig
+    from dgnn.data import load_adjacency, load_graph
+    from dgnn.trainer import DecoupledTrainer
+
+    dgnn = Path(sys.executable).with_name("dgnn")
+    proc_env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the harness's server keeps the log
+    out = subprocess.run([str(dgnn), "run", "--dataset", "cora", "--config", str(env["config"]), "--seed", "1",
+                          "--json", "--device", "cpu"], env=proc_env, capture_output=True, text=True, timeout=240,
+                         cwd=env["root"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout)
+    flow_run_id = UUID(_client(env).get_run(summary["mlflow_run_id"]).data.tags["prefect.flow_run_id"])
+    with get_client(sync_client=True) as prefect:
+        logs = prefect.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        names = {t.id: t.name for t in prefect.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))}
+    task_log = "\n".join(f"Task run {names[log.task_run_id]!r} - {log.message}" for log in logs if log.task_run_id)
+    for step in ("FT0-m1", "FT0-m2", "BT1-m2", "BT1-m1", "FT1-m1", "FT1-m2"):
+        started = f"Task run {step!r} - SGD step 1/20: loss "
+        ended = f"Task run {step!r} - done: 20 SGD steps, loss "
+        for text in (out.stderr, task_log):
+            assert started in text and ended in text, step
+            assert text.index(started) < text.index(ended)
+    trainer = DecoupledTrainer(load_graph("cora"), RunConfig.model_validate(TINY).train, seed=1,
+                               adj=load_adjacency("cora"))
+    fit = trainer.fit()
+    assert summary["test_acc_mean"] == fit.metrics["test_acc"] and summary["val_acc_mean"] == fit.metrics["val_acc"]
+    predictions = torch.load(Path(summary["checkpoint_dir"]) / "predictions.pt")
+    assert torch.equal(predictions["prediction"], trainer.predict())
+
+
+def test_step_progress_is_throttled_and_streams_losses_to_the_child_run(env, tmp_path):
+    """A line at the first SGD step, then at most one per interval; the losses streamed while
+    training plus those logged at the close make each SGD step's loss once, at its own time."""
+    from dgnn.config import TrainConfig
+    from dgnn.data.synthetic import csbm
+    from dgnn.trainer import DecoupledTrainer, Step
+    from flows import step_runs, tracking
+    from flows.step_progress import StepProgress
+
+    graph = csbm(300, num_classes=3, avg_degree=6, num_features=16, seed=0)
+    config = TrainConfig.model_validate({**TINY["train"], "feature_norm": "none", "module_patience": 1})
+    step = Step("forward", 0, 0)
+    plain = DecoupledTrainer(graph, config, seed=0).run_step(step)
+
+    client = _client(env)
+    experiment = tracking.ensure_experiment(client, "dgnn-progress-test")
+    run = tracking.start_run(client, experiment, "FT0-m1")
+    # the two fields of a TrackedRun that logging reads; no background logger: logged at once
+    tracked = SimpleNamespace(tracking_uri=env["uri"], parent_run_id="none")
+    rare, every = [], []
+    progress = StepProgress(rare.append, functools.partial(step_runs.stream_losses, tracked, run), every=3600)
+    result = DecoupledTrainer(graph, config, seed=0).run_step(step, progress)
+    DecoupledTrainer(graph, config, seed=0).run_step(step, StepProgress(every.append, every=0))
+    assert result.losses == plain.losses and result.val_metric == plain.val_metric  # the hook changes nothing
+    assert len(rare) == 1 and rare[0].startswith("SGD step 1/20: loss ")
+    assert len(every) == result.steps_run and every[-1].startswith(f"SGD step {result.steps_run}/20: ")
+    assert any("val_acc" in line for line in every)  # from SGD step 10 on (the first validation)
+    assert [m.step for m in client.get_metric_history(run, "loss")] == [1]  # streamed while training
+
+    record = {"losses": result.losses, "loss_times": result.loss_times, "val_metric": result.val_metric,
+              "seconds": result.seconds, "steps_run": result.steps_run, "pass": None, "resumed": False}
+    checkpoint = tmp_path / "module.pt"
+    checkpoint.write_bytes(b"weights")
+    step_runs.close_step_run(tracked, run, record, checkpoint, tracking.now_ms(), progress.streamed)
+    history = client.get_metric_history(run, "loss")
+    assert [(m.step, m.value, m.timestamp) for m in history] == [
+        (i + 1, loss, int(t * 1000)) for i, (loss, t) in enumerate(zip(result.losses, result.loss_times))]

@@ -47,11 +47,12 @@ def _client(project):
 def sweep(project):
     start = time.perf_counter()
     out = subprocess.run([DGNN, "sweep", "--datasets", "cora,citeseer", "--seeds", "0-1", "--config",
-                          str(project["root"] / "tiny.yaml"), "--device", "cpu", "--json", "--quiet"],
+                          str(project["root"] / "tiny.yaml"), "--device", "cpu", "--json"],
                          env=project["env"], cwd=project["root"], capture_output=True, text=True, timeout=500)
     assert out.returncode == 0, out.stderr[-4000:]
     result = json.loads(out.stdout)
     result["wall"] = time.perf_counter() - start
+    result["stderr"] = out.stderr
     return result
 
 
@@ -69,6 +70,18 @@ def test_sweep_runs_on_two_dask_workers_all_tracked(project, sweep):
         assert len(children) == 6 and all(c.info.status == "FINISHED" for c in children)
     assert len(pids) == 2, "the runs should have been spread over the 2 worker processes"
     print(f"sweep of 4 runs: {sweep['wall']:.1f}s")
+
+
+def test_sweep_output_names_its_runs_without_dask_chatter(sweep):
+    """The sweep's flow run is named, each worker's task line names its pipeline run (dataset,
+    config, seed, sweep), dask.distributed says nothing at INFO and kills no worker at the end."""
+    err, sweep_id = sweep["stderr"], sweep["sweep_id"]
+    assert f"Flow run 'sweep{sweep_id}-cora+citeseer-seeds0-1' - Beginning flow run" in err
+    for dataset in ("cora", "citeseer"):
+        for seed in (0, 1):
+            assert f"| {dataset}-tiny-seed{seed}-sweep{sweep_id} | Task run 'FT1-m2' - done: 20 SGD steps" in err
+    assert "INFO    | distributed." not in err and " - distributed." not in err
+    assert "still alive" not in err and "killing" not in err
 
 
 def test_mlflow_server_answers_rest_search(project, sweep):
