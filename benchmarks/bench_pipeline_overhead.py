@@ -214,7 +214,7 @@ def main(argv=None) -> int:
         "date": time.strftime("%Y-%m-%d"),
     }
     if not args.no_cli:
-        from flows.server import prefect_server
+        from adapters.server import prefect_server
 
         os.environ.update(_environment(WORK))  # the running server keeps its state in WORK too
         cases = [(c, args.dataset) for c in (shipped, *([str(paper)] if paper.exists() else []))]

@@ -3,7 +3,7 @@ default thread choice (:func:`dgnn.threads.choose_threads`: 1 thread for Cora) a
 ``--threads 2``, on the machine as it is and beside a 1-core busy loop (a ``while True`` Python
 process, bounded in time and killed at the end: what a co-located server or job does to the cores).
 
-Every run is a fresh process (``python -m dgnn.cli train --json``) without ``OMP_NUM_THREADS`` or
+Every run is a fresh process (``python -m cli.main train --json``) without ``OMP_NUM_THREADS`` or
 ``DGNN_THREADS``; the data are prepared once, untimed. Figures: the command's wall time and the
 summary's ``train_seconds_mean`` (training only), ``--repeats`` times each (median reported).
 Results: ``results/threads.json``.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RESULT = REPO / "benchmarks" / "results" / "threads.json"
-TRAIN = [sys.executable, "-m", "dgnn.cli", "train", "--dataset", "cora", "--seeds", "0", "--device", "cpu",
+TRAIN = [sys.executable, "-m", "cli.main", "train", "--dataset", "cora", "--seeds", "0", "--device", "cpu",
          "--json", "--quiet"]
 BUSY_LOOP = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
 

@@ -11,22 +11,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 from pathlib import Path
 
-import numpy as np
+from benchmarks.report_sections import CORE, acc_cell, arch_cell, authors_settings, find_row, hard_csbm_section, read_with_care, sampling_section
+from benchmarks.report_plots import LABELS, METHODS, REAL, fmt, plot_accuracy_vs_time, plot_scaling
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-REAL = ["cora", "citeseer", "pubmed", "amazon-computers", "coauthor-cs"]
-CORE = ["cora", "citeseer", "pubmed"]
-METHODS = ["dgnn", "gcn", "sgc", "sign"]
-LABELS = {"dgnn": "DGNN (ours)", "dgnn-paper": "DGNN, authors' settings", "gcn": "PyG GCN",
-          "sgc": "PyG SGC", "sign": "SIGN"}
-STYLE = {"dgnn": ("tab:red", "o"), "dgnn-paper": ("tab:pink", "P"), "gcn": ("tab:blue", "s"),
-         "sgc": ("tab:green", "^"), "sign": ("tab:purple", "D")}
-PAPER_CODE_SECONDS = 31.0  # quoted from docs/ALGORITHM.md (authors' code, Cora classify, 2 cores), not measured
 TEXT_COLUMNS = {"group", "method", "dataset", "status", "config", "config_sha256", "architecture", "config_origin",
                 "feature_norm"}
 LIMIT_1M_SECONDS, LIMIT_1M_RSS_GB = 15 * 60, 8.0
@@ -51,226 +43,13 @@ def read_csv(path: Path) -> list[dict]:
     return rows
 
 
-def _f(x, fmt="{:.1f}", none="–"):
-    return none if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
-
-
-def _acc(row) -> str:
-    if not row or row.get("test_acc_mean") is None:
-        return "–"
-    return f"{100 * row['test_acc_mean']:.1f} ± {100 * (row.get('test_acc_std') or 0):.1f}"
-
-
-def _arch(row) -> str:
-    """A DGNN row's architecture and where its config comes from; "–" for a peer."""
-    if not row or not row.get("architecture"):
-        return "–"
-    return f"{row['architecture']} ({row['config_origin']})"
 
 
 def _gb(mb) -> str:
-    return _f(None if mb is None else mb / 1024, "{:.2f}")
-
-
-def fit_exponent(xs, ys) -> float | None:
-    """Slope of log y against log x (least squares); None with fewer than two points."""
-    pts = [(x, y) for x, y in zip(xs, ys) if x and y and x > 0 and y > 0]
-    if len(pts) < 2:
-        return None
-    lx, ly = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
-    return float(np.polyfit(lx, ly, 1)[0])
-
-
-def _find(rows, method, dataset, group=None):
-    for r in rows:
-        if r["method"] == method and r["dataset"] == dataset and (group is None or r["group"] == group):
-            return r
-    return None
-
-
-# -- plots -----------------------------------------------------------------------------------
-
-
-def plot_accuracy_vs_time(peers, path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    datasets = [d for d in REAL if any(r["dataset"] == d for r in peers)]
-    if not datasets:
-        return None
-    cols = min(3, len(datasets))
-    nrows = math.ceil(len(datasets) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 4 * nrows), squeeze=False)
-    for ax, dataset in zip(axes.flat, datasets):
-        for r in peers:
-            if r["dataset"] != dataset or r.get("test_acc_mean") is None:
-                continue
-            color, marker = STYLE.get(r["method"], ("gray", "x"))
-            ax.errorbar(r["train_seconds_mean"], 100 * r["test_acc_mean"], yerr=100 * (r.get("test_acc_std") or 0),
-                        xerr=r.get("train_seconds_std") or 0, fmt=marker, color=color, capsize=3,
-                        label=LABELS.get(r["method"], r["method"]))
-            if r.get("time_to_best_val_mean"):
-                ax.plot(r["time_to_best_val_mean"], 100 * r["test_acc_mean"], marker, mfc="none", color=color, alpha=0.7)
-        ax.set_xscale("log")
-        ax.set_title(dataset)
-        ax.set_xlabel("training time, s (log; filled: total, hollow: to best val)")
-        ax.set_ylabel("test accuracy, %")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(datasets):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def plot_scaling(scaling, key: str, ylabel: str, path: Path, scale: float = 1.0) -> tuple[Path | None, dict]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    exponents: dict[str, float | None] = {}
-    if not scaling:
-        return None, exponents
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for method in METHODS:
-        rows = sorted((r for r in scaling if r["method"] == method and r.get("edges")), key=lambda r: r["edges"])
-        ok = [r for r in rows if r["status"] == "ok" and r.get(key)]
-        exponents[method] = fit_exponent([r["edges"] for r in ok], [r[key] for r in ok])
-        color, marker = STYLE[method]
-        if ok:
-            label = f"{LABELS[method]} (exponent {_f(exponents[method], '{:.2f}')})"
-            ax.plot([r["edges"] for r in ok], [r[key] * scale for r in ok], marker + "-", color=color, label=label)
-        cut = [r for r in rows if r["status"] != "ok"]
-        for r in cut:
-            y = r.get("extrapolated_seconds") if key == "train_seconds_mean" else r.get(key)
-            if y:
-                ax.plot(r["edges"], y * scale, marker, mfc="none", color=color, ms=9)
-                ax.annotate(r["status"].split(" (")[0] + (" (extrapolated)" if key == "train_seconds_mean" else ""),
-                            (r["edges"], y * scale), fontsize=7, xytext=(4, -10), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("undirected edges (CSBM, avg degree 10)")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path, exponents
+    return fmt(None if mb is None else mb / 1024, "{:.2f}")
 
 
 # -- report ----------------------------------------------------------------------------------
-
-
-def read_with_care(peers) -> str:
-    """The caveats of the peer comparison; where GCN peaks late and which rows vary widely is read from the rows."""
-    late = [f"{r['dataset']} (best epoch {r['best_epoch_mean']:.0f} of {r['epochs_planned']} on average)" for r in peers
-            if r["method"] == "gcn" and r.get("best_epoch_mean") and r.get("epochs_planned")
-            and r["best_epoch_mean"] >= 0.9 * r["epochs_planned"]]
-    unstable = [f"{LABELS.get(r['method'], r['method'])} on {r['dataset']} (± {100 * r['test_acc_std']:.1f} points)"
-                for r in peers if (r.get("test_acc_std") or 0) >= 0.05]
-    amazon = _find(peers, "dgnn", "amazon-computers")
-    return ("**Read the peers with care.** The peers run the settings of PyG's own examples, untuned per dataset, "
-            "on the feature normalisation of the dataset's DGNN config (column *features* below), while DGNN runs "
-            "configs tuned on each dataset's validation split (column *DGNN architecture*). This favours DGNN where "
-            "those settings fit badly"
-            + (f"; GCN's validation accuracy is still rising when it stops on {', '.join(late)}" if late else "")
-            + (f"; test accuracy varies widely between seeds for {', '.join(unstable)}, per seed in "
-               "`results/seeds.csv`" if unstable else "")
-            + ". Quoted from the literature, not measured here: tuned GCN on Amazon Computers with the same split "
-            "protocol reaches about 82-83 % (Shchur et al., 2018)"
-            + (f", against DGNN's {_acc(amazon)} % here" if amazon else "")
-            + ", and SGC on Cora about 81 % (Wu et al., 2019). GCN's CPU time is dominated by dropout on the wide "
-            "dense input (see Method settings); GCN was not timed here with more threads or on a GPU, so the time "
-            "ratios describe this 1-thread CPU setting only.\n")
-
-
-def authors_settings(core, peers) -> tuple[list[str], list[str]]:
-    """The section on DGNN with the authors' settings (``configs/paper-<dataset>-classify.yaml``) and its losses."""
-    lines = ["## DGNN with the authors' settings\n",
-             "The authors' published settings (docs/ALGORITHM.md) in faithful mode: no own loss once a target exists, "
-             "no early stopping inside a module, every pass run, the reported pass chosen by validation accuracy "
-             "(best pass: its mean index, 0 = FT_0). For CiteSeer and PubMed the authors give ranges (η = 10..100, "
-             "bp_count 3..5); the configs pick values inside them, not tuned. Paths and sha256 per row in "
-             "`results/peers.csv` (group `core`).\n",
-             "| dataset | architecture (config) | seeds | test acc % | val acc % | training s | best pass | "
-             "tuned DGNN test acc % | status |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    losses = []
-    for dataset in CORE:
-        p = _find(core, "dgnn-paper", dataset)
-        if p:
-            lines.append(f"| {dataset} | {_arch(p)} | {p['seeds_run']} | {_acc(p)} | "
-                         f"{_f(p.get('val_acc_mean') and 100 * p['val_acc_mean'])} | "
-                         f"{_f(p.get('train_seconds_mean'), '{:.2f}')} ± {_f(p.get('train_seconds_std'), '{:.2f}')} | "
-                         f"{_f(p.get('best_epoch_mean'), '{:.1f}')} | {_acc(_find(peers, 'dgnn', dataset))} | {p['status']} |")
-    lines.append("")
-    cora = _find(core, "dgnn-paper", "cora")
-    if cora and cora.get("train_seconds_mean") is not None:
-        ok = cora["train_seconds_mean"] < 10
-        lines.append(f"On Cora the authors' schedule trains in **{cora['train_seconds_mean']:.2f} s** on one loaded core; "
-                     f"target < 10 s ({'pass' if ok else '**FAIL**'}). For reference only, the authors' own code took "
-                     f"{PAPER_CODE_SECONDS:.0f} s on 2 cores: quoted from docs/ALGORITHM.md, not measured by this "
-                     "harness.\n")
-        if not ok:
-            losses.append(f"**Authors' Cora schedule:** {cora['train_seconds_mean']:.1f} s, over the 10 s target.")
-    elif cora:
-        lines.append(f"The authors' Cora schedule was not measured: {cora['status']}.\n")
-        losses.append(f"**Authors' Cora schedule:** not measured ({cora['status']}).")
-    return lines, losses
-
-
-def sampling_section(results: Path) -> list[str]:
-    """Per-batch sampling time by graph size, from ``bench_sampling.py`` (none if not run)."""
-    path = results / "sampling.json"
-    if not path.exists():
-        return []
-    bench = json.loads(path.read_text())
-    sizes = sorted({r["nodes"] for r in bench["rows"]})
-    cases = list(dict.fromkeys(r["case"] for r in bench["rows"]))
-    us = {(r["case"], r["nodes"]): r["us_per_batch"] for r in bench["rows"]}
-    load = bench["machine"]["load_avg_before"][0]
-    lines = ["## Batch sampling cost (issue 14)\n",
-             f"From `benchmarks/bench_sampling.py` ({bench['date']}, 1 torch thread, load average {load:.1f} "
-             f"on {bench['machine']['cpus']} cores): µs to draw one batch of {bench['batch']} rows without "
-             "replacement (`dgnn.sampling`), median of 5 rounds. The reference row is the per-step "
-             "permutation the trainer used before.\n",
-             "| case | " + " | ".join(f"{n:,} nodes" for n in sizes) + f" | {sizes[-1]:,} / {sizes[0]:,} |",
-             "|---|" + "---|" * (len(sizes) + 1)]
-    for c in cases:
-        cells = " | ".join(f"{us[c, n]:,.0f}" for n in sizes)
-        lines.append(f"| {c} | {cells} | {us[c, sizes[-1]] / us[c, sizes[0]]:.2f}x |")
-    return lines + [""]
-
-
-def hard_csbm_section(results: Path) -> list[str]:
-    """Test accuracy on the hard CSBM presets, from ``bench_csbm_hard.py`` (none if not run)."""
-    path = results / "csbm_hard.json"
-    if not path.exists():
-        return []
-    bench = json.loads(path.read_text())
-    datasets = list(dict.fromkeys(r["dataset"] for r in bench["rows"]))
-    methods = list(dict.fromkeys(r["method"] for r in bench["rows"]))
-    acc = {(r["dataset"], r["method"]): r for r in bench["rows"]}
-    names = LABELS | {"mlp": "MLP (features only)"}
-    lines = ["## Hard CSBM: where the methods differ (issue 14)\n",
-             f"The presets `synthetic-csbm-hard-<nodes>` (homophily {bench['preset']['homophily']}, feature signal "
-             f"{bench['preset']['feature_signal']}; 10 classes, average degree 10, 128 features, 20 training nodes "
-             f"per class) from `benchmarks/bench_csbm_hard.py` ({bench['date']}, 1 torch thread, seeds "
-             f"{bench['seeds'][0]}-{bench['seeds'][-1]}): test accuracy %. DGNN runs `{bench['config']}` as on the "
-             "easy series; the peers run the settings of *Method settings* below, the MLP those of "
-             "`benchmarks.methods.train_mlp` (2 layers, hidden 64, 200 epochs).\n",
-             "| method | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
-    for method in methods:
-        cells = [f"{100 * acc[d, method]['test_acc_mean']:.1f} ± {100 * acc[d, method]['test_acc_std']:.1f}"
-                 if (d, method) in acc else "not run" for d in datasets]
-        lines.append(f"| {names.get(method, method)} | " + " | ".join(cells) + " |")
-    return lines + [""]
 
 
 def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None = None) -> Path:
@@ -299,10 +78,10 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
         f"{' (uncommitted changes: ' + str(len(meta['git_dirty_files'])) + ' files)' if meta.get('git_dirty_files') else ''}, "
         f"{meta.get('threads', '?')} torch thread(s) per process, machine: {meta.get('machine', {}).get('cpus', '?')} vCPUs, "
         f"{meta.get('machine', {}).get('memory_gib', '?')} GiB. Load average (1 min) at start / end: "
-        f"{_f((meta.get('load_avg_start') or [None])[0], '{:.1f}')} / {_f((meta.get('load_avg_end') or [None])[0], '{:.1f}')}.\n")
+        f"{fmt((meta.get('load_avg_start') or [None])[0], '{:.1f}')} / {fmt((meta.get('load_avg_end') or [None])[0], '{:.1f}')}.\n")
     for rerun in meta.get("reruns", []):
         add(f"> **Re-measured** {rerun.get('started')}: {', '.join(rerun['processes'])} (git `{rerun.get('git_commit', '')[:10]}`, "
-            f"{rerun.get('git_dirty_files')} uncommitted files; load {_f((rerun.get('load_avg_start') or [None])[0], '{:.1f}')}): "
+            f"{rerun.get('git_dirty_files')} uncommitted files; load {fmt((rerun.get('load_avg_start') or [None])[0], '{:.1f}')}): "
             "their rows replace the first run's; every other row is from the main run.\n")
     from benchmarks.run_all import plan  # here: run_all imports this module
 
@@ -324,7 +103,7 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
     add("|---|---|---|---|---|---|---|---|---|---|")
     losses: list[str] = []
     for dataset in REAL:
-        d, g = _find(peers, "dgnn", dataset), _find(peers, "gcn", dataset)
+        d, g = find_row(peers, "dgnn", dataset), find_row(peers, "gcn", dataset)
         if not d and not g:
             continue
         ratio = ratio_strict = None
@@ -338,28 +117,28 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
             verdict = "**pass**" if acc_ok and time_ok else "**FAIL** (" + ", ".join(
                 ([] if acc_ok else ["accuracy"]) + ([] if time_ok else ["time"])) + ")"
             if not acc_ok:
-                losses.append(f"**{dataset}: accuracy.** DGNN {_acc(d)} % vs GCN {_acc(g)} % "
+                losses.append(f"**{dataset}: accuracy.** DGNN {acc_cell(d)} % vs GCN {acc_cell(g)} % "
                               f"({100 * (d['test_acc_mean'] - g['test_acc_mean']):+.1f} points).")
             if not time_ok:
                 losses.append(f"**{dataset}: time.** DGNN took {ratio:.2f}× GCN's training time (target ≤ 0.5×).")
         seeds_note = f" ({g['seeds_run']} seed{'s' if g['seeds_run'] != 1 else ''})" if g else ""
-        add(f"| {dataset} | {_arch(d)} | {_acc(d)} | {_acc(g)}{seeds_note} | "
-            f"{_f(d and d.get('train_seconds_mean'), '{:.2f}')} | "
-            f"{_f(g and g.get('train_seconds_mean'), '{:.1f}')} | {_f(ratio, '{:.3f}')} | {_f(ratio_strict, '{:.3f}')} | "
-            f"{_f(d and d.get('time_to_best_val_mean'), '{:.2f}')} | {verdict} |")
+        add(f"| {dataset} | {arch_cell(d)} | {acc_cell(d)} | {acc_cell(g)}{seeds_note} | "
+            f"{fmt(d and d.get('train_seconds_mean'), '{:.2f}')} | "
+            f"{fmt(g and g.get('train_seconds_mean'), '{:.1f}')} | {fmt(ratio, '{:.3f}')} | {fmt(ratio_strict, '{:.3f}')} | "
+            f"{fmt(d and d.get('time_to_best_val_mean'), '{:.2f}')} | {verdict} |")
     add("")
     add(read_with_care(peers))
     for dataset in REAL:
-        d = _find(peers, "dgnn", dataset)
+        d = find_row(peers, "dgnn", dataset)
         for method in ("sgc", "sign"):
-            r = _find(peers, method, dataset)
+            r = find_row(peers, method, dataset)
             if d and r and r.get("test_acc_mean") is not None and r["test_acc_mean"] > d["test_acc_mean"]:
                 faster = r["train_seconds_mean"] < d["train_seconds_mean"]
-                losses.append(f"**{dataset}: {LABELS[method]}** is more accurate ({_acc(r)} % vs {_acc(d)} %)"
-                              f"{' and faster (' + _f(r['train_seconds_mean'], '{:.2f}') + ' s vs ' + _f(d['train_seconds_mean'], '{:.2f}') + ' s)' if faster else ''}.")
+                losses.append(f"**{dataset}: {LABELS[method]}** is more accurate ({acc_cell(r)} % vs {acc_cell(d)} %)"
+                              f"{' and faster (' + fmt(r['train_seconds_mean'], '{:.2f}') + ' s vs ' + fmt(d['train_seconds_mean'], '{:.2f}') + ' s)' if faster else ''}.")
             elif d and r and r.get("train_seconds_mean") and r["train_seconds_mean"] < d["train_seconds_mean"]:
-                losses.append(f"**{dataset}: {LABELS[method]}** trains faster ({_f(r['train_seconds_mean'], '{:.2f}')} s vs "
-                              f"{_f(d['train_seconds_mean'], '{:.2f}')} s) but is less accurate ({_acc(r)} % vs {_acc(d)} %).")
+                losses.append(f"**{dataset}: {LABELS[method]}** trains faster ({fmt(r['train_seconds_mean'], '{:.2f}')} s vs "
+                              f"{fmt(d['train_seconds_mean'], '{:.2f}')} s) but is less accurate ({acc_cell(r)} % vs {acc_cell(d)} %).")
 
     # core speed
     add("## Core speed\n")
@@ -368,7 +147,7 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
     add("| dataset | DGNN s | GCN s | ratio | target ≤ 0.5 |")
     add("|---|---|---|---|---|")
     for dataset in CORE:
-        d, g = _find(peers, "dgnn", dataset), _find(peers, "gcn", dataset)
+        d, g = find_row(peers, "dgnn", dataset), find_row(peers, "gcn", dataset)
         if d and g and d.get("train_seconds_mean") and g.get("train_seconds_mean"):
             ratio = d["train_seconds_mean"] / g["train_seconds_mean"]
             add(f"| {dataset} | {d['train_seconds_mean']:.2f} | {g['train_seconds_mean']:.1f} | {ratio:.3f} | "
@@ -387,11 +166,11 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
     add("|---|---|---|---|---|---|---|---|---|---|---|")
     for dataset in REAL:
         for r in [x for x in peers_all if x["dataset"] == dataset]:
-            add(f"| {dataset} | {LABELS.get(r['method'], r['method'])} | {_arch(r)} | {r.get('feature_norm') or '–'} | "
-                f"{r['seeds_run']} | {_acc(r)} | "
-                f"{_f(r.get('macro_f1_mean') and 100 * r['macro_f1_mean'])} | "
-                f"{_f(r.get('train_seconds_mean'), '{:.2f}')} ± {_f(r.get('train_seconds_std'), '{:.2f}')} | "
-                f"{_f(r.get('time_to_best_val_mean'), '{:.2f}')} | {_gb(r.get('peak_rss_mb'))} | {r['status']} |")
+            add(f"| {dataset} | {LABELS.get(r['method'], r['method'])} | {arch_cell(r)} | {r.get('feature_norm') or '–'} | "
+                f"{r['seeds_run']} | {acc_cell(r)} | "
+                f"{fmt(r.get('macro_f1_mean') and 100 * r['macro_f1_mean'])} | "
+                f"{fmt(r.get('train_seconds_mean'), '{:.2f}')} ± {fmt(r.get('train_seconds_std'), '{:.2f}')} | "
+                f"{fmt(r.get('time_to_best_val_mean'), '{:.2f}')} | {_gb(r.get('peak_rss_mb'))} | {r['status']} |")
     add("")
     if acc_plot:
         add(f"![accuracy vs training time]({rel}/{acc_plot.name})\n")
@@ -400,7 +179,7 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
     add("## Scaling: synthetic CSBM, average degree 10, 128 features\n")
     csbm_dgnn = next((r for r in scaling if r["method"] == "dgnn"), None)
     add(f"10 classes, homophily 0.8 (`dgnn.data.synthetic`); DGNN uses `benchmarks/configs/csbm-dgnn.yaml` "
-        f"({_arch(csbm_dgnn)}). These graphs are easy (all methods reach ~99 % where they "
+        f"({arch_cell(csbm_dgnn)}). These graphs are easy (all methods reach ~99 % where they "
         "finish): the series measures cost, not accuracy (accuracy: *Hard CSBM* below). Peers had a time "
         "budget per run; a run cut short shows the epoch it reached and a linear extrapolation to its full "
         "epoch count.\n")
@@ -410,9 +189,9 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
         status = r["status"]
         if status != "ok" and r.get("last_epoch"):
             status += (f": reached epoch {r['last_epoch']} of {r.get('epochs_planned')} after "
-                       f"{r['last_progress_seconds']:.0f} s; 200 epochs ≈ {_f(r.get('extrapolated_seconds'), '{:.0f}')} s")
+                       f"{r['last_progress_seconds']:.0f} s; 200 epochs ≈ {fmt(r.get('extrapolated_seconds'), '{:.0f}')} s")
         add(f"| {r['dataset']} | {r.get('edges') or '–'} | {LABELS.get(r['method'], r['method'])} | "
-            f"{_f(r.get('train_seconds_mean'), '{:.1f}')} | {_gb(r.get('peak_rss_mb'))} | {_acc(r)} | {status} |")
+            f"{fmt(r.get('train_seconds_mean'), '{:.1f}')} | {_gb(r.get('peak_rss_mb'))} | {acc_cell(r)} | {status} |")
     add("")
     if time_exp:
         add("Fitted exponent b in time ∝ edges^b and peak RSS ∝ edges^b (least squares on log-log, finished runs only, "
@@ -420,7 +199,7 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
         add("| method | time exponent | peak-RSS exponent |")
         add("|---|---|---|")
         for method in METHODS:
-            add(f"| {LABELS[method]} | {_f(time_exp.get(method), '{:.2f}')} | {_f(mem_exp.get(method), '{:.2f}')} |")
+            add(f"| {LABELS[method]} | {fmt(time_exp.get(method), '{:.2f}')} | {fmt(mem_exp.get(method), '{:.2f}')} |")
         add("")
         b = time_exp.get("dgnn")
         if b is not None:
@@ -434,13 +213,13 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
     big = [r for r in scaling if r["dataset"].endswith("1m")]
     if big:
         add("### 1M nodes\n")
-        d = _find(big, "dgnn", "synthetic-csbm-1m")
+        d = find_row(big, "dgnn", "synthetic-csbm-1m")
         if d and d.get("train_seconds_mean") is not None:
             t_ok = d["train_seconds_mean"] <= LIMIT_1M_SECONDS
             m_ok = d["peak_rss_mb"] / 1024 <= LIMIT_1M_RSS_GB
             add(f"- **DGNN** ({d.get('architecture')}): {d['train_seconds_mean']:.1f} s of training "
                 f"(whole process incl. start-up and loading {d['process_wall_seconds']:.0f} s), peak RSS "
-                f"{d['peak_rss_mb'] / 1024:.2f} GiB, test accuracy {_acc(d)} %, on {d.get('nodes')} nodes / "
+                f"{d['peak_rss_mb'] / 1024:.2f} GiB, test accuracy {acc_cell(d)} %, on {d.get('nodes')} nodes / "
                 f"{d.get('edges')} undirected edges. Targets ≤ 15 min: {'pass' if t_ok else '**FAIL**'}; "
                 f"≤ 8 GB RSS: {'pass' if m_ok else '**FAIL**'}.")
             if not (t_ok and m_ok):
@@ -448,22 +227,22 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
         elif d:
             add(f"- **DGNN**: {d['status']}.")
             losses.append(f"**1M nodes:** DGNN did not finish ({d['status']}).")
-        g = _find(big, "gcn", "synthetic-csbm-1m")
+        g = find_row(big, "gcn", "synthetic-csbm-1m")
         if g:
             if g["status"] == "ok":
                 add(f"- **Full-batch GCN** finished 200 epochs in {g['train_seconds_mean']:.0f} s with peak RSS "
-                    f"{g['peak_rss_mb'] / 1024:.2f} GiB (test accuracy {_acc(g)} %).")
+                    f"{g['peak_rss_mb'] / 1024:.2f} GiB (test accuracy {acc_cell(g)} %).")
             else:
                 add(f"- **Full-batch GCN**: {g['status']}: it reached epoch {g.get('last_epoch')} of 200 after "
-                    f"{_f(g.get('last_progress_seconds'), '{:.0f}')} s, at peak RSS {g['peak_rss_mb'] / 1024:.2f} GiB; "
-                    f"at that pace 200 epochs take about {_f(g.get('extrapolated_seconds'), '{:.0f}')} s "
-                    f"({_f(g.get('extrapolated_seconds') and g['extrapolated_seconds'] / 60, '{:.0f}')} min). "
-                    f"Its accuracy at the stop: {_acc(g)} %.")
+                    f"{fmt(g.get('last_progress_seconds'), '{:.0f}')} s, at peak RSS {g['peak_rss_mb'] / 1024:.2f} GiB; "
+                    f"at that pace 200 epochs take about {fmt(g.get('extrapolated_seconds'), '{:.0f}')} s "
+                    f"({fmt(g.get('extrapolated_seconds') and g['extrapolated_seconds'] / 60, '{:.0f}')} min). "
+                    f"Its accuracy at the stop: {acc_cell(g)} %.")
         for method in ("sgc", "sign"):
-            r = _find(big, method, "synthetic-csbm-1m")
+            r = find_row(big, method, "synthetic-csbm-1m")
             if r:
-                add(f"- **{LABELS[method]}**: {r['status']}, {_f(r.get('train_seconds_mean'), '{:.1f}')} s, "
-                    f"peak RSS {_gb(r.get('peak_rss_mb'))} GiB, test accuracy {_acc(r)} %.")
+                add(f"- **{LABELS[method]}**: {r['status']}, {fmt(r.get('train_seconds_mean'), '{:.1f}')} s, "
+                    f"peak RSS {_gb(r.get('peak_rss_mb'))} GiB, test accuracy {acc_cell(r)} %.")
                 if d and r.get("train_seconds_mean") and d.get("train_seconds_mean") and r["status"] == "ok" \
                         and r["train_seconds_mean"] < d["train_seconds_mean"]:
                     losses.append(f"**1M nodes: {LABELS[method]}** is faster than DGNN "

@@ -17,7 +17,8 @@ import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
 from dgnn.data.store import LockHeld, file_lock, sweep_stale_temps, write_atomically
-from dgnn.trainer import DecoupledTrainer, Step
+from dgnn.trainer import DecoupledTrainer
+from dgnn.schedule import Step
 
 LOCK = ".lock"
 

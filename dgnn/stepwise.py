@@ -23,7 +23,8 @@ from dgnn.checkpoint import load_checkpoint, remove_checkpoints, run_lock, save_
 from dgnn.config import TrainConfig
 from dgnn.data.store import write_atomically
 from dgnn.experiment import Inputs, load_inputs
-from dgnn.trainer import DecoupledTrainer, FitResult, schedule
+from dgnn.trainer import DecoupledTrainer
+from dgnn.schedule import FitResult, schedule
 
 
 def run_key(dataset: str, train: TrainConfig, seed: int, split_seed: int, data_version: str) -> str:
@@ -63,7 +64,7 @@ class RunSpec:
 
 
 class StepwiseRun:
-    """The steps of one run (:func:`dgnn.trainer.schedule`), each run by :meth:`step`."""
+    """The steps of one run (:func:`dgnn.schedule.schedule`), each run by :meth:`step`."""
 
     def __init__(self, spec: RunSpec):
         self.spec = spec

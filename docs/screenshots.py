@@ -31,8 +31,8 @@ from pathlib import Path
 from PIL import Image
 from websockets.sync.client import connect
 
-from flows import settings, tracking
-from flows.server import free_port, stop_process_group, wait_healthy
+from adapters import settings, tracking
+from adapters.server import free_port, stop_process_group, wait_healthy
 
 IMAGES = Path(__file__).resolve().parent / "img"
 WINDOW = (1440, 900)

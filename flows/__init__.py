@@ -1,9 +1,4 @@
-"""Prefect flows and MLflow tracking around the ``dgnn`` library (thin: the logic lives in ``dgnn``).
+"""Prefect flows and tasks around the ``dgnn`` library: thin, they call the library and
+:mod:`adapters` (importing it applies the project's environment defaults first)."""
 
-Importing the package applies the environment defaults of :mod:`flows.settings` (only variables
-that are unset), so Prefect and MLflow, imported later, keep their state under the project.
-"""
-
-from flows.settings import apply_defaults as _apply_defaults
-
-_apply_defaults()
+import adapters  # noqa: F401

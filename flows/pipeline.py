@@ -10,7 +10,7 @@
   network failures (never a full disk).
 * A module task runs one step of the library's :class:`dgnn.stepwise.StepwiseRun` (which keeps
   the checkpoints in ``<runs dir>/<run key>/`` and resumes a rerun after a failure from the
-  finished steps) and logs one MLflow child run (:mod:`flows.step_runs`). One run at a time holds
+  finished steps) and logs one MLflow child run (:mod:`adapters.step_runs`). One run at a time holds
   a run folder: an identical run started meanwhile fails at once (``dgnn.checkpoint.run_lock``).
 * Testing hook: ``DGNN_FAIL_AT=FT0-m2`` (comma-separated step names) makes that module task fail
   before it trains.
@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import flows  # noqa: F401 - environment defaults before prefect/mlflow are imported
+import adapters  # noqa: F401 - environment defaults before prefect/mlflow are imported
 import torch
 import yaml
 from prefect import flow, get_run_logger, task
@@ -42,11 +42,12 @@ from dgnn.experiment import resolve_device, summarise
 from dgnn.processes import owned_temp_dir
 from dgnn.stepwise import RunSpec, StepwiseRun, stage_inputs
 from dgnn.threads import apply_threads
-from dgnn.trainer import FitResult
+from dgnn.schedule import FitResult
 from dgnn.tune.portfolio import choose
-from flows import data_tasks, plots, prefect_links, registry, run_info, settings, step_runs, tracking
-from flows.step_progress import StepProgress, done_line
-from flows.tracked_run import TrackedRun
+from adapters import dvc, plots, prefect_links, registry, run_info, settings, step_runs, tracking
+from adapters.step_progress import StepProgress, done_line
+from flows import data_tasks
+from adapters.tracked_run import TrackedRun
 
 FAIL_AT_ENV = "DGNN_FAIL_AT"
 
@@ -98,7 +99,7 @@ def run_data_tasks(dataset: str, split_seed: int, train: TrainConfig | None) -> 
         state = data_tasks.run_stage(name, *args)
         state.result()  # raises the task's error
         states[name] = state.name
-    version = data_tasks.data_version(dataset)
+    version = dvc.data_version(dataset)
     propagated = dataset_dir(dataset) / "propagated"
     return {"states": states, "cached": [k for k, v in states.items() if v == "Cached"],
             "nodes": read_meta(dataset_dir(dataset) / "graph")["nodes"],
@@ -167,7 +168,7 @@ def module_task(tracked: TrackedRun, index: int, step_name: str) -> dict:
 @task(name="evaluate", task_run_name="evaluate", cache_policy=NO_CACHE, persist_result=False)
 def evaluate_task(tracked: TrackedRun, records: list[dict]) -> FitResult:
     """Restore the selected pass; save predictions, embedding and the model payload."""
-    from flows.model import model_payload
+    from adapters.model import model_payload
 
     fit, trainer = tracked.run.evaluate(records)
     spec = tracked.run.spec
@@ -178,7 +179,7 @@ def evaluate_task(tracked: TrackedRun, records: list[dict]) -> FitResult:
 @task(name="report", task_run_name="report", cache_policy=NO_CACHE, persist_result=False)
 def report_task(tracked: TrackedRun, fit: FitResult, step_records: list[dict], data: dict) -> dict:
     """Parent-run metrics and plots, the packaged model (logged and registered), the JSON summary."""
-    from flows.model import save_packaged_model
+    from adapters.model import save_packaged_model
 
     client = tracking.client(tracked.tracking_uri)
     parent, run, spec = tracked.parent_run_id, tracked.run, tracked.run.spec

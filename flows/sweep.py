@@ -32,7 +32,7 @@ from prefect.cache_policies import NO_CACHE
 from dgnn.config import first_train
 from dgnn.metrics import mean_std
 from dgnn.threads import choose_threads
-from flows import log_levels, run_info, tracking
+from adapters import log_levels, run_info, tracking
 from flows.pipeline import resolve_config, run_data_tasks, train_pipeline
 
 
@@ -111,7 +111,7 @@ def shared_prefect_api():
         finally:
             _restore("PREFECT_API_URL", previous)
         return
-    from flows.server import ephemeral_server
+    from adapters.server import ephemeral_server
 
     server = ephemeral_server()
     server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))

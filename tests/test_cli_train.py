@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from dgnn.cli import main as train_main
+from cli.main import main as train_main
 
 
 def _dgnn(*args, env):
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, env=env)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from dgnn.data import DataError
 from dgnn.data.build import build_graph
-from dgnn.data.cli import main
+from cli.main import main
 
 
 def _snapshot(folder) -> dict:

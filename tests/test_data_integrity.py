@@ -64,7 +64,7 @@ def cora(shared_datasets, tmp_data_dir, monkeypatch):
 ])
 def test_train_refuses_a_changed_stage_and_names_the_command_that_rebuilds_it(
         cora, tmp_data_dir, capsys, file, offset, command):
-    from dgnn.cli import main
+    from cli.main import main
 
     train = ["train", "--quiet", "--config", str(cora)]
     assert main(train) == 0  # remembers the clean verdicts
@@ -178,7 +178,7 @@ def test_propagate_on_a_full_disk_fails_before_writing(shared_datasets, tmp_path
     crashed = disk / "pubmed" / f".propagated.tmp-{_dead_pid()}-x"
     crashed.mkdir()
     (crashed / "p1.npy").write_bytes(bytes(15 * 10**6))
-    out = subprocess.run([sys.executable, "-m", "dgnn.data.cli", "propagate", "pubmed", "--orders", "1", "2",
+    out = subprocess.run([sys.executable, "-m", "cli.main", "propagate", "pubmed", "--orders", "1", "2",
                           "--data-dir", str(disk)], capture_output=True, text=True)
     assert out.returncode == 1, out.stderr  # the old code died of SIGBUS here (-7)
     err = out.stderr.strip()

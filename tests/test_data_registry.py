@@ -81,7 +81,7 @@ def test_unknown_name_is_a_data_error(tmp_data_dir):
 
 
 def test_cli_module_prints_json(shared_datasets, tmp_data_dir):
-    cmd = [sys.executable, "-m", "dgnn.data.cli", "fetch", "acm", "--json",
+    cmd = [sys.executable, "-m", "cli.main", "fetch", "acm", "--json",
            "--mirror", str(shared_datasets), "--data-dir", str(tmp_data_dir)]
     out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     assert (out["nodes"], out["edges"], out["features"], out["classes"]) == (3025, 13128, 1870, 3)

@@ -210,7 +210,7 @@ def test_atomic_folder_keeps_the_old_version_on_error(tmp_path):
 
 
 def test_stage_commands(cora, tmp_data_dir, capsys):
-    from dgnn.data.cli import main
+    from cli.main import main
 
     assert main(["normalise", "cora", "--json"]) == 0
     adj = json.loads(capsys.readouterr().out)

@@ -152,6 +152,7 @@ def test_push_delete_pull_gives_identical_files(project):
 
 def test_a_corrupted_output_is_detected_never_used(project, inside, monkeypatch):
     from dgnn.data import DataError
+    from adapters import dvc
     from flows import data_tasks
 
     assert data_tasks.validate_data.fn("cora")["dvc"] == "matches dvc.lock"
@@ -163,12 +164,12 @@ def test_a_corrupted_output_is_detected_never_used(project, inside, monkeypatch)
         assert "modified:" in status and "data/cora/propagated" in status
         with pytest.raises(DataError, match="propagated changed after it was written"):
             data_tasks.validate_data.fn("cora")
-        differences, _ = data_tasks.workspace_differences("cora", data_tasks.data_version("cora"), project)
+        differences, _ = dvc.workspace_differences("cora", dvc.data_version("cora"), project)
         assert any("data/cora/propagated: modified" in d for d in differences)
     finally:
         _dvc(project, "checkout", "--force", "propagate@cora")
     assert target.read_bytes() == original
-    assert data_tasks.workspace_differences("cora", data_tasks.data_version("cora"), project) == ([], [])
+    assert dvc.workspace_differences("cora", dvc.data_version("cora"), project) == ([], [])
 
 
 def test_validate_refuses_data_rewritten_outside_dvc(project, inside, monkeypatch):
@@ -189,12 +190,13 @@ def test_validate_reuses_a_clean_dvc_verdict_only_for_the_same_outputs(project, 
     """`dvc status` is skipped for outputs and dvc.lock it already cleared, and runs again (and
     refuses) once an output is rewritten consistently with its meta.json."""
     from dgnn.data import DataError, propagate_stage
+    from adapters import dvc
     from flows import data_tasks
 
     assert data_tasks.validate_data.fn("cora")["dvc"] == "matches dvc.lock"
     calls = []
-    real = data_tasks.dvc_status
-    monkeypatch.setattr(data_tasks, "dvc_status", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = dvc.dvc_status
+    monkeypatch.setattr(dvc, "dvc_status", lambda *a, **k: calls.append(a) or real(*a, **k))
     assert data_tasks.validate_data.fn("cora")["dvc"] == "matches dvc.lock"
     assert calls == []
     propagate_stage("cora", [1], feature_norm="none")
@@ -209,9 +211,10 @@ def test_validate_reuses_a_clean_dvc_verdict_only_for_the_same_outputs(project, 
 
 
 def test_tasks_run_the_dvc_stages(project, inside, monkeypatch):
+    from adapters import dvc
     from flows import data_tasks
 
-    version = data_tasks.data_version("cora")
+    version = dvc.data_version("cora")
     lock = _outs((project / "dvc.lock").read_text())
     assert version == {"fetch": lock["fetch@cora"], "normalise": lock["normalise@cora"],
                        "propagate": lock["propagate@cora"], "data_version": lock["propagate@cora"]}
@@ -223,7 +226,7 @@ def test_tasks_run_the_dvc_stages(project, inside, monkeypatch):
     assert result["tracked"] and result["dvc_md5"] == version["propagate"]
     assert result["orders"] == params["orders"]
     assert json.loads(_dvc(project, "status", "--json", *CORA).stdout) == {}
-    assert data_tasks.data_version("not-in-params")["data_version"] == "untracked"
+    assert dvc.data_version("not-in-params")["data_version"] == "untracked"
 
 
 def test_lineage_of_a_tracked_run(project, inside, tmp_path, monkeypatch, capsys):
@@ -232,17 +235,18 @@ def test_lineage_of_a_tracked_run(project, inside, tmp_path, monkeypatch, capsys
 
     from mlflow.tracking import MlflowClient
 
-    from flows import data_tasks, lineage
+    from adapters import lineage
+    from adapters import dvc
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     client = MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("dgnn-cora-classify",
                                           artifact_location=(tmp_path / "artifacts").as_uri())
-    version = data_tasks.data_version("cora")
+    version = dvc.data_version("cora")
     commit = _sh(["git", "rev-parse", "HEAD"], project, project.env).stdout.strip()
     tags = {"dataset": "cora", "task": "classify", "git_commit": commit,
-            "data_version": version["data_version"], **{f"dvc.{k}": version[k] for k in data_tasks.STAGES}}
+            "data_version": version["data_version"], **{f"dvc.{k}": version[k] for k in dvc.STAGES}}
     run = client.create_run(experiment, tags=tags, run_name="parent")
     client.log_param(run.info.run_id, "train.feature_norm", "row")
     client.set_terminated(run.info.run_id)
@@ -264,7 +268,7 @@ def test_lineage_of_a_tracked_run(project, inside, tmp_path, monkeypatch, capsys
         assert args.handler(args) == 1
         report = json.loads(capsys.readouterr().out)
         assert report["workspace"] == "differs"
-        assert report["stages"] == {f"{k}@cora": version[k] for k in data_tasks.STAGES}
+        assert report["stages"] == {f"{k}@cora": version[k] for k in dvc.STAGES}
         assert any(d.startswith("data/cora/adj: modified") for d in report["differences"])
     finally:
         _dvc(project, "checkout", "--force", "normalise@cora")
@@ -283,21 +287,21 @@ def test_pipeline_run_then_lineage(project):
     """`dgnn run` followed by `dgnn lineage <run id>`: the run's hashes equal dvc.lock."""
     try:
         import flows.pipeline  # noqa: F401
-        from flows.cli import main  # noqa: F401
+        from cli.main import main  # noqa: F401
     except ImportError as err:
         pytest.skip(f"flows.pipeline (the `dgnn run` command) is not importable yet: {err}")
     env = {**project.env, "DGNN_PROJECT_DIR": str(project),
            "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"}
-    help_text = _sh([sys.executable, "-m", "flows.cli", "--help"], project, env).stdout
+    help_text = _sh([sys.executable, "-m", "cli.main", "--help"], project, env).stdout
     if "lineage" not in help_text or " run" not in help_text:
-        pytest.skip("`dgnn run` / `dgnn lineage` are not registered in flows.cli yet")
+        pytest.skip("`dgnn run` / `dgnn lineage` are not registered in cli.main yet")
     _fast_config(project.parent / "fast.yaml")
-    run = _sh([sys.executable, "-m", "flows.cli", "run", "--dataset", "cora", "--task", "classify",
+    run = _sh([sys.executable, "-m", "cli.main", "run", "--dataset", "cora", "--task", "classify",
                "--config", str(project.parent / "fast.yaml"), "--device", "cpu", "--quiet", "--json"],
               project, env)
     summary = json.loads(run.stdout)
     run_id = summary.get("mlflow_run_id") or summary["run_id"]
-    lineage = _sh([sys.executable, "-m", "flows.cli", "lineage", run_id, "--json"], project, env, check=False)
+    lineage = _sh([sys.executable, "-m", "cli.main", "lineage", run_id, "--json"], project, env, check=False)
     report = json.loads(lineage.stdout)
     lock = _outs((project / "dvc.lock").read_text())
     assert report["stages"] == lock
@@ -311,24 +315,24 @@ def test_pipeline_run_then_lineage(project):
 
 def test_data_version_is_untracked_for_another_data_folder(project, inside, tmp_path, monkeypatch):
     """dvc.lock describes <project>/data only: data read elsewhere has no DVC version."""
-    from flows import data_tasks
+    from adapters import dvc
 
-    assert data_tasks.data_version("cora")["data_version"] != "untracked"
+    assert dvc.data_version("cora")["data_version"] != "untracked"
     monkeypatch.setenv("DGNN_DATA_DIR", str(tmp_path / "elsewhere"))
-    assert set(data_tasks.data_version("cora").values()) == {"untracked"}
+    assert set(dvc.data_version("cora").values()) == {"untracked"}
 
 
 def test_run_on_another_data_folder_is_untracked_and_lineage_differs(project):
     """`dgnn run` with DGNN_DATA_DIR outside the DVC workspace: tagged untracked (not dvc.lock's
     hashes), and `dgnn lineage` finds its content hash differs from the workspace's data."""
-    from flows.lineage import content_difference
+    from adapters.lineage import content_difference
 
     elsewhere = project.parent / "elsewhere-data"
     env = {**project.env, "DGNN_PROJECT_DIR": str(project), "DGNN_DATA_DIR": str(elsewhere),
            "MLFLOW_TRACKING_URI": f"sqlite:///{project.parent / 'elsewhere-mlflow.db'}"}
     _fast_config(project.parent / "fast-elsewhere.yaml")
     try:
-        run = _sh([sys.executable, "-m", "flows.cli", "run", "--dataset", "cora", "--config",
+        run = _sh([sys.executable, "-m", "cli.main", "run", "--dataset", "cora", "--config",
                    str(project.parent / "fast-elsewhere.yaml"), "--device", "cpu", "--quiet", "--json"],
                   project, env)
         summary = json.loads(run.stdout)
@@ -342,7 +346,7 @@ def test_run_on_another_data_folder_is_untracked_and_lineage_differs(project):
         workspace = json.loads((project / "data" / "cora" / "propagated" / "meta.json").read_text())
         assert tags["data_content_hash"] != workspace["content_hash"]  # other orders than params.yaml's
 
-        lineage = _sh([sys.executable, "-m", "flows.cli", "lineage", summary["mlflow_run_id"], "--json"],
+        lineage = _sh([sys.executable, "-m", "cli.main", "lineage", summary["mlflow_run_id"], "--json"],
                       project, env, check=False)
         report = json.loads(lineage.stdout)
         assert lineage.returncode == 1 and report["workspace"] == "differs"
@@ -357,7 +361,7 @@ PAPERS = ["fetch@papers", "normalise@papers", "propagate@papers"]
 
 
 def _dgnn(project: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    return _sh([sys.executable, "-m", "flows.cli", *args], project, env or project.env, check)
+    return _sh([sys.executable, "-m", "cli.main", *args], project, env or project.env, check)
 
 
 def test_imported_graph_is_versioned_like_a_registry_dataset(project, cora_user_files):
@@ -418,8 +422,8 @@ def test_import_outside_a_dvc_workspace_is_kept_unversioned(project, inside, cor
     """Outside a DVC workspace the graph is imported as before and the note says why it is not
     versioned; in the workspace a registry name is refused before anything is written."""
     from dgnn.data import DataError
-    from flows import data_tasks
-    from flows.imports import import_command
+    from adapters import dvc
+    from adapters.imports import import_command
 
     with pytest.raises(DataError, match="'acm' is the name of a registry or synthetic dataset"):
         import_command("acm", cora_user_files["edges"], cora_user_files["nodes"])
@@ -430,4 +434,4 @@ def test_import_outside_a_dvc_workspace_is_kept_unversioned(project, inside, cor
     result = import_command("papers", cora_user_files["edges"], cora_user_files["nodes"])
     assert result.nodes == 2708 and (tmp_path / "data" / "papers" / "graph").is_dir()
     assert "is not a DVC workspace of this project (no .dvc, dvc.yaml, params.yaml)" in capsys.readouterr().err
-    assert data_tasks.data_version("papers", tmp_path)["data_version"] == "untracked"
+    assert dvc.data_version("papers", tmp_path)["data_version"] == "untracked"

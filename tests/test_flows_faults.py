@@ -196,7 +196,8 @@ class _Planted:
 def _trained(tmp_path: Path):
     from dgnn.config import TrainConfig
     from dgnn.data.synthetic import csbm
-    from dgnn.trainer import DecoupledTrainer, schedule
+    from dgnn.trainer import DecoupledTrainer
+    from dgnn.schedule import schedule
     from dgnn.checkpoint import save_checkpoint
 
     graph = csbm(300, num_classes=3, avg_degree=6, num_features=16, seed=0)

@@ -73,7 +73,7 @@ def first(env):
 
 
 def _client(env):
-    from flows import tracking
+    from adapters import tracking
 
     return tracking.client(env["uri"])
 
@@ -131,7 +131,7 @@ def test_registered_model_predicts_like_in_process(env, first):
     from dgnn.trainer import DecoupledTrainer
     import pandas as pd
 
-    from flows.model import load
+    from adapters.model import load
 
     registered = first["registered_model"]
     assert registered["name"] == "dgnn-cora-classify" and registered["champion"]
@@ -152,7 +152,7 @@ def test_logged_model_has_an_input_example_and_pins_numpy_and_pandas(env, first)
 
     from mlflow.models import Model
 
-    from flows.model import load
+    from adapters.model import load
 
     path = _client(env).download_artifacts(first["mlflow_run_id"], "model", str(env["root"] / "dl-model"))
     example = Model.load(path).load_input_example(path)
@@ -177,7 +177,7 @@ def test_parent_run_names_its_config_and_experiment_and_model_are_described(env,
 
 
 def test_run_names_tell_configs_seeds_and_sweeps_apart():
-    from flows import run_info
+    from adapters import run_info
 
     def name(config_file, seed=0, tags=None, dataset="cora"):
         return run_info.run_name(dataset, run_info.config_name(config_file, tags), seed, tags)
@@ -269,7 +269,7 @@ def test_data_task_cache_hit_reads_plain_json_and_never_unpickles_a_planted_reco
     from prefect.serializers import PickleSerializer
 
     from flows import data_tasks
-    from flows.json_results import is_plain_json
+    from adapters.json_results import is_plain_json
 
     hit = data_tasks.run_stage("fetch", "cora", 0)
     assert hit.name == "Cached"
@@ -358,7 +358,7 @@ def test_child_runs_span_their_steps_and_a_changed_config_registers(env, first, 
 
 
 def test_champion_alias_moves_only_on_improvement(env, first):
-    from flows import registry
+    from adapters import registry
 
     client = _client(env)
     name = "dgnn-test-alias"
@@ -372,7 +372,7 @@ def test_champion_alias_moves_only_on_improvement(env, first):
 
 
 def test_registry_adds_a_version_only_for_new_data_config_or_a_better_model(env, first):
-    from flows import registry
+    from adapters import registry
 
     client = _client(env)
     name = "dgnn-test-registry"
@@ -391,7 +391,7 @@ def test_registry_adds_a_version_only_for_new_data_config_or_a_better_model(env,
 
 
 def test_crashed_run_is_reaped_as_failed(env):
-    from flows import tracking
+    from adapters import tracking
 
     client = _client(env)
     experiment = tracking.ensure_experiment(client, "dgnn-crash-test")
@@ -431,7 +431,8 @@ def test_checkpoints_write_each_node_sized_tensor_once(tmp_path):
     """A step's checkpoint names the H, Â^p H and E tensor files; only replaced tensors are written."""
     from dgnn.config import TrainConfig
     from dgnn.data.synthetic import csbm
-    from dgnn.trainer import DecoupledTrainer, schedule
+    from dgnn.trainer import DecoupledTrainer
+    from dgnn.schedule import schedule
     from dgnn.checkpoint import load_checkpoint, save_checkpoint
 
     graph = csbm(300, num_classes=3, avg_degree=6, num_features=16, seed=0)
@@ -460,8 +461,8 @@ def test_packaged_model_stores_dense_features_dense_and_predicts_like_the_traine
     from dgnn.config import TrainConfig
     from dgnn.data.synthetic import csbm
     from dgnn.trainer import DecoupledTrainer
-    from flows.model import model_payload
-    from flows.packaged_model import forward_all
+    from adapters.model import model_payload
+    from adapters.packaged_model import forward_all
 
     graph = csbm(300, num_classes=3, avg_degree=6, num_features=16, seed=0)  # Gaussian features
     config = TrainConfig.model_validate({**TINY["train"], "feature_norm": "none"})
@@ -479,7 +480,7 @@ def test_predict_names_the_classes_without_torch_warnings(cora_user_files, tmp_d
     from dgnn.config import TrainConfig
     from dgnn.data import import_graph, load_graph
     from dgnn.trainer import DecoupledTrainer
-    from flows.model import model_payload, save_packaged_model
+    from adapters.model import model_payload, save_packaged_model
 
     import_graph("named", cora_user_files["edges"], cora_user_files["named_nodes"])
     graph = load_graph("named")
@@ -487,7 +488,7 @@ def test_predict_names_the_classes_without_torch_warnings(cora_user_files, tmp_d
     trainer = DecoupledTrainer(graph, config, seed=0)
     trainer.fit()
     model = save_packaged_model(model_payload(trainer, config, "named"), tmp_path / "model")
-    out = subprocess.run([sys.executable, "-m", "flows.cli", "predict", "--model-uri", str(model), "--nodes", "0,5,9",
+    out = subprocess.run([sys.executable, "-m", "cli.main", "predict", "--model-uri", str(model), "--nodes", "0,5,9",
                           "--json"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
                          env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
     assert out.returncode == 0, out.stderr[-3000:]
@@ -542,9 +543,10 @@ def test_step_progress_is_throttled_and_streams_losses_to_the_child_run(env, tmp
     training plus those logged at the close make each SGD step's loss once, at its own time."""
     from dgnn.config import TrainConfig
     from dgnn.data.synthetic import csbm
-    from dgnn.trainer import DecoupledTrainer, Step
-    from flows import step_runs, tracking
-    from flows.step_progress import StepProgress
+    from dgnn.trainer import DecoupledTrainer
+    from dgnn.schedule import Step
+    from adapters import step_runs, tracking
+    from adapters.step_progress import StepProgress
 
     graph = csbm(300, num_classes=3, avg_degree=6, num_features=16, seed=0)
     config = TrainConfig.model_validate({**TINY["train"], "feature_norm": "none", "module_patience": 1})

@@ -10,7 +10,8 @@ import torch
 from dgnn.config import CONFIG_DIR, Portfolio, TrainConfig, default_config_path, load_config
 from dgnn.data.synthetic import csbm
 from dgnn.nn.module import dropout_mask
-from dgnn.trainer import DecoupledTrainer, Step
+from dgnn.trainer import DecoupledTrainer
+from dgnn.schedule import Step
 
 SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from dgnn.data.synthetic import csbm
-from dgnn.trainer import DecoupledTrainer, schedule
+from dgnn.trainer import DecoupledTrainer
+from dgnn.schedule import schedule
 from test_model_mechanics import config, run_steps  # tests/ is on sys.path
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")

@@ -10,7 +10,8 @@ from dgnn.data.synthetic import csbm
 from dgnn.nn.filters import graph_filter
 from dgnn.nn.losses import EdgeLookup, reconstruction_loss
 from dgnn.propagation import normalised_adjacency
-from dgnn.trainer import DecoupledTrainer, schedule
+from dgnn.trainer import DecoupledTrainer
+from dgnn.schedule import schedule
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from dgnn.cli import main as train_main
+from cli.main import main as train_main
 from dgnn.threads import NODES_PER_THREAD, available_cores, choose_threads
 
 

@@ -1,6 +1,6 @@
 """Fetch a dataset by name (registry, synthetic or imported) into ``data/<name>/graph/``.
 
-Raw registry files are read from the mirror (``mirror`` or ``$DGNN_DATA_MIRROR``) or downloaded,
+Raw registry files are read from the mirror (``mirror``, else :func:`default_mirror`) or downloaded,
 checked against their pinned SHA-256, copied to a private temporary folder and parsed only from
 there. ``graph/`` always holds split seed 0; another seed of a stratified split is stored in
 ``<name>/split-seed<k>/`` (the masks only), so seeds never collide.
@@ -107,6 +107,17 @@ def _split_dir(name: str, split_seed: int, data_dir) -> Path | None:
     return target
 
 
+SHARED_MIRROR = Path("..", "shared", "datasets")
+
+
+def default_mirror() -> str | None:
+    """``$DGNN_DATA_MIRROR``, else ``../shared/datasets`` (beside the repository, relative to the
+    working directory) when it holds a ``SHA256SUMS``, else None: download from the canonical URLs."""
+    if os.environ.get("DGNN_DATA_MIRROR"):
+        return os.environ["DGNN_DATA_MIRROR"]
+    return str(SHARED_MIRROR) if (SHARED_MIRROR / "SHA256SUMS").is_file() else None
+
+
 def fetch(name: str, data_dir=None, mirror=None, split_seed: int = 0) -> FetchResult:
     """Obtain, verify, validate and store ``name``; return counts, path and content hash.
 
@@ -115,7 +126,7 @@ def fetch(name: str, data_dir=None, mirror=None, split_seed: int = 0) -> FetchRe
     stored. ``split_seed`` other than 0 also stores that split's masks.
     """
     if name in REGISTRY:
-        mirror = mirror or os.environ.get("DGNN_DATA_MIRROR")
+        mirror = mirror or default_mirror()
         result = store_graph(_read_registry(REGISTRY[name], mirror), data_dir)
     elif synthetic.parse_name(name) is not None:
         result = store_graph(synthetic.generate(name), data_dir)

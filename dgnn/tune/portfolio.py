@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dgnn.config import Portfolio, TrainConfig
-from dgnn.trainer import FitResult
+from dgnn.schedule import FitResult
 
 if TYPE_CHECKING:
     from dgnn.experiment import Inputs

@@ -3,7 +3,7 @@
 It needs torch, numpy, pandas and mlflow, and the maths of the ``dgnn`` library itself, whose
 source is shipped inside the model (``code_paths``), so the numbers are the trainer's own; no
 training objects. The model's one artifact (``model.pt``, written by
-:func:`flows.model.model_payload`) holds the module weights of the selected pass, their
+:func:`adapters.model.model_payload`) holds the module weights of the selected pass, their
 propagation orders and activations, and the graph inputs (raw features as sparse COO, or dense
 where that is smaller; the normalised adjacency as CSR). At load time the stack is applied once
 to all nodes, exactly as the trainer does after a forward pass:

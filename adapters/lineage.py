@@ -1,4 +1,5 @@
-"""``dgnn lineage RUN_ID``: which data a tracked run was trained on, and whether it is still here.
+"""Which data a tracked run was trained on, and whether it is still here (``dgnn lineage RUN_ID``,
+whose command is :mod:`cli.lineage`).
 
 Reads the MLflow run (``$MLFLOW_TRACKING_URI``, default ``sqlite:///<project>/mlruns/mlflow.db``)
 and prints its dataset, task, git commit, data version, the DVC stage hashes it recorded (tags
@@ -15,9 +16,6 @@ notes and do not make the data differ.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 
 STAGE_TAGS = {"fetch": "dvc.fetch", "normalise": "dvc.normalise", "propagate": "dvc.propagate"}
@@ -27,7 +25,7 @@ def lineage(run_id: str, project_dir=None, tracking_uri: str | None = None) -> d
     """The run's recorded lineage and its comparison with the workspace, as a dict."""
     from mlflow.tracking import MlflowClient
 
-    from flows import data_tasks, settings, tracking
+    from adapters import dvc, settings, tracking
 
     project = Path(project_dir).resolve() if project_dir else settings.project_dir()
     uri = tracking_uri or settings.tracking_uri()
@@ -37,7 +35,7 @@ def lineage(run_id: str, project_dir=None, tracking_uri: str | None = None) -> d
     if not dataset:
         raise ValueError(f"run {run_id} has no `dataset` tag or param: not a dgnn pipeline run")
     stages = {stage: tags.get(tag) for stage, tag in STAGE_TAGS.items()}
-    differences, notes = data_tasks.workspace_differences(dataset, stages, project)
+    differences, notes = dvc.workspace_differences(dataset, stages, project)
     difference = content_difference(dataset, tags.get("data_content_hash"), project)
     if difference:
         differences.append(difference)
@@ -77,52 +75,3 @@ def content_difference(dataset: str, recorded: str | None, project: Path) -> str
         return None
     return (f"data/{dataset}/propagated: content hash {have or 'missing (not built)'}, the run trained on "
             f"{recorded} (data from another folder or rebuilt since)")
-
-
-def _print(report: dict) -> None:
-    rows = [("run", f"{report['run_id']} ({report['run_name']})"), ("dataset", report["dataset"]),
-            ("task", report["task"]), ("git commit", report["git_commit"]),
-            ("data version", report["data_version"]), ("content hash", report["data_content_hash"])]
-    for label, value in rows:
-        print(f"{label:<14}{value}")
-    print("dvc stages")
-    for stage, value in report["stages"].items():
-        print(f"  {stage:<22}{value}")
-    print("params")
-    for key, value in report["params"].items():
-        print(f"  {key} = {value}")
-    if report["workspace"] == "matches":
-        print(f"workspace     matches (dvc.lock and the files under {report['project']}/data)")
-    else:
-        print("workspace     DIFFERS: " + "; ".join(report["differences"]))
-        commit = report["git_commit"] or "<the run's commit>"
-        print(f"  to get the run's data back: `git checkout {commit} -- dvc.lock params.yaml` then "
-              "`dvc checkout` (or `dvc pull`; `dvc repro` rebuilds what no cache or remote has)")
-    for note in report["notes"]:
-        print(f"note          {note}")
-
-
-def _handler(args: argparse.Namespace) -> int:
-    try:
-        report = lineage(args.run_id, args.project_dir, args.tracking_uri)
-    except Exception as err:  # run not found, store unreadable, dvc failing: one line, exit 2
-        print(f"error: cannot read the lineage of run {args.run_id}: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
-              file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        _print(report)
-    return 0 if report["workspace"] == "matches" else 1
-
-
-def register(subparsers) -> None:
-    """Add ``lineage`` to the ``dgnn`` parser."""
-    p = subparsers.add_parser(
-        "lineage", help="data, stage hashes, commit and params of a tracked run; does the workspace match?",
-        description=__doc__.split("\n\n")[1])
-    p.add_argument("run_id", metavar="RUN_ID", help="MLflow run id (the pipeline's parent run)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--project-dir", help="project folder (default: $DGNN_PROJECT_DIR or the current folder)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the project's store)")
-    p.set_defaults(handler=_handler)

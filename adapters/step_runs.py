@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 from dgnn.processes import owned_temp_dir
-from flows import tracking
-from flows.tracked_run import TrackedRun
+from adapters import tracking
+from adapters.tracked_run import TrackedRun
 
 
 def open_step_run(tracked: TrackedRun, index: int) -> str:

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from dgnn.config import RunConfig, default_config_path
 from dgnn.data.layout import dataset_dir
-from flows import tracking
+from adapters import tracking
 
 SOURCE_KEYS = ("config_file", "config_sha256")
 

@@ -2,8 +2,8 @@
 removed when the next one starts: its Prefect flow and task runs, still RUNNING, and its
 ``dgnn-<kind>-<pid>-*`` temporary folders.
 
-Its MLflow runs are closed by :func:`flows.tracking.reap_stale_runs`, and its Prefect server ends
-with it (:mod:`flows.server`). Like those MLflow runs, its Prefect runs name their process in the
+Its MLflow runs are closed by :func:`adapters.tracking.reap_stale_runs`, and its Prefect server ends
+with it (:mod:`adapters.server`). Like those MLflow runs, its Prefect runs name their process in the
 tags ``dgnn.host:<host>`` and ``dgnn.pid:<pid>`` (:func:`owned_runs`).
 """
 

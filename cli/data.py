@@ -2,16 +2,14 @@
 
 :func:`register` adds the subcommands to the project's ``dgnn`` parser; each sets ``handler``,
 called as ``args.handler(args)`` and returning the exit status (1 with a one-line error on
-:class:`DataError`). ``python -m dgnn.data.cli ...`` runs them on their own.
+:class:`DataError`). The DVC stages run them as ``python -m cli.main fetch|normalise|propagate``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from pathlib import Path
 
 from dgnn.data.errors import DataError
 from dgnn.data.fetch import fetch
@@ -34,17 +32,6 @@ def _report(result: FetchResult, as_json: bool) -> None:
 def report_stage(folder, as_json: bool) -> None:
     record = {"path": str(folder.resolve()), "content_hash": read_meta(folder)["content_hash"]}
     print(json.dumps(record, indent=2) if as_json else f"{record['path']} ({record['content_hash']})")
-
-
-SHARED_MIRROR = Path("..", "shared", "datasets")
-
-
-def default_mirror() -> str | None:
-    """``$DGNN_DATA_MIRROR``, else ``../shared/datasets`` (beside the repository, relative to the
-    working directory) when it holds a ``SHA256SUMS``, else None: download from the canonical URLs."""
-    if os.environ.get("DGNN_DATA_MIRROR"):
-        return os.environ["DGNN_DATA_MIRROR"]
-    return str(SHARED_MIRROR) if (SHARED_MIRROR / "SHA256SUMS").is_file() else None
 
 
 def handle_data_errors(action):
@@ -77,7 +64,7 @@ def register(subparsers, importer=import_graph) -> None:
                    "else ../shared/datasets if present, else download)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the stratified split")
     p.set_defaults(handler=handle_data_errors(lambda a: _report(
-        fetch(a.name, a.data_dir, a.mirror or default_mirror(), a.split_seed), a.json)))
+        fetch(a.name, a.data_dir, a.mirror, a.split_seed), a.json)))
 
     p = subparsers.add_parser("import", parents=[common], help="import a user graph (CSV or Parquet)")
     p.add_argument("name", help="name the graph will be known by")
@@ -98,14 +85,3 @@ def register(subparsers, importer=import_graph) -> None:
                    default="none", help="feature normalisation before propagating (the trainer's feature_norm)")
     p.set_defaults(handler=handle_data_errors(lambda a: report_stage(
         propagate_stage(a.name, a.orders, a.data_dir, a.block_rows, a.feature_norm), a.json)))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dgnn", description=__doc__.splitlines()[0])
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.handler(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,7 @@ so it works the same from Prefect task threads and Dask worker processes).
 
 Layout: one experiment ``dgnn-<dataset>-<task>``; one parent run per pipeline run (config as
 params, git commit, data version, summary metrics, plots, the packaged model); one child run per
-module step (:mod:`flows.step_runs`). Registration: :mod:`flows.registry`.
+module step (:mod:`adapters.step_runs`). Registration: :mod:`adapters.registry`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT as DATASET_CONTEXT
 
 from dgnn.processes import pid_alive
-from flows import interrupts, settings
+from adapters import interrupts, settings
 
 PARENT_TAG = "mlflow.parentRunId"
 

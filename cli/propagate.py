@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from dgnn.data import cli as data_cli
+from cli import data as data_cli
 
 
 def _on_dask(args: argparse.Namespace):
@@ -17,7 +17,7 @@ def _on_dask(args: argparse.Namespace):
 
 
 def register(subparsers) -> None:
-    """Give the ``propagate`` command that :func:`dgnn.data.cli.register` added the Dask options."""
+    """Give the ``propagate`` command that :func:`cli.data.register` added the Dask options."""
     p = subparsers.choices["propagate"]
     p.add_argument("--dask-workers", type=int, metavar="N",
                    help="run the row blocks as tasks on a local Dask cluster of N worker processes")

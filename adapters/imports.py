@@ -28,8 +28,8 @@ from dgnn.data.layout import graph_dir, import_source_dir
 from dgnn.data.registry import REGISTRY
 from dgnn.data.store import write_atomically
 from dgnn.data.user_import import read_user_graph
-from flows import settings
-from flows.data_tasks import STAGES, in_workspace, read_params, run_dvc, stage_name
+from adapters import settings
+from adapters.dvc import STAGES, in_workspace, read_params, run_dvc, stage_name
 
 DEFAULT_ENTRY = {"split_seed": 0, "propagate": {"orders": [1, 2, 3, 4], "feature_norm": "row"}}
 

@@ -15,13 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dgnn.cli import add_training_arguments
-from flows import interrupts
-from flows.tune_options import add_tune_arguments, check_budget
+from cli.train import add_training_arguments
+from cli.tune_options import add_tune_arguments, check_budget
 
 
 def _one_line(err: BaseException) -> str:
-    from dgnn.cli import _one_line as library_one_line
+    from cli.train import _one_line as library_one_line
 
     return library_one_line(err) if isinstance(err, Exception) else type(err).__name__
 
@@ -35,6 +34,8 @@ def _prepare(args: argparse.Namespace) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", module="mlflow")
+    from adapters import interrupts  # here, not at import: `dgnn train` loads no adapter
+
     interrupts.raise_on_sigterm()  # leaves like Ctrl-C: open MLflow runs are closed on the way out
 
 
@@ -44,7 +45,7 @@ def _config_arg(args: argparse.Namespace):
 
 def _config_error(args: argparse.Namespace) -> int:
     """0 if the dataset/config arguments make a valid run config, else 2 after one error line."""
-    from dgnn.cli import run_config
+    from cli.train import run_config
 
     try:
         run_config(args)
@@ -72,13 +73,13 @@ def with_server(work):
     (the run's imports overlap its boot); returns work's result plus the server's start figures.
 
     First the Prefect runs and temporary folders of killed commands are closed and removed, and
-    the runs ``work()`` creates name this process (:mod:`flows.leftovers`)."""
+    the runs ``work()`` creates name this process (:mod:`adapters.leftovers`)."""
     wait_for_server = None
     if not os.environ.get("PREFECT_API_URL"):
-        from flows.server import start_ephemeral
+        from adapters.server import start_ephemeral
 
         wait_for_server = start_ephemeral()
-    from flows import leftovers
+    from adapters import leftovers
     from flows.pipeline import prepare_process
 
     prepare_process()  # while the server boots
@@ -105,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
         config, tags = _config_arg(args), {}
         if args.tune:
             from flows.tune import run_tune
-            from flows.tune_cli import tune_parameters
+            from cli.tune import tune_parameters
 
             tuned = run_tune(**tune_parameters(args))
             config = tuned["best_config_file"]
@@ -118,6 +119,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         summary, server = with_server(work)
     except BaseException as err:  # noqa: BLE001 - the flow already closed its runs
+        from adapters import interrupts
+
         status = interrupts.report(err, "finished steps are kept, the MLflow runs closed as KILLED; "
                                         "rerun the same command to resume")
         if status is not None:
@@ -139,7 +142,7 @@ def _serve(args: argparse.Namespace) -> int:
     _prepare(args)
     import contextlib
 
-    from flows.server import prefect_server
+    from adapters.server import prefect_server
 
     if os.environ.get("PREFECT_API_URL"):
         server = contextlib.nullcontext(os.environ["PREFECT_API_URL"])
@@ -192,6 +195,8 @@ def _sweep(args: argparse.Namespace) -> int:
                            split_seed=args.split_seed, device=args.device, address=args.dask_address,
                            workers=args.workers, threads=args.threads)
     except BaseException as err:  # noqa: BLE001
+        from adapters import interrupts
+
         status = interrupts.report(err, "finished runs are kept; rerun the same command to resume")
         if status is not None:
             return status
@@ -210,7 +215,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def ui_command(host: str, port: int, uri: str | None = None) -> list[str]:
     """The ``mlflow ui`` command line against the project's store (single worker, no job runner)."""
-    from flows import settings
+    from adapters import settings
 
     uri = uri or settings.tracking_uri()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
@@ -222,7 +227,7 @@ def ui_command(host: str, port: int, uri: str | None = None) -> list[str]:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from flows import settings
+    from adapters import settings
 
     uri = settings.tracking_uri()
     db = settings.sqlite_path(uri)
@@ -263,7 +268,7 @@ def _predict(args: argparse.Namespace) -> int:
     import warnings
 
     warnings.filterwarnings("ignore", module="mlflow")
-    from flows.model import predict
+    from adapters.model import predict
 
     try:
         frame = predict(args.model_uri, nodes)

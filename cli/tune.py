@@ -6,9 +6,8 @@ import argparse
 import json
 import sys
 
-from flows import interrupts
-from flows.pipeline_cli import _one_line, _prepare, with_server
-from flows.tune_options import add_tune_arguments, check_budget
+from cli.pipeline import _one_line, _prepare, with_server
+from cli.tune_options import add_tune_arguments, check_budget
 
 
 def tune_parameters(args: argparse.Namespace) -> dict:
@@ -33,6 +32,8 @@ def _tune(args: argparse.Namespace) -> int:
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
     except BaseException as err:  # noqa: BLE001
+        from adapters import interrupts
+
         status = interrupts.report(err, "finished trials are kept in the study; rerun the same command to resume it")
         if status is None:
             print(f"error: tune failed: {_one_line(err)}", file=sys.stderr)
@@ -50,7 +51,7 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from dgnn.cli import add_training_arguments
+    from cli.train import add_training_arguments
 
     p = subparsers.add_parser("tune", help="search configs on validation data (Optuna, tracked in MLflow)")
     add_training_arguments(p)

@@ -83,15 +83,3 @@ def build_parser(registrars) -> argparse.ArgumentParser:
     for add in registrars:
         add(sub)
     return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Library-only entry point (train + data commands); ``flows.cli`` adds the pipeline commands."""
-    from dgnn.data import cli as data_cli
-
-    args = build_parser([register, data_cli.register]).parse_args(argv)
-    return args.handler(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

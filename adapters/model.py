@@ -2,7 +2,7 @@
 
 :func:`model_payload` gathers the selected pass's module weights and the graph inputs into one
 dictionary of tensors; :func:`save_packaged_model` writes it as an MLflow pyfunc model whose code is
-:mod:`flows.packaged_model` (copied into the model, "models from code"); :func:`load` and
+:mod:`adapters.packaged_model` (copied into the model, "models from code"); :func:`load` and
 :func:`predict` read any logged model back by URI (``runs:/<id>/model``,
 ``models:/dgnn-cora-classify/3``, ``models:/dgnn-cora-classify@champion``).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from dgnn.config import TrainConfig
-from flows import log_levels
+from adapters import log_levels
 
 CODE = Path(__file__).with_name("packaged_model.py")
 LIBRARY = Path(__file__).resolve().parent.parent / "dgnn"  # shipped with the model (code_paths)
@@ -101,7 +101,7 @@ def save_packaged_model(payload: dict, path: Path) -> Path:
 def load(model_uri: str):
     import mlflow.pyfunc
 
-    from flows.settings import tracking_uri
+    from adapters.settings import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_registry_uri(tracking_uri())

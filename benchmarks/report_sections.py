@@ -1,0 +1,138 @@
+"""Sections of ``REPORT.md`` built from one results file each: how to read the table, the
+authors' settings, batch sampling and the hard CSBM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.report_plots import LABELS, fmt
+
+CORE = ["cora", "citeseer", "pubmed"]
+PAPER_CODE_SECONDS = 31.0  # quoted from docs/ALGORITHM.md (authors' code, Cora classify, 2 cores), not measured
+
+
+def acc_cell(row) -> str:
+    if not row or row.get("test_acc_mean") is None:
+        return "–"
+    return f"{100 * row['test_acc_mean']:.1f} ± {100 * (row.get('test_acc_std') or 0):.1f}"
+
+
+def arch_cell(row) -> str:
+    """A DGNN row's architecture and where its config comes from; "–" for a peer."""
+    if not row or not row.get("architecture"):
+        return "–"
+    return f"{row['architecture']} ({row['config_origin']})"
+
+
+def find_row(rows, method, dataset, group=None):
+    for r in rows:
+        if r["method"] == method and r["dataset"] == dataset and (group is None or r["group"] == group):
+            return r
+    return None
+
+
+def read_with_care(peers) -> str:
+    """The caveats of the peer comparison; where GCN peaks late and which rows vary widely is read from the rows."""
+    late = [f"{r['dataset']} (best epoch {r['best_epoch_mean']:.0f} of {r['epochs_planned']} on average)" for r in peers
+            if r["method"] == "gcn" and r.get("best_epoch_mean") and r.get("epochs_planned")
+            and r["best_epoch_mean"] >= 0.9 * r["epochs_planned"]]
+    unstable = [f"{LABELS.get(r['method'], r['method'])} on {r['dataset']} (± {100 * r['test_acc_std']:.1f} points)"
+                for r in peers if (r.get("test_acc_std") or 0) >= 0.05]
+    amazon = find_row(peers, "dgnn", "amazon-computers")
+    return ("**Read the peers with care.** The peers run the settings of PyG's own examples, untuned per dataset, "
+            "on the feature normalisation of the dataset's DGNN config (column *features* below), while DGNN runs "
+            "configs tuned on each dataset's validation split (column *DGNN architecture*). This favours DGNN where "
+            "those settings fit badly"
+            + (f"; GCN's validation accuracy is still rising when it stops on {', '.join(late)}" if late else "")
+            + (f"; test accuracy varies widely between seeds for {', '.join(unstable)}, per seed in "
+               "`results/seeds.csv`" if unstable else "")
+            + ". Quoted from the literature, not measured here: tuned GCN on Amazon Computers with the same split "
+            "protocol reaches about 82-83 % (Shchur et al., 2018)"
+            + (f", against DGNN's {acc_cell(amazon)} % here" if amazon else "")
+            + ", and SGC on Cora about 81 % (Wu et al., 2019). GCN's CPU time is dominated by dropout on the wide "
+            "dense input (see Method settings); GCN was not timed here with more threads or on a GPU, so the time "
+            "ratios describe this 1-thread CPU setting only.\n")
+
+
+def authors_settings(core, peers) -> tuple[list[str], list[str]]:
+    """The section on DGNN with the authors' settings (``configs/paper-<dataset>-classify.yaml``) and its losses."""
+    lines = ["## DGNN with the authors' settings\n",
+             "The authors' published settings (docs/ALGORITHM.md) in faithful mode: no own loss once a target exists, "
+             "no early stopping inside a module, every pass run, the reported pass chosen by validation accuracy "
+             "(best pass: its mean index, 0 = FT_0). For CiteSeer and PubMed the authors give ranges (η = 10..100, "
+             "bp_count 3..5); the configs pick values inside them, not tuned. Paths and sha256 per row in "
+             "`results/peers.csv` (group `core`).\n",
+             "| dataset | architecture (config) | seeds | test acc % | val acc % | training s | best pass | "
+             "tuned DGNN test acc % | status |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    losses = []
+    for dataset in CORE:
+        p = find_row(core, "dgnn-paper", dataset)
+        if p:
+            lines.append(f"| {dataset} | {arch_cell(p)} | {p['seeds_run']} | {acc_cell(p)} | "
+                         f"{fmt(p.get('val_acc_mean') and 100 * p['val_acc_mean'])} | "
+                         f"{fmt(p.get('train_seconds_mean'), '{:.2f}')} ± {fmt(p.get('train_seconds_std'), '{:.2f}')} | "
+                         f"{fmt(p.get('best_epoch_mean'), '{:.1f}')} | {acc_cell(find_row(peers, 'dgnn', dataset))} | {p['status']} |")
+    lines.append("")
+    cora = find_row(core, "dgnn-paper", "cora")
+    if cora and cora.get("train_seconds_mean") is not None:
+        ok = cora["train_seconds_mean"] < 10
+        lines.append(f"On Cora the authors' schedule trains in **{cora['train_seconds_mean']:.2f} s** on one loaded core; "
+                     f"target < 10 s ({'pass' if ok else '**FAIL**'}). For reference only, the authors' own code took "
+                     f"{PAPER_CODE_SECONDS:.0f} s on 2 cores: quoted from docs/ALGORITHM.md, not measured by this "
+                     "harness.\n")
+        if not ok:
+            losses.append(f"**Authors' Cora schedule:** {cora['train_seconds_mean']:.1f} s, over the 10 s target.")
+    elif cora:
+        lines.append(f"The authors' Cora schedule was not measured: {cora['status']}.\n")
+        losses.append(f"**Authors' Cora schedule:** not measured ({cora['status']}).")
+    return lines, losses
+
+
+def sampling_section(results: Path) -> list[str]:
+    """Per-batch sampling time by graph size, from ``bench_sampling.py`` (none if not run)."""
+    path = results / "sampling.json"
+    if not path.exists():
+        return []
+    bench = json.loads(path.read_text())
+    sizes = sorted({r["nodes"] for r in bench["rows"]})
+    cases = list(dict.fromkeys(r["case"] for r in bench["rows"]))
+    us = {(r["case"], r["nodes"]): r["us_per_batch"] for r in bench["rows"]}
+    load = bench["machine"]["load_avg_before"][0]
+    lines = ["## Batch sampling cost (issue 14)\n",
+             f"From `benchmarks/bench_sampling.py` ({bench['date']}, 1 torch thread, load average {load:.1f} "
+             f"on {bench['machine']['cpus']} cores): µs to draw one batch of {bench['batch']} rows without "
+             "replacement (`dgnn.sampling`), median of 5 rounds. The reference row is the per-step "
+             "permutation the trainer used before.\n",
+             "| case | " + " | ".join(f"{n:,} nodes" for n in sizes) + f" | {sizes[-1]:,} / {sizes[0]:,} |",
+             "|---|" + "---|" * (len(sizes) + 1)]
+    for c in cases:
+        cells = " | ".join(f"{us[c, n]:,.0f}" for n in sizes)
+        lines.append(f"| {c} | {cells} | {us[c, sizes[-1]] / us[c, sizes[0]]:.2f}x |")
+    return lines + [""]
+
+
+def hard_csbm_section(results: Path) -> list[str]:
+    """Test accuracy on the hard CSBM presets, from ``bench_csbm_hard.py`` (none if not run)."""
+    path = results / "csbm_hard.json"
+    if not path.exists():
+        return []
+    bench = json.loads(path.read_text())
+    datasets = list(dict.fromkeys(r["dataset"] for r in bench["rows"]))
+    methods = list(dict.fromkeys(r["method"] for r in bench["rows"]))
+    acc = {(r["dataset"], r["method"]): r for r in bench["rows"]}
+    names = LABELS | {"mlp": "MLP (features only)"}
+    lines = ["## Hard CSBM: where the methods differ (issue 14)\n",
+             f"The presets `synthetic-csbm-hard-<nodes>` (homophily {bench['preset']['homophily']}, feature signal "
+             f"{bench['preset']['feature_signal']}; 10 classes, average degree 10, 128 features, 20 training nodes "
+             f"per class) from `benchmarks/bench_csbm_hard.py` ({bench['date']}, 1 torch thread, seeds "
+             f"{bench['seeds'][0]}-{bench['seeds'][-1]}): test accuracy %. DGNN runs `{bench['config']}` as on the "
+             "easy series; the peers run the settings of *Method settings* below, the MLP those of "
+             "`benchmarks.methods.train_mlp` (2 layers, hidden 64, 200 epochs).\n",
+             "| method | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+    for method in methods:
+        cells = [f"{100 * acc[d, method]['test_acc_mean']:.1f} ± {100 * acc[d, method]['test_acc_std']:.1f}"
+                 if (d, method) in acc else "not run" for d in datasets]
+        lines.append(f"| {names.get(method, method)} | " + " | ".join(cells) + " |")
+    return lines + [""]
