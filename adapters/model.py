@@ -26,8 +26,9 @@ PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}",
 
 
 def model_payload(trainer, config: TrainConfig, dataset: str) -> dict:
-    """Weights of the selected pass + the graph (features sparse or dense, whichever is smaller; CSR
-    adjacency) as plain tensors, and the names of the classes where the graph has them."""
+    """The config, the module weights of the selected pass (state dicts of
+    :class:`dgnn.nn.module.DecoupledModule`) and the graph (features sparse or dense, whichever is
+    smaller; CSR adjacency) as plain tensors, and the names of the classes where the graph has them."""
     graph = trainer.graph
     x = graph.x.float().cpu()
     # COO costs 20 bytes a non-zero (two int64 indices, a float32), dense 4 bytes an entry.
@@ -37,29 +38,17 @@ def model_payload(trainer, config: TrainConfig, dataset: str) -> dict:
     else:
         features = {"dense": x}
     adj = trainer.adj.cpu()
-    modules = []
-    for cfg, state in zip(config.modules, trainer.best["modules"]):
-        modules.append({
-            "order": cfg.order,
-            "filter": cfg.filter,
-            "alpha": float(cfg.alpha),
-            "activation": cfg.activation,
-            "inner_activation": cfg.inner_activation,
-            "weight": state["weight"].cpu(),
-            "bias": state["bias"].cpu() if "bias" in state else None,
-            "input_transform": state["input_transform"].cpu() if "input_transform" in state else None,
-            "head_weight": state["head.weight"].cpu() if "head.weight" in state else None,
-            "head_bias": state["head.bias"].cpu() if "head.bias" in state else None,
-        })
     return {
-        "format": 1,
+        "format": 2,
         "dataset": dataset,
         "task": config.task,
         "num_nodes": graph.num_nodes,
-        "feature_norm": config.feature_norm,
+        "num_features": graph.num_features,
+        "num_classes": graph.num_classes if config.task == "classify" else None,
+        "config": config.model_dump(mode="json"),
         "x": features,
         "adj": {"crow": adj.crow_indices(), "col": adj.col_indices(), "values": adj.values()},
-        "modules": modules,
+        "modules": [{k: v.cpu() for k, v in state.items()} for state in trainer.best["modules"]],
         "cluster_prediction": None if config.task == "classify" else trainer.best["prediction"].cpu(),
         "class_names": graph.meta.get("class_names") if config.task == "classify" else None,
     }

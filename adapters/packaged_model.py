@@ -3,14 +3,10 @@
 It needs torch, numpy, pandas and mlflow, and the maths of the ``dgnn`` library itself, whose
 source is shipped inside the model (``code_paths``), so the numbers are the trainer's own; no
 training objects. The model's one artifact (``model.pt``, written by
-:func:`adapters.model.model_payload`) holds the module weights of the selected pass, their
-propagation orders and activations, and the graph inputs (raw features as sparse COO, or dense
-where that is smaller; the normalised adjacency as CSR). At load time the stack is applied once
-to all nodes, exactly as the trainer does after a forward pass:
-
-    P_1 = g_1(Â) norm(X),  H_l = act(inner_act(P_l U_l) W_l + b),  P_{l+1} = g_{l+1}(Â) H_l
-
-(g: the module's filter, ``dgnn.nn.filters.graph_filter``)
+:func:`adapters.model.model_payload`) holds the config, the module weights of the selected pass and
+the graph inputs (raw features as sparse COO, or dense where that is smaller; the normalised
+adjacency as CSR). At load time the library's own stack (:func:`dgnn.nn.stack.apply_stack`) is
+applied once to all nodes, exactly as the trainer does after a forward pass,
 and ``predict`` returns, for the requested node ids, the predicted class (argmax of the last
 module's class head, with its softmax probability) or, for clustering models, the cluster that
 k-means gave the selected embedding during training (stored, since k-means is not a function of
@@ -28,33 +24,28 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from mlflow.pyfunc import PythonModel
 
-from dgnn.nn.filters import graph_filter
-from dgnn.nn.module import ACTIVATIONS
-from dgnn.propagation import csr_tensor, normalise_features
+from dgnn.config import TrainConfig
+from dgnn.nn.stack import apply_stack, build_stack
+from dgnn.propagation import csr_tensor
 
-@torch.no_grad()
 def forward_all(payload: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(H_L, class logits or None) for every node of the stored graph."""
+    """(H_L, class logits or None) for every node of the stored graph, by the library's own stack."""
+    if payload.get("format") != 2:
+        raise ValueError(f"model payload format {payload.get('format')!r}: this model code reads format 2; "
+                         "models logged by older dgnn versions carry their own code: load them by their "
+                         "MLflow URI, or rerun `dgnn run` to log a new one")
     n = payload["num_nodes"]
     xs = payload["x"]
     x = xs["dense"] if "dense" in xs else torch.sparse_coo_tensor(
-        xs["indices"], xs["values"], tuple(xs["shape"]), check_invariants=False).to_dense().float()
+        xs["indices"], xs["values"], tuple(xs["shape"]), check_invariants=False).to_dense()
     a = payload["adj"]
-    adj = csr_tensor(a["crow"], a["col"], a["values"], n)
-    h = normalise_features(x, payload["feature_norm"])
-    for m in payload["modules"]:
-        p = graph_filter(adj, h, m["order"], m["filter"], m["alpha"])
-        z = p if m["input_transform"] is None else p @ m["input_transform"]
-        z = ACTIVATIONS[m["inner_activation"]]()(z) @ m["weight"]
-        if m["bias"] is not None:
-            z = z + m["bias"]
-        h = ACTIVATIONS[m["activation"]]()(z)
-    head = payload["modules"][-1]
-    logits = None if head["head_weight"] is None else F.linear(h, head["head_weight"], head["head_bias"])
-    return h, logits
+    config = TrainConfig.model_validate(payload["config"])
+    modules = build_stack(config, payload["num_features"], payload["num_classes"])
+    for module, state in zip(modules, payload["modules"]):
+        module.load_state_dict(state)
+    return apply_stack(config, modules, csr_tensor(a["crow"], a["col"], a["values"], n), x)
 
 
 def node_ids(model_input) -> np.ndarray:

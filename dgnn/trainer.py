@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from dgnn.config import TrainConfig
 from dgnn.data.graph import Graph
 from dgnn.metrics import accuracy, clustering_scores, kmeans, macro_f1, modularity
-from dgnn.nn import DecoupledModule
 from dgnn.nn.filters import graph_filter
 from dgnn.nn.losses import EdgeLookup, penalty, reconstruction_loss, target_loss
+from dgnn.nn.stack import build_stack
 from dgnn.propagation import normalise_features, normalised_adjacency
 from dgnn.sampling import sample_edge_rows, sample_rows
 from dgnn.schedule import FitResult, PassResult, SgdProgress, Step, StepResult, schedule
@@ -79,21 +79,8 @@ class DecoupledTrainer:
         self.test_idx = graph.test_mask.nonzero().flatten()
         self.edges = None if self.supervised else EdgeLookup(graph.edge_index.to(self.device), graph.num_nodes)
 
-        dims = [graph.num_features] + [m.width for m in config.modules]
-        self.modules = [
-            DecoupledModule(
-                dims[i],
-                dims[i + 1],
-                has_input_transform=i > 0,
-                num_classes=graph.num_classes if self.supervised else None,
-                activation=m.activation,
-                inner_activation=m.inner_activation,
-                input_dropout=m.input_dropout,
-                dropout=m.dropout,
-                bias=m.bias,
-            ).to(self.device)
-            for i, m in enumerate(config.modules)
-        ]
+        self.modules = [m.to(self.device) for m in
+                        build_stack(config, graph.num_features, graph.num_classes if self.supervised else None)]
         L = len(self.modules)
         # inputs[l] = H_{l-1} from the last forward pass; propagated[l] = Â^{p_l} inputs[l].
         self.inputs: list[torch.Tensor | None] = [x.to(self.device)] + [None] * L
