@@ -101,10 +101,11 @@ def import_command(name: str, edges, nodes, data_dir=None) -> FetchResult:
     project = settings.project_dir()
     problem = workspace_problem(project, data_dir)
     if problem is not None:
+        result = import_graph(name, edges, nodes, data_dir)  # a bad file raises before any note
         print(f"note: {problem}: {name} is imported into the data folder but NOT versioned by DVC "
               "(runs on it record data_version=untracked); import in the project folder to version it",
               file=sys.stderr)
-        return import_graph(name, edges, nodes, data_dir)
+        return result
     import_versioned(name, edges, nodes, project)
     source = import_source_dir(name)
     print(f"note: {name} is versioned by DVC ({', '.join(stage_name(s, name) for s in STAGES)} in "

@@ -1,17 +1,17 @@
 """Command line for the data layer: ``fetch``, ``import``, ``normalise`` and ``propagate``.
 
 :func:`register` adds the subcommands to the project's ``dgnn`` parser; each sets ``handler``,
-called as ``args.handler(args)`` and returning the exit status (1 with a one-line error on
-:class:`DataError`). The DVC stages run them as ``python -m cli.main fetch|normalise|propagate``.
+called as ``args.handler(args)`` and returning the exit status (:mod:`cli.errors`: 2 with a
+one-line error on bad input, a :class:`~dgnn.data.DataError` included). The DVC stages run them
+as ``python -m cli.main fetch|normalise|propagate``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from dgnn.data.errors import DataError
+from cli import errors
 from dgnn.data.fetch import fetch
 from dgnn.data.layout import FetchResult
 from dgnn.data.stages import FEATURE_NORMS, normalise_stage, propagate_stage
@@ -34,20 +34,6 @@ def report_stage(folder, as_json: bool) -> None:
     print(json.dumps(record, indent=2) if as_json else f"{record['path']} ({record['content_hash']})")
 
 
-def handle_data_errors(action):
-    """Wrap a subcommand: DataError becomes one line on stderr and exit status 1."""
-
-    def handler(args: argparse.Namespace) -> int:
-        try:
-            action(args)
-        except DataError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        return 0
-
-    return handler
-
-
 def register(subparsers, importer=import_graph) -> None:
     """Add the data subcommands to an ``argparse`` subparsers object.
 
@@ -63,19 +49,19 @@ def register(subparsers, importer=import_graph) -> None:
     p.add_argument("--mirror", help="folder laid out like shared/datasets (default: $DGNN_DATA_MIRROR, "
                    "else ../shared/datasets if present, else download)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the stratified split")
-    p.set_defaults(handler=handle_data_errors(lambda a: _report(
+    p.set_defaults(handler=errors.guarded(lambda a: _report(
         fetch(a.name, a.data_dir, a.mirror, a.split_seed), a.json)))
 
     p = subparsers.add_parser("import", parents=[common], help="import a user graph (CSV or Parquet)")
     p.add_argument("name", help="name the graph will be known by")
     p.add_argument("--edges", required=True, help="edges file: src, dst[, weight]")
     p.add_argument("--nodes", required=True, help="nodes file: node_id, features...[, label][, split]")
-    p.set_defaults(handler=handle_data_errors(lambda a: _report(
+    p.set_defaults(handler=errors.guarded(lambda a: _report(
         importer(a.name, a.edges, a.nodes, a.data_dir), a.json)))
 
     p = subparsers.add_parser("normalise", parents=[common], help="store the normalised adjacency")
     p.add_argument("name")
-    p.set_defaults(handler=handle_data_errors(lambda a: report_stage(normalise_stage(a.name, a.data_dir), a.json)))
+    p.set_defaults(handler=errors.guarded(lambda a: report_stage(normalise_stage(a.name, a.data_dir), a.json)))
 
     p = subparsers.add_parser("propagate", parents=[common], help="store A^k X for the given orders")
     p.add_argument("name")
@@ -83,5 +69,5 @@ def register(subparsers, importer=import_graph) -> None:
     p.add_argument("--block-rows", type=int, help="rows per block (bounded memory)")
     p.add_argument("--feature-norm", "--feature_norm", dest="feature_norm", choices=FEATURE_NORMS,
                    default="none", help="feature normalisation before propagating (the trainer's feature_norm)")
-    p.set_defaults(handler=handle_data_errors(lambda a: report_stage(
+    p.set_defaults(handler=errors.guarded(lambda a: report_stage(
         propagate_stage(a.name, a.orders, a.data_dir, a.block_rows, a.feature_norm), a.json)))

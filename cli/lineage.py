@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from cli import errors
 
 
 def _print(report: dict) -> None:
@@ -42,9 +43,7 @@ def _handler(args: argparse.Namespace) -> int:
 
         report = lineage(args.run_id, args.project_dir, args.tracking_uri)
     except Exception as err:  # run not found, store unreadable, dvc failing: one line, exit 2
-        print(f"error: cannot read the lineage of run {args.run_id}: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
-              file=sys.stderr)
-        return 2
+        return errors.bad_input(f"cannot read the lineage of run {args.run_id}: {errors.one_line(err)}")
     if args.json:
         print(json.dumps(report, indent=2))
     else:

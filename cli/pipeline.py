@@ -15,14 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cli import errors
 from cli.train import add_training_arguments
 from cli.tune_options import add_tune_arguments, check_budget
-
-
-def _one_line(err: BaseException) -> str:
-    from cli.train import _one_line as library_one_line
-
-    return library_one_line(err) if isinstance(err, Exception) else type(err).__name__
 
 
 def _prepare(args: argparse.Namespace) -> None:
@@ -50,8 +45,7 @@ def _config_error(args: argparse.Namespace) -> int:
     try:
         run_config(args)
     except Exception as err:  # noqa: BLE001
-        print(f"error: {_one_line(err)}", file=sys.stderr)
-        return 2
+        return errors.bad_input(err)
     return 0
 
 
@@ -94,8 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         args.config, args.tune = None, True
     problem = check_budget(args) if args.tune else None
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+        return errors.bad_input(problem)
     if _config_error(args):
         return 2
     _prepare(args)
@@ -119,14 +112,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         summary, server = with_server(work)
     except BaseException as err:  # noqa: BLE001 - the flow already closed its runs
-        from adapters import interrupts
-
-        status = interrupts.report(err, "finished steps are kept, the MLflow runs closed as KILLED; "
-                                        "rerun the same command to resume")
-        if status is not None:
-            return status
-        print(f"error: pipeline failed: {_one_line(err)}", file=sys.stderr)
-        return 1
+        return errors.stopped("pipeline", err, "finished steps are kept, the MLflow runs closed as KILLED; "
+                                               "rerun the same command to resume")
     if server is not None:
         summary["prefect_ephemeral_server"] = server
     _print_summary(summary, args.json)
@@ -135,8 +122,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     if not args.cron and not args.interval:
-        print("error: give --cron EXPR or --interval SECONDS", file=sys.stderr)
-        return 2
+        return errors.bad_input("give --cron EXPR or --interval SECONDS")
     if _config_error(args):
         return 2
     _prepare(args)
@@ -183,8 +169,7 @@ def _sweep(args: argparse.Namespace) -> int:
         if not datasets:
             raise ValueError("--datasets is empty")
     except ValueError as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
-        return 2
+        return errors.bad_input(err)
     if any(_config_error(argparse.Namespace(**{**vars(args), "dataset": d})) for d in datasets):
         return 2
     _prepare(args)
@@ -195,13 +180,7 @@ def _sweep(args: argparse.Namespace) -> int:
                            split_seed=args.split_seed, device=args.device, address=args.dask_address,
                            workers=args.workers, threads=args.threads)
     except BaseException as err:  # noqa: BLE001
-        from adapters import interrupts
-
-        status = interrupts.report(err, "finished runs are kept; rerun the same command to resume")
-        if status is not None:
-            return status
-        print(f"error: sweep failed: {_one_line(err)}", file=sys.stderr)
-        return 1
+        return errors.stopped("sweep", err, "finished runs are kept; rerun the same command to resume")
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
@@ -263,8 +242,7 @@ def _predict(args: argparse.Namespace) -> int:
         if not nodes:
             raise ValueError("no node ids given")
     except (OSError, ValueError) as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
-        return 2
+        return errors.bad_input(err)
     import warnings
 
     warnings.filterwarnings("ignore", module="mlflow")
@@ -273,8 +251,7 @@ def _predict(args: argparse.Namespace) -> int:
     try:
         frame = predict(args.model_uri, nodes)
     except Exception as err:  # noqa: BLE001
-        print(f"error: {_one_line(err)}", file=sys.stderr)
-        return 1
+        return errors.failed("predict", err)
     if args.json:
         print(json.dumps(frame.to_dict(orient="records")))
     else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli import data as data_cli
+from cli import data as data_cli, errors
 
 
 def _on_dask(args: argparse.Namespace):
@@ -24,5 +24,5 @@ def register(subparsers) -> None:
     p.add_argument("--dask-address", help="tcp://host:port of a dask.distributed scheduler for the row blocks "
                                           "(its workers must see the data folder under the same path)")
     in_process = p.get_default("handler")
-    on_dask = data_cli.handle_data_errors(lambda a: data_cli.report_stage(_on_dask(a), a.json))
+    on_dask = errors.guarded(lambda a: data_cli.report_stage(_on_dask(a), a.json))
     p.set_defaults(handler=lambda a: on_dask(a) if a.dask_workers or a.dask_address else in_process(a))

@@ -6,19 +6,9 @@ import argparse
 import json
 import sys
 
-from pydantic import ValidationError
-
+from cli import errors
 from dgnn.config import Portfolio, config_task, default_config_path, load_config
-from dgnn.data import DataError
 from dgnn.experiment import parse_seeds, train_seeds
-
-
-def _one_line(err: Exception) -> str:
-    if isinstance(err, ValidationError):
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return f"bad config: {where}: {first['msg']} ({err.error_count()} problem(s))"
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def run_config(args: argparse.Namespace):
@@ -37,9 +27,8 @@ def _train(args: argparse.Namespace) -> int:
         summary = train_seeds(args.dataset, train, parse_seeds(args.seeds), device=args.device,
                               data_dir=args.data_dir, split_seed=args.split_seed, verbose=not args.quiet,
                               threads=args.threads)
-    except (DataError, ValidationError, ValueError, FileNotFoundError) as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
-        return 2
+    except errors.BAD_INPUT as err:
+        return errors.status_of("train", err)
     for warning in summary["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from cli.pipeline import _one_line, _prepare, with_server
+from cli import errors
+from cli.pipeline import _prepare, with_server
 from cli.tune_options import add_tune_arguments, check_budget
 
 
@@ -21,23 +21,15 @@ def tune_parameters(args: argparse.Namespace) -> dict:
 def _tune(args: argparse.Namespace) -> int:
     problem = check_budget(args)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+        return errors.bad_input(problem)
     _prepare(args)
     try:
         from flows.tune import run_tune
 
         summary, _ = with_server(lambda: run_tune(**tune_parameters(args)))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
-        return 2
     except BaseException as err:  # noqa: BLE001
-        from adapters import interrupts
-
-        status = interrupts.report(err, "finished trials are kept in the study; rerun the same command to resume it")
-        if status is None:
-            print(f"error: tune failed: {_one_line(err)}", file=sys.stderr)
-        return status or 1
+        return errors.stopped("tune", err, "finished trials are kept in the study; rerun the same command to "
+                                           "resume it")
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:

@@ -12,6 +12,7 @@ the single-process stage's, and so are the content hash and the DVC hash.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import flows  # noqa: F401 - environment defaults before prefect is imported
@@ -25,17 +26,20 @@ from flows.sweep import on_dask
 
 
 @task(name="propagate-rows", task_run_name="rows-{start}-{end}", cache_policy=NO_CACHE, persist_result=False)
-def rows_task(kernel: BlockKernel, start: int, end: int) -> None:
+def rows_task(kernel: BlockKernel, start: int, end: int) -> int:
+    """Rows ``start:end`` of the next power; returns the worker's process id."""
     kernel(start, end)
+    return os.getpid()
 
 
 def on_workers(kernel: BlockKernel, blocks: list[tuple[int, int]]) -> None:
     """One task per block on the flow's task runner; returns when all have ended, raising the
-    first failure only then (the stage removes its temporary folder on an error)."""
+    first failure only then (the stage removes its temporary folder on an error), and logs how
+    many worker processes ran them."""
     futures = [rows_task.submit(kernel, start, end) for start, end in blocks]
     wait(futures)
-    for future in futures:
-        future.result()
+    workers = {future.result() for future in futures}
+    print(f"{len(blocks)} row blocks ran on {len(workers)} worker process(es)")
 
 
 @flow(name="dgnn-propagate", log_prints=True)

@@ -29,10 +29,11 @@ def good_import(cora_user_files, tmp_data_dir, tmp_path):
 
 
 def _fails(argv, capsys, data_dir, *expected):
-    """Run the CLI; assert exit 1, a one-line message with every expected part, data/ unchanged."""
+    """Run the CLI; assert exit 2 (bad input), a one-line message with every expected part, data/
+    unchanged."""
     before = _snapshot(data_dir)
     capsys.readouterr()
-    assert main(argv) == 1
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     for part in expected:

@@ -182,7 +182,7 @@ def test_propagate_on_a_full_disk_fails_before_writing(shared_datasets, tmp_path
                           "--data-dir", str(disk)], capture_output=True, text=True)
     assert out.returncode == 1, out.stderr  # the old code died of SIGBUS here (-7)
     err = out.stderr.strip()
-    assert "\n" not in err and f"error: writing {disk / 'pubmed' / 'propagated'} needs 79 MB" in err
+    assert "\n" not in err and f"error: propagate failed: writing {disk / 'pubmed' / 'propagated'} needs 79 MB" in err
     free = int(err.split("MB, ")[1].split(" MB free")[0])
     assert 15 <= free < 79  # the crashed write's 15 MB were swept first
     left = sorted(p.name for p in (disk / "pubmed").iterdir() if p.name != VERDICTS and not p.name.endswith(".lock"))

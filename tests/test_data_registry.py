@@ -91,6 +91,7 @@ def test_cli_module_prints_json(shared_datasets, tmp_data_dir):
 def test_download_path_uses_canonical_urls(shared_datasets, tmp_data_dir, monkeypatch):
     """Without a mirror each file comes from its canonical URL (served here from the mirror)."""
     monkeypatch.delenv("DGNN_DATA_MIRROR", raising=False)
+    monkeypatch.chdir(tmp_data_dir)  # no ../shared/datasets beside it: the default mirror is none
     raw = shared_datasets / "planetoid" / "Cora" / "raw"
     served = {f"{REGISTRY['cora'].base_url}{p.name}": p for p in raw.iterdir()}
     requested = []
@@ -107,6 +108,7 @@ def test_download_path_uses_canonical_urls(shared_datasets, tmp_data_dir, monkey
 
 def test_download_failure_is_a_data_error(tmp_data_dir, monkeypatch):
     monkeypatch.delenv("DGNN_DATA_MIRROR", raising=False)
+    monkeypatch.chdir(tmp_data_dir)  # no ../shared/datasets beside it: the default mirror is none
 
     def offline(url, timeout):
         raise OSError("Network is unreachable")

@@ -221,5 +221,5 @@ def test_stage_commands(cora, tmp_data_dir, capsys):
     assert main(["propagate", "cora", "--orders", "1", "--feature-norm", "row", "--json"]) == 0
     capsys.readouterr()
     assert json.loads((tmp_data_dir / "cora" / "propagated" / "meta.json").read_text())["feature_norm"] == "row"
-    assert main(["propagate", "cora", "--orders", "-1"]) == 1
+    assert main(["propagate", "cora", "--orders", "-1"]) == 2
     assert "error: propagation orders must be non-negative" in capsys.readouterr().err

@@ -3,3 +3,7 @@
 
 class DataError(Exception):
     """A user-readable data problem: what is wrong, where (file, column, rows) and what to do next."""
+
+
+class NoSpace(DataError):
+    """The data folder's disk cannot hold what a stage would write: the machine, not the input."""

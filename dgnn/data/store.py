@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from dgnn.data.errors import DataError
+from dgnn.data.errors import DataError, NoSpace
 from dgnn.processes import pid_alive
 
 META = "meta.json"
@@ -134,11 +134,11 @@ def sweep_stale_temps(folder: Path) -> None:
 
 
 def require_space(folder: Path, needed: int, what: str) -> None:
-    """Raise :class:`DataError` unless ``folder``'s file system has ``needed`` bytes free (a
+    """Raise :class:`NoSpace` unless ``folder``'s file system has ``needed`` bytes free (a
     memory-mapped write past a full disk kills the process with SIGBUS instead of raising)."""
     free = shutil.disk_usage(folder).free
     if needed > free:
-        raise DataError(
+        raise NoSpace(
             f"{what} needs {-(-needed // 10**6)} MB, {free // 10**6} MB free in {folder}: free space there "
             "or point --data-dir / $DGNN_DATA_DIR at a larger disk"
         )

@@ -1,0 +1,67 @@
+"""One error policy for every ``dgnn`` command: one line on stderr, then exit status 2 for bad
+input (arguments, a config, the data: :data:`BAD_INPUT`), 1 for a run that failed (a full disk
+included: :class:`~dgnn.data.errors.NoSpace`), and 130 / 143 when Ctrl-C / SIGTERM stopped it
+(:func:`adapters.interrupts.report`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pydantic import ValidationError
+
+from dgnn.data import DataError
+from dgnn.data.errors import NoSpace
+
+BAD_INPUT = (DataError, ValidationError, ValueError, FileNotFoundError)
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of ``err``'s message (a config error: the first field and its problem)."""
+    if isinstance(err, ValidationError):
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"bad config: {where}: {first['msg']} ({err.error_count()} problem(s))"
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def bad_input(problem: BaseException | str) -> int:
+    print(f"error: {problem if isinstance(problem, str) else one_line(problem)}", file=sys.stderr)
+    return 2
+
+
+def failed(what: str, err: BaseException) -> int:
+    print(f"error: {what} failed: {one_line(err)}", file=sys.stderr)
+    return 1
+
+
+def status_of(what: str, err: BaseException) -> int:
+    """2 after :func:`bad_input` for bad input, else 1 after :func:`failed`."""
+    if isinstance(err, BAD_INPUT) and not isinstance(err, NoSpace):
+        return bad_input(err)
+    return failed(what, err)
+
+
+def stopped(what: str, err: BaseException, resume_hint: str) -> int:
+    """The status of a command whose run raised ``err``: 130 / 143 for an interruption (saying
+    ``resume_hint``), 2 for bad input, else 1 ("``what`` failed")."""
+    from adapters import interrupts  # here: only a pipeline command gets this far
+
+    status = interrupts.report(err, resume_hint)
+    if status is not None:
+        return status
+    return status_of(what, err)
+
+
+def guarded(action):
+    """A handler running ``action(args)``: status 0, or a one-line error and 2 for bad input, 1
+    for a full disk."""
+
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            action(args)
+        except BAD_INPUT as err:
+            return status_of(args.command, err)
+        return 0
+
+    return handler
