@@ -48,6 +48,11 @@ def logger():
 # ----------------------------------------------------------------------------- dvc.yaml / dvc.lock
 
 
+def stage_tag(stage: str) -> str:
+    """The MLflow run tag recording the hash of ``stage``'s output (``dvc.fetch``, ...)."""
+    return f"dvc.{stage}"
+
+
 def stage_name(stage: str, dataset: str) -> str:
     return f"{stage}@{dataset}"
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-STAGE_TAGS = {"fetch": "dvc.fetch", "normalise": "dvc.normalise", "propagate": "dvc.propagate"}
-
 
 def lineage(run_id: str, project_dir=None, tracking_uri: str | None = None) -> dict:
     """The run's recorded lineage and its comparison with the workspace, as a dict."""
@@ -34,7 +32,7 @@ def lineage(run_id: str, project_dir=None, tracking_uri: str | None = None) -> d
     dataset = tags.get("dataset") or run.data.params.get("dataset")
     if not dataset:
         raise ValueError(f"run {run_id} has no `dataset` tag or param: not a dgnn pipeline run")
-    stages = {stage: tags.get(tag) for stage, tag in STAGE_TAGS.items()}
+    stages = {stage: tags.get(dvc.stage_tag(stage)) for stage in dvc.STAGES}
     differences, notes = dvc.workspace_differences(dataset, stages, project)
     difference = content_difference(dataset, tags.get("data_content_hash"), project)
     if difference:

@@ -29,10 +29,7 @@ PARENT_TAG = "mlflow.parentRunId"
 
 
 def experiment_name(dataset: str, task: str) -> str:
-    return f"dgnn-{dataset}-{task}"
-
-
-def model_name(dataset: str, task: str) -> str:
+    """The experiment of ``dataset``/``task`` runs, and the registered model they add versions to."""
     return f"dgnn-{dataset}-{task}"
 
 

@@ -1,8 +1,7 @@
 """Log a benchmark run to MLflow, experiment ``benchmarks``: a parent run with the report, CSVs and
 plots as artifacts, and one nested run per (method, dataset) with its metrics.
 
-Tracking URI: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<repo>/mlruns/mlflow.db`` (artifacts under
-``<repo>/mlruns/``).
+Tracking URI and artifact location: the project's (:func:`adapters.settings.tracking_uri`).
 """
 
 from __future__ import annotations
@@ -11,19 +10,9 @@ import json
 import os
 from pathlib import Path
 
-from benchmarks.harness import REPO
-
 EXPERIMENT = "benchmarks"
 PARAMS = ("group", "method", "dataset", "nodes", "edges", "features", "status", "seeds_run", "threads",
           "config", "config_sha256", "architecture", "config_origin", "feature_norm", "epochs_planned")
-
-
-def tracking_uri() -> str:
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    (REPO / "mlruns").mkdir(exist_ok=True)
-    return f"sqlite:///{REPO / 'mlruns' / 'mlflow.db'}"
 
 
 def log_results(results: Path, report: Path, quick: bool = False) -> str:
@@ -32,13 +21,12 @@ def log_results(results: Path, report: Path, quick: bool = False) -> str:
 
     from benchmarks.report import read_csv
 
-    mlflow.set_tracking_uri(tracking_uri())
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        uri = tracking_uri()
-        location = None
-        if uri.startswith("sqlite:///"):  # artifacts beside the database, e.g. mlruns/artifacts
-            location = (Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts").as_uri()
-        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+    from adapters import settings, tracking
+
+    uri = settings.tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    tracking.ensure_experiment(tracking.client(uri), EXPERIMENT, "benchmark runs: a parent run per run, "
+                               "a nested run per (method, dataset)")
     mlflow.set_experiment(EXPERIMENT)
     meta = json.loads((results / "run_meta.json").read_text())
     rows = read_csv(results / "peers.csv") + read_csv(results / "scaling.csv")

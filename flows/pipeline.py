@@ -205,7 +205,7 @@ def report_task(tracked: TrackedRun, fit: FitResult, step_records: list[dict], d
         save_packaged_model(load_tensors(spec.run_dir / "model-payload.pt"), tmp / "model")
         client.log_artifacts(parent, str(tmp / "model"), "model")
     registered = registry.register_model(
-        client, tracking.model_name(spec.dataset, spec.train.task), parent, "model", fit.criterion,
+        client, tracking.experiment_name(spec.dataset, spec.train.task), parent, "model", fit.criterion,
         criterion_name, tracked.model_identity, tracked.model_tags,
         run_info.model_description(spec.dataset, spec.train.task, criterion_name))
     tracking.set_tags(client, parent, {"registered_model": registered["name"],
@@ -299,7 +299,7 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
             "data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
             "data_tracked": str(data["data_version"] != "untracked").lower(), "run_key": run.spec.key,
             "threads": threads,
-            **{f"dvc.{k}": v for k, v in data["versions"].items() if k != "data_version"}})
+            **{dvc.stage_tag(k): v for k, v in data["versions"].items() if k != "data_version"}})
         client.log_artifact(parent, str(run_dir / "config.yaml"))
         run_info.log_training_data(client, parent, dataset, data)
         if choice is not None:

@@ -268,10 +268,13 @@ def candidates_of(portfolio_file: str | Path | None) -> Portfolio | None:
 def tune(inputs: Inputs, space: SearchSpace, *, storage_url: str, name: str, trials: int | None = None,
          budget_seconds: float | None = None, seeds: list[int] = (0,), device="cpu", keep: int = KEEP,
          callbacks=()) -> TuneResult:
-    """Open (or resume) the study, run the search in this process, and finish it."""
+    """Open (or resume) the study, run the search in this process, and finish it; the budget
+    counts from the call (opening the study takes its share)."""
     if trials is None and budget_seconds is None:
         raise ValueError("give a number of trials or a time budget")
+    started = time.monotonic()
     study = open_study(name, storage_url, seeds[0])
     objective = Objective(inputs, space, seeds=list(seeds), device=device, keep=keep)
-    optimize(study, objective, trials=trials, budget_seconds=budget_seconds, callbacks=callbacks)
+    left = None if budget_seconds is None else budget_seconds - (time.monotonic() - started)
+    optimize(study, objective, trials=trials, budget_seconds=left, callbacks=callbacks)
     return finish(study, inputs, seeds=list(seeds), device=device, keep=keep, fits=objective.fits)
