@@ -235,8 +235,8 @@ def test_lineage_of_a_tracked_run(project, inside, tmp_path, monkeypatch, capsys
 
     from mlflow.tracking import MlflowClient
 
-    from adapters import lineage
     from adapters import dvc
+    from cli import lineage
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -246,7 +246,7 @@ def test_lineage_of_a_tracked_run(project, inside, tmp_path, monkeypatch, capsys
     version = dvc.data_version("cora")
     commit = _sh(["git", "rev-parse", "HEAD"], project, project.env).stdout.strip()
     tags = {"dataset": "cora", "task": "classify", "git_commit": commit,
-            "data_version": version["data_version"], **{f"dvc.{k}": version[k] for k in dvc.STAGES}}
+            "data_version": version["data_version"], **{dvc.stage_tag(k): version[k] for k in dvc.STAGES}}
     run = client.create_run(experiment, tags=tags, run_name="parent")
     client.log_param(run.info.run_id, "train.feature_norm", "row")
     client.set_terminated(run.info.run_id)
