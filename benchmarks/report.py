@@ -257,8 +257,10 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
         add("## Tuned and default DGNN on the 14 registry datasets (issue 11)\n")
         add("From `benchmarks/bench_tune.py` (its own run; protocol in its docstring and "
             "[README](README.md#tune)): test accuracy % over seeds 0-4 (GCN: the seeds it had time for); "
-            "the tune's budget is the seconds of one GCN training on the same dataset in the same run. "
-            "Peers: PyG example settings (GCN hidden 64), row-normalised features.\n")
+            "the tune's budget is the seconds of one GCN training on the same dataset, timed right before "
+            "the tune (\"one GCN s\"). \"tuned\": the tune's kept configs (its 3 best on validation), "
+            "each seed keeping the best of them on validation; \"default\": the default portfolio, chosen "
+            "the same way. Peers: PyG example settings (GCN hidden 64), row-normalised features.\n")
         L.extend(tuned.read_text().rstrip().splitlines())
         add("")
 

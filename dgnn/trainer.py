@@ -284,13 +284,15 @@ class DecoupledTrainer:
     # -- whole run --------------------------------------------------------------------------
 
     def fit(self, on_step: Callable[[StepResult], None] | None = None,
-            on_pass: Callable[[PassResult], None] | None = None) -> FitResult:
-        """Run the whole schedule (stopping early per ``pass_patience``) and restore the best pass."""
+            on_pass: Callable[[PassResult], None] | None = None,
+            on_sgd: Callable[[SgdProgress], None] | None = None) -> FitResult:
+        """Run the whole schedule (stopping early per ``pass_patience``) and restore the best pass;
+        the callbacks see every module step, forward pass and SGD step (:meth:`run_step`)."""
         start = time.perf_counter()
         steps: list[StepResult] = []
         plan = schedule(len(self.modules), self.config.bp_count)
         for step in plan:
-            result, pass_result = self.advance(step)
+            result, pass_result = self.advance(step, on_sgd)
             steps.append(result)
             if on_step:
                 on_step(result)

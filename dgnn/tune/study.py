@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import os
 import socket
 import statistics
@@ -83,6 +84,7 @@ class Objective:
         self.inputs, self.space, self.seeds, self.device, self.deadline = inputs, space, seeds, device, deadline
         self.keep = keep
         self.fits: dict[int, list[FitResult]] = {}  # this process's complete trials: finish reuses them
+        self._stop_at = math.inf  # when the running trial must stop (see out_of_time)
         portfolio = candidates_of(space.candidates)
         self.candidates = portfolio.candidates if portfolio else {}
 
@@ -99,9 +101,8 @@ class Objective:
             trial.set_user_attr(key, value)
         start = time.perf_counter()
         try:
-            if self.out_of_time(trial.study):
-                raise optuna.TrialPruned("time budget spent")
-            self.inputs.first_input(config, on_hop=lambda: self._stop_if_out_of_time(trial.study))
+            self._stop_if_out_of_time(trial.study)
+            self.inputs.first_input(config, on_hop=self._stop_if_past)
             # the pruner watches the first seed's passes; the others only average the score
             results = [self._fit(trial, config, seed, prunable=candidate is None and i == 0)
                        for i, seed in enumerate(self.seeds)]
@@ -118,12 +119,20 @@ class Objective:
         if self.out_of_time(study):  # candidates too: the budget covers the whole search
             raise optuna.TrialPruned("time budget spent")
 
+    def _stop_if_past(self, *_) -> None:
+        """The check of every SGD step and propagation hop: a clock reading against the stop time
+        that :meth:`out_of_time` last worked out (reading the study each time would cost more)."""
+        if time.monotonic() > self._stop_at:
+            raise optuna.TrialPruned("time budget spent")
+
     def out_of_time(self, study: optuna.Study) -> bool:
         """Past the deadline once :func:`finish` is set aside; never before one trial is complete,
         so a search always has a result."""
         if self.deadline is None or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            return False
-        return time.monotonic() + self._finish_reserve(study) > self.deadline
+            self._stop_at = math.inf
+        else:
+            self._stop_at = self.deadline - self._finish_reserve(study)
+        return time.monotonic() > self._stop_at
 
     def _finish_reserve(self, study: optuna.Study) -> float:
         """Seconds :func:`finish` may take: one fit of a kept config per seed, plus its P_1 when
@@ -146,7 +155,7 @@ class Objective:
                 raise optuna.TrialPruned(f"pass {p.pass_index}: criterion {p.criterion:.4f} below the median")
 
         return self.inputs.trainer(config, seed, self.device).fit(
-            on_step=lambda _: self._stop_if_out_of_time(trial.study), on_pass=on_pass)
+            on_step=lambda _: self._stop_if_out_of_time(trial.study), on_pass=on_pass, on_sgd=self._stop_if_past)
 
 
 def mean_metrics(results: list[FitResult], names) -> dict[str, float]:
@@ -157,8 +166,8 @@ def optimize(study: optuna.Study, objective: Objective, *, trials: int | None, b
              callbacks=()) -> None:
     """Run trials until the study holds ``trials`` finished ones (complete or pruned, counting
     earlier runs) or ``budget_seconds`` pass, less the time :func:`finish` takes (so it ends
-    inside the budget too); a trial running at the deadline is cut short,
-    a candidate of the default too, once one trial is complete.
+    inside the budget too); a trial running at the deadline is cut short between SGD steps or
+    propagation hops, a candidate of the default too, once one trial is complete.
     Parallel workers each finish the trial they are on, so a shared study can end with up to
     one trial per extra worker more."""
     fail_stale_trials(study)
