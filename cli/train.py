@@ -20,15 +20,12 @@ def run_config(args: argparse.Namespace):
     return config
 
 
-def _train(args: argparse.Namespace) -> int:
-    try:
-        config = run_config(args)
-        train = config if isinstance(config, Portfolio) else config.train
-        summary = train_seeds(args.dataset, train, parse_seeds(args.seeds), device=args.device,
-                              data_dir=args.data_dir, split_seed=args.split_seed, verbose=not args.quiet,
-                              threads=args.threads)
-    except errors.BAD_INPUT as err:
-        return errors.status_of("train", err)
+def _train(args: argparse.Namespace) -> None:
+    config = run_config(args)
+    train = config if isinstance(config, Portfolio) else config.train
+    summary = train_seeds(args.dataset, train, parse_seeds(args.seeds), device=args.device,
+                          data_dir=args.data_dir, split_seed=args.split_seed, verbose=not args.quiet,
+                          threads=args.threads)
     for warning in summary["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:
@@ -36,7 +33,6 @@ def _train(args: argparse.Namespace) -> int:
     else:
         keys = [k for k in summary if k.endswith("_mean")]
         print(" ".join(f"{k}={summary[k]:.4f}" for k in keys))
-    return 0
 
 
 def _positive_int(text: str) -> int:
@@ -63,12 +59,4 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train with the library only and report test metrics")
     add_training_arguments(p)
     p.add_argument("--seeds", default="0", help="seeds, e.g. 0-9 or 0,3,5")
-    p.set_defaults(handler=_train)
-
-
-def build_parser(registrars) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dgnn", description="Decoupled GNN training pipeline")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for add in registrars:
-        add(sub)
-    return parser
+    p.set_defaults(handler=errors.guarded(_train))

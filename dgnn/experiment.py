@@ -13,9 +13,9 @@ from dgnn.data import load_adjacency, load_graph, stored_propagated
 from dgnn.metrics import mean_std
 from dgnn.nn.filters import graph_filter
 from dgnn.propagation import normalise_features
+from dgnn.schedule import FitResult, PassResult, StepResult
 from dgnn.threads import apply_threads
 from dgnn.trainer import DecoupledTrainer
-from dgnn.schedule import FitResult, PassResult, StepResult
 from dgnn.tune.portfolio import choose
 
 CLASSIFY_METRICS = ("test_acc", "val_acc", "macro_f1")

@@ -91,14 +91,14 @@ class StepwiseRun:
             return live[1]
         trainer = self.inputs().trainer(self.spec.train, self.spec.seed, self.spec.device)
         if index >= 0:
-            load_checkpoint(trainer, step_file(self.spec.run_dir, index, self.plan[index]))
+            load_checkpoint(trainer, self._checkpoint(index))
         return trainer
 
     def step(self, index: int, on_sgd=None) -> dict:
         """Run step ``index`` (or read its record if it already ran); returns its record, with
         ``resumed`` saying which. ``on_sgd``: :meth:`DecoupledTrainer.run_step`'s progress hook."""
         step = self.plan[index]
-        ckpt = step_file(self.spec.run_dir, index, step)
+        ckpt = self._checkpoint(index)
         record_file = ckpt.with_suffix(".json")
         if self.done(index):
             return {**json.loads(record_file.read_text()), "resumed": True}
@@ -117,17 +117,21 @@ class StepwiseRun:
         self._live = (index, trainer, torch.get_rng_state())
         return {**record, "resumed": False}
 
+    def _checkpoint(self, index: int) -> Path:
+        """The trainer state after step ``index``; its record and module weights lie beside it."""
+        return step_file(self.spec.run_dir, index, self.plan[index])
+
     def done(self, index: int) -> bool:
         """Whether step ``index`` ran already (its checkpoint and record are saved)."""
-        ckpt = step_file(self.spec.run_dir, index, self.plan[index])
+        ckpt = self._checkpoint(index)
         return ckpt.exists() and ckpt.with_suffix(".json").exists()
 
     def module_file(self, index: int) -> Path:
         """The weights of the module that step ``index`` trained."""
-        return step_file(self.spec.run_dir, index, self.plan[index]).with_suffix(".module.pt")
+        return self._checkpoint(index).with_suffix(".module.pt")
 
     def losses(self, index: int) -> list[float]:
-        return json.loads(step_file(self.spec.run_dir, index, self.plan[index]).with_suffix(".json").read_text())["losses"]
+        return json.loads(self._checkpoint(index).with_suffix(".json").read_text())["losses"]
 
     def evaluate(self, records: list[dict]) -> tuple[FitResult, DecoupledTrainer]:
         """After the steps in ``records``: what :meth:`DecoupledTrainer.fit` would return, and the
@@ -137,10 +141,7 @@ class StepwiseRun:
         trainer.restore_best()
         torch.save({"prediction": trainer.predict().cpu(), "embedding": trainer.embed().cpu()},
                    self.spec.run_dir / "predictions.pt")
-        fit = FitResult(task=self.spec.train.task, best_pass=trainer.best["pass_index"],
-                        metrics=trainer.best["metrics"], passes=list(trainer.passes),
-                        train_seconds=sum(r["seconds"] for r in records))
-        return fit, trainer
+        return trainer.result(sum(r["seconds"] for r in records)), trainer
 
     def remove_checkpoints(self, records: list[dict]) -> None:
         remove_checkpoints(self.spec.run_dir, records)

@@ -302,14 +302,12 @@ class DecoupledTrainer:
                 if self.should_stop():
                     break
         self.restore_best()
-        return FitResult(
-            task=self.config.task,
-            best_pass=self.best["pass_index"],
-            metrics=self.best["metrics"],
-            passes=self.passes,
-            steps=steps,
-            train_seconds=time.perf_counter() - start,
-        )
+        return self.result(time.perf_counter() - start, steps)
+
+    def result(self, train_seconds: float, steps: list[StepResult] | None = None) -> FitResult:
+        """The selected pass's figures, as :meth:`fit` returns them."""
+        return FitResult(task=self.config.task, best_pass=self.best["pass_index"], metrics=self.best["metrics"],
+                         passes=list(self.passes), steps=steps or [], train_seconds=train_seconds)
 
     def restore_best(self) -> None:
         for module, state in zip(self.modules, self.best["modules"]):

@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from dgnn.data.errors import DataError, NoSpace
+from dgnn.data.errors import NoSpace
 from dgnn.processes import pid_alive
 
 META = "meta.json"

@@ -256,16 +256,14 @@ def finish(study: optuna.Study, inputs: Inputs, *, seeds: list[int], device, kee
         raise RuntimeError(f"study {study.study_name!r} has no complete trial yet: give it more trials or time")
     counts = {state.name.lower(): len(study.get_trials(deepcopy=False, states=(state,)))
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    configs = {_label(t): TrainConfig.model_validate(t.user_attrs["config"]) for t in kept}
     results, chosen = [], []
     for i, seed in enumerate(seeds):
         # trials of studies from before per-seed criteria were kept: their mean stands for each seed
         trial = max(kept, key=lambda t: t.user_attrs.get("criteria", [t.value] * len(seeds))[i])
-        if trial.number in fits:
-            results.append(fits[trial.number][i])
-        else:
-            results.append(inputs.trainer(TrainConfig.model_validate(trial.user_attrs["config"]), seed, device).fit())
         chosen.append(_label(trial))
-    configs = {_label(t): TrainConfig.model_validate(t.user_attrs["config"]) for t in kept}
+        own = fits.get(trial.number)
+        results.append(own[i] if own else inputs.trainer(configs[chosen[-1]], seed, device).fit())
     best = kept[0]
     return TuneResult(study.study_name, best.number, best.user_attrs.get("candidate", ""), configs, chosen,
                       best.value, counts, mean_metrics(results, results[0].metrics))
