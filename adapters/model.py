@@ -28,17 +28,12 @@ PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}",
 def model_payload(trainer, config: TrainConfig, dataset: str) -> dict:
     """The config, the module weights of the selected pass (state dicts of
     :class:`dgnn.nn.module.DecoupledModule`) and the graph (features sparse or dense, whichever is
-    smaller; CSR adjacency) as plain tensors, and the names of the classes where the graph has them."""
+    smaller; CSR adjacency) as plain tensors, and the names of the classes where the graph has them.
+
+    An out-of-core run's graph is too large to ship: its model carries every node's prediction
+    (and class probability) of the selected pass instead (``outputs``)."""
     graph = trainer.graph
-    x = graph.x.float().cpu()
-    # COO costs 20 bytes a non-zero (two int64 indices, a float32), dense 4 bytes an entry.
-    if 5 * int(torch.count_nonzero(x)) < x.numel():
-        x = x.to_sparse().coalesce()
-        features = {"indices": x.indices(), "values": x.values(), "shape": list(x.shape)}
-    else:
-        features = {"dense": x}
-    adj = trainer.adj.cpu()
-    return {
+    payload = {
         "format": 2,
         "dataset": dataset,
         "task": config.task,
@@ -46,12 +41,33 @@ def model_payload(trainer, config: TrainConfig, dataset: str) -> dict:
         "num_features": graph.num_features,
         "num_classes": graph.num_classes if config.task == "classify" else None,
         "config": config.model_dump(mode="json"),
-        "x": features,
-        "adj": {"crow": adj.crow_indices(), "col": adj.col_indices(), "values": adj.values()},
         "modules": [{k: v.cpu() for k, v in state.items()} for state in trainer.best["modules"]],
         "cluster_prediction": None if config.task == "classify" else trainer.best["prediction"].cpu(),
         "class_names": graph.meta.get("class_names") if config.task == "classify" else None,
     }
+    if trainer.store.out_of_core:
+        return payload | {"outputs": _outputs(trainer, config)}
+    x = graph.x.float().cpu()
+    # COO costs 20 bytes a non-zero (two int64 indices, a float32), dense 4 bytes an entry.
+    if 5 * int(torch.count_nonzero(x)) < x.numel():
+        x = x.to_sparse().coalesce()
+        features = {"indices": x.indices(), "values": x.values(), "shape": list(x.shape)}
+    else:
+        features = {"dense": x}
+    adj = trainer.store.adj.cpu()
+    return payload | {"x": features,
+                      "adj": {"crow": adj.crow_indices(), "col": adj.col_indices(), "values": adj.values()}}
+
+
+def _outputs(trainer, config: TrainConfig) -> dict:
+    """Every node's prediction and, for a classifier, its probability, block by block."""
+    probability = None
+    if config.task == "classify":
+        head = trainer.modules[-1].eval()
+        with torch.no_grad():
+            probability = trainer.store.apply_rows(lambda rows: torch.softmax(head.classify(rows), 1).amax(1),
+                                                   trainer.best["output"]).cpu()
+    return {"prediction": trainer.predict().cpu(), "probability": probability}
 
 
 def save_packaged_model(payload: dict, path: Path) -> Path:

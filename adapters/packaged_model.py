@@ -5,7 +5,7 @@ source is shipped inside the model (``code_paths``), so the numbers are the trai
 training objects. The model's one artifact (``model.pt``, written by
 :func:`adapters.model.model_payload`) holds the config, the module weights of the selected pass and
 the graph inputs (raw features as sparse COO, or dense where that is smaller; the normalised
-adjacency as CSR). At load time the library's own stack (:func:`dgnn.nn.stack.apply_stack`) is
+adjacency as CSR); an out-of-core run's model holds every node's prediction instead of the graph. At load time the library's own stack (:func:`dgnn.nn.stack.apply_stack`) is
 applied once to all nodes, exactly as the trainer does after a forward pass,
 and ``predict`` returns, for the requested node ids, the predicted class (argmax of the last
 module's class head, with its softmax probability) or, for clustering models, the cluster that
@@ -64,6 +64,12 @@ class DecoupledGNNModel(PythonModel):
         payload = torch.load(context.artifacts["model"], weights_only=True)
         self.task = payload["task"]
         self.num_nodes = payload["num_nodes"]
+        names = payload.get("class_names")  # absent from models logged before names were kept
+        self.class_names = None if names is None else np.asarray(names)
+        if payload.get("outputs"):  # an out-of-core run's model: predictions stored, no graph
+            self.embedding = None
+            self.prediction, self.probability = payload["outputs"]["prediction"], payload["outputs"]["probability"]
+            return
         embedding, logits = forward_all(payload)
         self.embedding = embedding
         if logits is not None:
@@ -71,8 +77,6 @@ class DecoupledGNNModel(PythonModel):
             self.probability, self.prediction = probs.max(1)
         else:
             self.probability, self.prediction = None, payload["cluster_prediction"]
-        names = payload.get("class_names")  # absent from models logged before names were kept
-        self.class_names = None if names is None else np.asarray(names)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         nodes = node_ids(model_input)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from cli import errors
 from dgnn.data.fetch import fetch
@@ -70,4 +71,5 @@ def register(subparsers, importer=import_graph) -> None:
     p.add_argument("--feature-norm", "--feature_norm", dest="feature_norm", choices=FEATURE_NORMS,
                    default="none", help="feature normalisation before propagating (the trainer's feature_norm)")
     p.set_defaults(handler=errors.guarded(lambda a: report_stage(
-        propagate_stage(a.name, a.orders, a.data_dir, a.block_rows, a.feature_norm), a.json)))
+        propagate_stage(a.name, a.orders, a.data_dir, a.block_rows, a.feature_norm,
+                        on_hop=lambda line: print(line, file=sys.stderr, flush=True)), a.json)))

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from cli import errors
-from cli.train import add_training_arguments
+from cli.train import add_out_of_core_argument, add_training_arguments
 from cli.tune_options import add_tune_arguments, check_budget
 
 
@@ -107,7 +107,9 @@ def _run(args: argparse.Namespace) -> int:
                     "tune_best_trial": tuned["best_trial"]}
         return run_pipeline(dataset=args.dataset, task=args.task, config=config, seed=args.seed,
                             split_seed=args.split_seed, device=args.device,
-                            keep_checkpoints=args.keep_checkpoints, run_tags=tags, threads=args.threads)
+                            keep_checkpoints=args.keep_checkpoints, run_tags=tags, threads=args.threads,
+                            out_of_core=args.out_of_core, dask_address=args.dask_address,
+                            dask_workers=args.dask_workers)
 
     try:
         summary, server = with_server(work)
@@ -268,6 +270,10 @@ def register(subparsers) -> None:
     add_tune_arguments(p)
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the per-step trainer checkpoints after a successful run")
+    add_out_of_core_argument(p)
+    p.add_argument("--dask-workers", type=int, metavar="N",
+                   help="run the propagation row blocks (the propagate stage, an out-of-core run's "
+                        "re-propagations) on a local Dask cluster of N workers; --dask-address: on a scheduler")
     p.set_defaults(handler=_run)
 
     p = subparsers.add_parser("serve", help="serve the pipeline as a scheduled Prefect deployment")

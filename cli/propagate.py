@@ -5,6 +5,7 @@ the command stays fast without these options)."""
 from __future__ import annotations
 
 import argparse
+import os
 
 from cli import data as data_cli, errors
 
@@ -21,8 +22,10 @@ def register(subparsers) -> None:
     p = subparsers.choices["propagate"]
     p.add_argument("--dask-workers", type=int, metavar="N",
                    help="run the row blocks as tasks on a local Dask cluster of N worker processes")
-    p.add_argument("--dask-address", help="tcp://host:port of a dask.distributed scheduler for the row blocks "
-                                          "(its workers must see the data folder under the same path)")
+    # $DGNN_DASK_ADDRESS (flows.dask_blocks.ADDRESS_ENV): set by `dgnn run` on Dask for the DVC stage
+    p.add_argument("--dask-address", default=os.environ.get("DGNN_DASK_ADDRESS"),
+                   help="tcp://host:port of a dask.distributed scheduler for the row blocks "
+                        "(its workers must see the data folder under the same path)")
     in_process = p.get_default("handler")
     on_dask = errors.guarded(lambda a: data_cli.report_stage(_on_dask(a), a.json))
     p.set_defaults(handler=lambda a: on_dask(a) if a.dask_workers or a.dask_address else in_process(a))

@@ -25,7 +25,7 @@ def _train(args: argparse.Namespace) -> None:
     train = config if isinstance(config, Portfolio) else config.train
     summary = train_seeds(args.dataset, train, parse_seeds(args.seeds), device=args.device,
                           data_dir=args.data_dir, split_seed=args.split_seed, verbose=not args.quiet,
-                          threads=args.threads)
+                          threads=args.threads, out_of_core=args.out_of_core)
     for warning in summary["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:
@@ -39,6 +39,12 @@ def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
     return int(text)
+
+
+def add_out_of_core_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out-of-core", choices=["auto", "on", "off"], default="auto",
+                   help="keep node tensors (propagated inputs, module outputs) in files, read by row blocks: "
+                        "auto (default) does so when they would fill half of the available memory")
 
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,4 +65,5 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train with the library only and report test metrics")
     add_training_arguments(p)
     p.add_argument("--seeds", default="0", help="seeds, e.g. 0-9 or 0,3,5")
+    add_out_of_core_argument(p)
     p.set_defaults(handler=errors.guarded(_train))

@@ -29,4 +29,5 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", type=int, default=3, help="best configs the result keeps; each training "
                    "seed uses the one of them with the best validation score (1: the best only)")
     p.add_argument("--workers", type=int, default=1, help="parallel trial workers on a local Dask cluster")
-    p.add_argument("--dask-address", help="tcp://host:port of a dask.distributed scheduler for the workers")
+    p.add_argument("--dask-address", help="tcp://host:port of a dask.distributed scheduler for the workers "
+                                          "(`dgnn run`: also for the propagation row blocks)")

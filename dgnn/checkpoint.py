@@ -17,6 +17,8 @@ import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
 from dgnn.data.store import LockHeld, file_lock, sweep_stale_temps, write_atomically
+from dgnn.node_store import PREFIX as ROW_FILE_PREFIX
+from dgnn.rowfile import RowFile
 from dgnn.trainer import DecoupledTrainer
 from dgnn.schedule import Step
 
@@ -71,14 +73,18 @@ def run_lock(run_dir: Path):
 # prediction) go to files of their own, each written once, and a step's checkpoint names them: a
 # module step replaces one or two of them, so it writes those instead of the whole state (at 100k
 # nodes and three modules, 256 MB a step). The trainer replaces these tensors and never changes
-# one in place, so the same tensor object means the same content.
+# one in place, so the same tensor object means the same content. An out-of-core run's node tensors
+# are RowFiles in the run folder already, written once: the checkpoint names them.
 _TENSOR_FILES = WeakIdKeyDictionary()  # tensor -> (folder, file name)
 _TENSOR_PREFIX = "tensor-"
 
 
-def _tensor_ref(tensor: torch.Tensor | None, folder: Path) -> dict | None:
+def _tensor_ref(tensor: torch.Tensor | RowFile | None, folder: Path) -> dict | None:
     if tensor is None:
         return None
+    if isinstance(tensor, RowFile):
+        path = tensor.path.resolve()
+        return {"row_file": path.name if path.parent == folder.resolve() else str(path)}
     written = _TENSOR_FILES.get(tensor)
     if written is None or written[0] != folder or not (folder / written[1]).exists():
         name = f"{_TENSOR_PREFIX}{uuid.uuid4().hex}.pt"
@@ -87,8 +93,12 @@ def _tensor_ref(tensor: torch.Tensor | None, folder: Path) -> dict | None:
     return {"tensor_file": written[1]}
 
 
-def _tensor_from(ref, folder: Path, device) -> torch.Tensor | None:
-    return None if ref is None else load_tensors(folder / ref["tensor_file"], device)
+def _tensor_from(ref, folder: Path, device) -> torch.Tensor | RowFile | None:
+    if ref is None:
+        return None
+    if "row_file" in ref:
+        return RowFile(folder / ref["row_file"])
+    return load_tensors(folder / ref["tensor_file"], device)
 
 
 def save_checkpoint(trainer: DecoupledTrainer, path: Path) -> None:
@@ -124,6 +134,6 @@ def remove_checkpoints(run_dir: Path, records: list[dict]) -> None:
     for index, record in enumerate(records):
         step = Step(record["direction"], record["pass_index"], record["module"])
         step_file(run_dir, index, step).unlink(missing_ok=True)
-    for tensor_file in run_dir.glob(f"{_TENSOR_PREFIX}*.pt"):
+    for tensor_file in [*run_dir.glob(f"{_TENSOR_PREFIX}*.pt"), *run_dir.glob(f"{ROW_FILE_PREFIX}*.npy")]:
         tensor_file.unlink()
     (run_dir / "model-payload.pt").unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from typing import Callable
 
@@ -10,8 +11,13 @@ import torch
 
 from dgnn.config import Portfolio, TrainConfig
 from dgnn.data import load_adjacency, load_graph, stored_propagated
+from dgnn.data.fetch import ensure_graph
+from dgnn.data.stages import adjacency_folder
+from dgnn.data.store import read_meta
 from dgnn.metrics import mean_std
 from dgnn.nn.filters import graph_filter
+from dgnn.data.stages import MapBlocks, run_blocks
+from dgnn.node_store import DiskStore, NodeTensor, out_of_core_for
 from dgnn.propagation import normalise_features
 from dgnn.schedule import FitResult, PassResult, StepResult
 from dgnn.threads import apply_threads
@@ -59,32 +65,50 @@ class Inputs:
     (normalisation, filter) and shared by every seed and every candidate config that uses it: read
     from the propagate stage when it stored that power and normalisation, else filtered in memory
     (the stage's DVC-tracked output is never rewritten). Only the last few are kept: each one is
-    as large as the features.
+    as large as the features. Â is read when first needed: an out-of-core run reads its rows
+    from the stage's files instead (:meth:`disk_store`).
     """
 
     KEEP = 3
 
-    def __init__(self, dataset: str, graph, adj: torch.Tensor, data_dir=None):
-        self.dataset, self.graph, self.adj, self.data_dir = dataset, graph, adj, data_dir
-        self._first: dict[tuple, torch.Tensor] = {}
+    def __init__(self, dataset: str, graph, adj: torch.Tensor | None = None, data_dir=None):
+        self.dataset, self.graph, self._adj, self.data_dir = dataset, graph, adj, data_dir
+        self._first: dict[tuple, NodeTensor] = {}
         self._first_seconds: dict[tuple, float] = {}
 
+    @property
+    def adj(self) -> torch.Tensor:
+        if self._adj is None:
+            self._adj = load_adjacency(self.dataset, data_dir=self.data_dir)
+        return self._adj
+
+    def disk_store(self, folder, device="cpu", map_blocks: MapBlocks = run_blocks) -> DiskStore:
+        """An out-of-core store in ``folder`` over this dataset's stored Â."""
+        return DiskStore(folder, adjacency_folder(self.dataset, self.data_dir), device, map_blocks=map_blocks)
+
     @staticmethod
-    def _key(config: TrainConfig) -> tuple:
+    def _key(config: TrainConfig, store: DiskStore | None = None) -> tuple:
         module = config.modules[0]
         kind = "power" if module.order == 0 else module.filter
-        return config.feature_norm, kind, module.order, module.alpha if kind == "average" else 0.0
+        return (config.feature_norm, kind, module.order, module.alpha if kind == "average" else 0.0,
+                None if store is None else store.folder)
 
-    def first_input(self, config: TrainConfig, on_hop: Callable[[], None] | None = None) -> torch.Tensor:
-        """P_1 for ``config``; ``on_hop`` is passed to :func:`~dgnn.nn.filters.graph_filter`."""
-        key = self._key(config)
+    def first_input(self, config: TrainConfig, on_hop: Callable[[], None] | None = None,
+                    store: DiskStore | None = None) -> NodeTensor:
+        """P_1 for ``config``; ``on_hop`` is passed to :func:`~dgnn.nn.filters.graph_filter`. With
+        an out-of-core ``store``, a RowFile: the stage's file, or one the store writes."""
+        key = self._key(config, store)
         if key not in self._first:
             start = time.perf_counter()
-            norm, kind, order, alpha = key
+            norm, kind, order, alpha, _ = key
             first = None
             if kind == "power":
-                first = stored_propagated(self.dataset, order, data_dir=self.data_dir, feature_norm=norm)
-            if first is None:
+                first = stored_propagated(self.dataset, order, data_dir=self.data_dir, feature_norm=norm,
+                                          as_file=store is not None)
+            if first is None and store is not None:
+                x = store.map_rows(lambda rows: normalise_features(rows, norm), self.graph.x)
+                first = store.propagate(x, order, kind, alpha, on_hop)
+            elif first is None:
                 x = normalise_features(self.graph.x.float(), norm)
                 first = graph_filter(self.adj, x, order, kind, alpha, on_hop=on_hop)
             while len(self._first) >= self.KEEP:
@@ -100,15 +124,18 @@ class Inputs:
         return 0.0 if key in self._first else self._first_seconds.get(key)
 
     def trainer(self, config: TrainConfig, seed: int, device,
-                on_hop: Callable[[], None] | None = None) -> DecoupledTrainer:
-        return DecoupledTrainer(self.graph, config, seed=seed, device=device, adj=self.adj,
-                                first_input=self.first_input(config, on_hop))
+                on_hop: Callable[[], None] | None = None, store: DiskStore | None = None) -> DecoupledTrainer:
+        """A trainer for ``config``; node tensors in memory, or in ``store`` (out of core)."""
+        return DecoupledTrainer(self.graph, config, seed=seed, device=device,
+                                adj=None if store is not None else self.adj,
+                                first_input=self.first_input(config, on_hop, store), store=store)
 
 
-def load_inputs(dataset: str, data_dir=None, split_seed: int = 0) -> Inputs:
-    """Read (building when missing) the stored graph and normalised adjacency of ``dataset``."""
-    graph = load_graph(dataset, data_dir=data_dir, split_seed=split_seed)
-    return Inputs(dataset, graph, load_adjacency(dataset, data_dir=data_dir), data_dir)
+def load_inputs(dataset: str, data_dir=None, split_seed: int = 0, mapped: bool = False) -> Inputs:
+    """The stored graph of ``dataset`` (building it when missing); ``mapped``: its features and
+    edges memory-mapped, read only where used (out-of-core runs)."""
+    graph = load_graph(dataset, data_dir=data_dir, split_seed=split_seed, mapped=mapped)
+    return Inputs(dataset, graph, None, data_dir)
 
 
 def progress_printer(seed: int, stream=sys.stderr) -> tuple[Callable, Callable]:
@@ -127,9 +154,15 @@ def progress_printer(seed: int, stream=sys.stderr) -> tuple[Callable, Callable]:
     return on_step, on_pass
 
 
-def train_one(inputs: Inputs, config: TrainConfig, seed: int, device, verbose: bool) -> FitResult:
+def train_one(inputs: Inputs, config: TrainConfig, seed: int, device, verbose: bool,
+              out_of_core: bool = False) -> FitResult:
+    """One seed's fit; ``out_of_core``: node tensors in a temporary folder, removed after."""
     on_step, on_pass = progress_printer(seed) if verbose else (None, None)
-    return inputs.trainer(config, seed, device).fit(on_step=on_step, on_pass=on_pass)
+    if not out_of_core:
+        return inputs.trainer(config, seed, device).fit(on_step=on_step, on_pass=on_pass)
+    with tempfile.TemporaryDirectory(prefix="dgnn-nodes-") as folder:
+        store = inputs.disk_store(folder, device)
+        return inputs.trainer(config, seed, device, store=store).fit(on_step=on_step, on_pass=on_pass)
 
 
 def fit_warnings(result: FitResult, num_classes: int) -> list[str]:
@@ -173,22 +206,26 @@ def summarise(dataset: str, task: str, seeds: list[int], results: list[FitResult
 
 
 def train_seeds(dataset: str, config: TrainConfig | Portfolio, seeds: list[int], *, device=None,
-                data_dir=None, split_seed: int = 0, verbose: bool = True, threads: int | None = None) -> dict:
+                data_dir=None, split_seed: int = 0, verbose: bool = True, threads: int | None = None,
+                out_of_core: str = "auto") -> dict:
     """Train ``config`` on ``dataset`` once per seed; return :func:`summarise`'s dictionary plus
     ``threads``, the torch thread count used (``threads`` or :func:`dgnn.threads.choose_threads`'s).
 
     A :class:`~dgnn.config.Portfolio` trains every candidate per seed and keeps the one with the
-    best validation criterion for that seed.
+    best validation criterion for that seed. ``out_of_core``: "on", "off" or "auto"
+    (:func:`dgnn.node_store.out_of_core_for`; a portfolio trains in memory).
     """
     device = resolve_device(device)
-    inputs = load_inputs(dataset, data_dir, split_seed)
+    meta = read_meta(ensure_graph(dataset, data_dir))
+    on_disk = isinstance(config, TrainConfig) and out_of_core_for(out_of_core, meta["nodes"], meta["features"], config)
+    inputs = load_inputs(dataset, data_dir, split_seed, mapped=on_disk)
     apply_threads(inputs.graph.num_nodes, threads)
     num_classes = inputs.graph.num_classes
     if isinstance(config, Portfolio):
         chosen = [choose(inputs, config, seed, device, verbose) for seed in seeds]
         summary = summarise(dataset, config.task, seeds, [c.result for c in chosen], num_classes, chosen)
     else:
-        results = [train_one(inputs, config, seed, device, verbose) for seed in seeds]
+        results = [train_one(inputs, config, seed, device, verbose, on_disk) for seed in seeds]
         summary = summarise(dataset, config.task, seeds, results, num_classes)
     # read back, not the requested count: what training actually ran with
-    return summary | {"threads": torch.get_num_threads()}
+    return summary | {"threads": torch.get_num_threads(), "out_of_core": on_disk}

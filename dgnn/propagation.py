@@ -13,13 +13,15 @@ import warnings
 import torch
 
 
-def csr_tensor(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, num_nodes: int) -> torch.Tensor:
-    """The n x n sparse CSR tensor of these arrays, which dgnn wrote sorted and in range: torch's
-    invariant checks are explicitly off, and its note that CSR support is "beta" is silenced here
-    (only the stable sparse @ dense product is used)."""
+def csr_tensor(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, num_nodes: int,
+               rows: int | None = None) -> torch.Tensor:
+    """The n x n (``rows`` x n for a block of rows) sparse CSR tensor of these arrays, which dgnn
+    wrote sorted and in range: torch's invariant checks are explicitly off, and its note that CSR
+    support is "beta" is silenced here (only the stable sparse @ dense product is used)."""
+    size = (num_nodes if rows is None else rows, num_nodes)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, col, values, size=(num_nodes, num_nodes), check_invariants=False)
+        return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
 
 
 def normalise_features(x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -31,6 +33,9 @@ def normalise_features(x: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"unknown feature normalisation {kind!r}: use 'none' or 'row'")
 
 
+EDGE_CHUNK = 1 << 24  # edges placed per step: bounds the temporaries on 100M-edge graphs
+
+
 def normalised_adjacency(
     edge_index: torch.Tensor,
     num_nodes: int,
@@ -39,24 +44,42 @@ def normalised_adjacency(
 ) -> torch.Tensor:
     """Symmetric normalised adjacency with one self-loop per node, as sparse CSR.
 
-    ``edge_index`` must be symmetric without self-loops (see :mod:`dgnn.data.edges`).
+    ``edge_index`` must be symmetric without self-loops (see :mod:`dgnn.data.edges`). Columns are
+    sorted within each row, so the arrays, and their hash, do not depend on the input order; input
+    sorted by (row, col), as every stored graph is, is placed without a sort.
     """
+    row, col = edge_index[0].long(), edge_index[1].long()
+    weight = None if edge_weight is None else edge_weight.double()
+    if row.numel() and not _is_sorted(row * num_nodes + col):
+        order = torch.argsort(row * num_nodes + col)
+        row, col = row[order], col[order]
+        weight = None if weight is None else weight[order]
     loops = torch.arange(num_nodes, dtype=torch.long)
-    row = torch.cat([edge_index[0].long(), loops])
-    col = torch.cat([edge_index[1].long(), loops])
-    if edge_weight is None:
-        weight = torch.ones(row.numel(), dtype=torch.float64)
-    else:
-        weight = torch.cat([edge_weight.double(), torch.ones(num_nodes, dtype=torch.float64)])
-    degree = torch.zeros(num_nodes, dtype=torch.float64).index_add_(0, row, weight)
+    degree = torch.zeros(num_nodes, dtype=torch.float64)
+    degree.index_add_(0, row, torch.ones(1, dtype=torch.float64).expand(row.numel()) if weight is None else weight)
+    degree.index_add_(0, loops, torch.ones(num_nodes, dtype=torch.float64))
     inv_sqrt = degree.pow(-0.5)
-    values = inv_sqrt[row] * weight * inv_sqrt[col]
-    # Sorting by (row, col) makes the CSR arrays, and so their hash, independent of input order.
-    order = torch.argsort(row * num_nodes + col)
-    row, col, values = row[order], col[order], values[order]
+    edge_counts = torch.bincount(row, minlength=num_nodes)
     crow = torch.zeros(num_nodes + 1, dtype=torch.long)
-    crow[1:] = torch.cumsum(torch.bincount(row, minlength=num_nodes), 0)
-    return csr_tensor(crow, col, values.to(dtype), num_nodes)
+    crow[1:] = torch.cumsum(edge_counts + 1, 0)
+    edge_start = crow[:-1] - loops  # first edge of each row in the input: crow counts one loop per row
+    below = torch.bincount(row[col < row], minlength=num_nodes)  # edges left of the diagonal, per row
+    values = torch.empty(row.numel() + num_nodes, dtype=dtype)
+    cols = torch.empty(row.numel() + num_nodes, dtype=torch.long)
+    diagonal = crow[:-1] + below
+    cols[diagonal] = loops
+    values[diagonal] = (inv_sqrt * inv_sqrt).to(dtype)
+    for lo in range(0, row.numel(), EDGE_CHUNK):
+        r, c = row[lo : lo + EDGE_CHUNK], col[lo : lo + EDGE_CHUNK]
+        w = 1.0 if weight is None else weight[lo : lo + EDGE_CHUNK]
+        position = crow[r] + (torch.arange(lo, lo + len(r)) - edge_start[r]) + (c > r)
+        cols[position] = c
+        values[position] = (inv_sqrt[r] * w * inv_sqrt[c]).to(dtype)
+    return csr_tensor(crow, cols, values, num_nodes)
+
+
+def _is_sorted(keys: torch.Tensor) -> bool:
+    return bool((keys[1:] > keys[:-1]).all())
 
 
 def propagate(adj: torch.Tensor, h: torch.Tensor, order: int) -> torch.Tensor:

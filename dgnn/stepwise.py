@@ -21,6 +21,7 @@ import torch
 
 from dgnn.checkpoint import load_checkpoint, remove_checkpoints, run_lock, save_checkpoint, step_file
 from dgnn.config import TrainConfig
+from dgnn.data.stages import MapBlocks, run_blocks
 from dgnn.data.store import write_atomically
 from dgnn.experiment import Inputs, load_inputs
 from dgnn.trainer import DecoupledTrainer
@@ -35,10 +36,11 @@ def run_key(dataset: str, train: TrainConfig, seed: int, split_seed: int, data_v
 
 
 @lru_cache(maxsize=4)
-def stage_inputs(dataset: str, root: str, split_seed: int, version: str) -> Inputs:
+def stage_inputs(dataset: str, root: str, split_seed: int, version: str, mapped: bool = False) -> Inputs:
     """The stored inputs of ``dataset``, shared by the runs and trials of this process;
-    ``version`` (the data's content hash) is only part of the cache key: new data, new inputs."""
-    return load_inputs(dataset, data_dir=root, split_seed=split_seed)
+    ``version`` (the data's content hash) is only part of the cache key: new data, new inputs.
+    ``mapped``: :func:`~dgnn.experiment.load_inputs`'s (out-of-core runs)."""
+    return load_inputs(dataset, data_dir=root, split_seed=split_seed, mapped=mapped)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class RunSpec:
     data_root: str
     data_content_hash: str
     runs_dir: Path
+    out_of_core: bool = False  # node tensors as files in the run folder (the same numbers)
 
     @property
     def key(self) -> str:
@@ -64,10 +67,14 @@ class RunSpec:
 
 
 class StepwiseRun:
-    """The steps of one run (:func:`dgnn.schedule.schedule`), each run by :meth:`step`."""
+    """The steps of one run (:func:`dgnn.schedule.schedule`), each run by :meth:`step`.
 
-    def __init__(self, spec: RunSpec):
+    ``map_blocks``: where an out-of-core run's propagation blocks run (this process by default).
+    """
+
+    def __init__(self, spec: RunSpec, map_blocks: MapBlocks = run_blocks):
         self.spec = spec
+        self.map_blocks = map_blocks
         self.plan = schedule(spec.train.num_modules, spec.train.bp_count)
         self._live: tuple[int, DecoupledTrainer, torch.Tensor] | None = None
 
@@ -76,7 +83,7 @@ class StepwiseRun:
 
     def inputs(self) -> Inputs:
         s = self.spec
-        return stage_inputs(s.dataset, s.data_root, s.split_seed, s.data_content_hash)
+        return stage_inputs(s.dataset, s.data_root, s.split_seed, s.data_content_hash, s.out_of_core)
 
     def lock(self):
         """Hold the run folder for this process (:func:`dgnn.checkpoint.run_lock`)."""
@@ -89,7 +96,9 @@ class StepwiseRun:
         if live is not None and live[0] == index:
             torch.set_rng_state(live[2])  # what loading the checkpoint would restore
             return live[1]
-        trainer = self.inputs().trainer(self.spec.train, self.spec.seed, self.spec.device)
+        inputs, spec = self.inputs(), self.spec
+        store = inputs.disk_store(spec.run_dir, spec.device, self.map_blocks) if spec.out_of_core else None
+        trainer = inputs.trainer(spec.train, spec.seed, spec.device, store=store)
         if index >= 0:
             load_checkpoint(trainer, self._checkpoint(index))
         return trainer
@@ -113,6 +122,7 @@ class StepwiseRun:
         }
         torch.save(trainer.modules[step.module].state_dict(), self.module_file(index))
         save_checkpoint(trainer, ckpt)
+        trainer.store.collect(trainer.node_tensors())  # what only earlier checkpoints named
         write_atomically(record_file, lambda tmp: tmp.write_text(json.dumps(record, indent=2, default=float)))
         self._live = (index, trainer, torch.get_rng_state())
         return {**record, "resumed": False}

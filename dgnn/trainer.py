@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from dgnn.config import TrainConfig
 from dgnn.data.graph import Graph
 from dgnn.metrics import accuracy, clustering_scores, kmeans, macro_f1, modularity
-from dgnn.nn.filters import graph_filter
 from dgnn.nn.losses import EdgeLookup, penalty, reconstruction_loss, target_loss
 from dgnn.nn.stack import build_stack
+from dgnn.node_store import DiskStore, MemoryStore, NodeTensor
 from dgnn.propagation import normalise_features, normalised_adjacency
 from dgnn.sampling import sample_edge_rows, sample_rows
 from dgnn.schedule import FitResult, PassResult, SgdProgress, Step, StepResult, schedule
@@ -47,6 +47,8 @@ class DecoupledTrainer:
         adj: the normalised adjacency, if already computed (e.g. by the data stage).
         first_input: P_1 = g_1(Â) N(X) if already computed (module 1's filter applied to
             ``graph.x`` after ``feature_norm``), e.g. by the data stage or for an earlier seed.
+        store: where the node tensors live (:mod:`dgnn.node_store`); in memory on ``device``
+            with ``adj`` by default, a :class:`~dgnn.node_store.DiskStore` for out-of-core runs.
     """
 
     def __init__(
@@ -57,7 +59,8 @@ class DecoupledTrainer:
         seed: int = 0,
         device: str | torch.device = "cpu",
         adj: torch.Tensor | None = None,
-        first_input: torch.Tensor | None = None,
+        first_input: NodeTensor | None = None,
+        store: MemoryStore | DiskStore | None = None,
     ):
         self.graph = graph
         self.config = config
@@ -70,9 +73,11 @@ class DecoupledTrainer:
         self.generator = torch.Generator().manual_seed(seed)
 
         x = normalise_features(graph.x.float(), config.feature_norm)
-        if adj is None:
-            adj = normalised_adjacency(graph.edge_index, graph.num_nodes, graph.edge_weight)
-        self.adj = adj.to(self.device)
+        if store is None:
+            if adj is None:
+                adj = normalised_adjacency(graph.edge_index, graph.num_nodes, graph.edge_weight)
+            store = MemoryStore(adj.to(self.device))
+        self.store = store
         self.labels = graph.y.to(self.device)
         self.train_idx = graph.train_mask.nonzero().flatten()
         self.val_idx = graph.val_mask.nonzero().flatten()
@@ -83,12 +88,13 @@ class DecoupledTrainer:
                         build_stack(config, graph.num_features, graph.num_classes if self.supervised else None)]
         L = len(self.modules)
         # inputs[l] = H_{l-1} from the last forward pass; propagated[l] = Â^{p_l} inputs[l].
-        self.inputs: list[torch.Tensor | None] = [x.to(self.device)] + [None] * L
-        self.propagated: list[torch.Tensor | None] = [None] * L
+        on_device = (lambda t: t) if store.out_of_core else (lambda t: t.to(self.device))
+        self.inputs: list[NodeTensor | None] = [on_device(x)] + [None] * L
+        self.propagated: list[NodeTensor | None] = [None] * L
         if first_input is not None:
-            self.propagated[0] = first_input.to(self.device)
+            self.propagated[0] = on_device(first_input)
         # expected[l] = E_l = H_{l-1} U_l learned in the last backward pass (target of module l-1).
-        self.expected: list[torch.Tensor | None] = [None] * L
+        self.expected: list[NodeTensor | None] = [None] * L
         self.passes: list[PassResult] = []
         self.best: dict | None = None
         self.propagations = 0
@@ -109,12 +115,15 @@ class DecoupledTrainer:
         self._ensure_propagated(l)
         target = self._target_for(step)
         module.set_input_transform_trainable(step.direction == "backward")
-        losses, loss_times, val_metric, steps_run = self._train_module(l, target, step, on_sgd)
+        try:
+            losses, loss_times, val_metric, steps_run = self._train_module(l, target, step, on_sgd)
+        finally:
+            self.store.release()
         if step.direction == "forward":
             self._forward_output(l)
         elif l > 0:
             with torch.no_grad():
-                self.expected[l] = module.transform_input(self.inputs[l])
+                self.expected[l] = self.store.map_rows(module.transform_input, self.inputs[l])
         module.set_input_transform_trainable(False)
         return StepResult(step, losses, val_metric, time.perf_counter() - start, steps_run, loss_times)
 
@@ -126,7 +135,7 @@ class DecoupledTrainer:
         last_of_pass = step.direction == "forward" and step.module == len(self.modules) - 1
         return result, self.end_forward_pass(step.pass_index) if last_of_pass else None
 
-    def _target_for(self, step: Step) -> torch.Tensor | None:
+    def _target_for(self, step: Step) -> NodeTensor | None:
         l = step.module
         if l == len(self.modules) - 1 or (step.direction == "forward" and step.pass_index == 0):
             return None
@@ -135,14 +144,14 @@ class DecoupledTrainer:
     def _ensure_propagated(self, l: int) -> None:
         if self.propagated[l] is None:
             cfg = self.config.modules[l]
-            self.propagated[l] = graph_filter(self.adj, self.inputs[l], cfg.order, cfg.filter, cfg.alpha)
+            self.propagated[l] = self.store.propagate(self.inputs[l], cfg.order, cfg.filter, cfg.alpha)
             self.propagations += 1
 
     @torch.no_grad()
     def _forward_output(self, l: int) -> None:
         """H_l on all nodes; invalidates what depends on it (module l+1's propagated input)."""
         module = self.modules[l].eval()
-        self.inputs[l + 1] = module(self.propagated[l])
+        self.inputs[l + 1] = self.store.map_rows(module, self.propagated[l])
         if l + 1 < len(self.modules):
             self.propagated[l + 1] = None
 
@@ -157,7 +166,7 @@ class DecoupledTrainer:
                                 self.generator).to(self.device)
 
     def _train_module(
-        self, l: int, target: torch.Tensor | None, at: Step, on_sgd: Callable[[SgdProgress], None] | None
+        self, l: int, target: NodeTensor | None, at: Step, on_sgd: Callable[[SgdProgress], None] | None
     ) -> tuple[list[float], list[float], float | None, int]:
         cfg = self.config.modules[l]
         module = self.modules[l].train()
@@ -203,27 +212,29 @@ class DecoupledTrainer:
         loss = torch.zeros((), device=self.device)
         if self.supervised:
             train_batch = self._sample(self.train_idx, cfg.batch_size)
-            h = module(p_rows[train_batch])
+            h = module(self.store.take(p_rows, train_batch))
             if own_loss:
                 loss = loss + F.cross_entropy(module.classify(h), self.labels[train_batch])
             if target is not None:
                 batch = self._sample(None, cfg.batch_size)
-                # A batch of every node needs no gather of the wide input rows.
-                h_all = module(p_rows if len(batch) == len(p_rows) else p_rows[batch])
+                # A batch of every node (in order) needs no gather of the wide input rows.
+                whole = len(batch) == len(p_rows) and not self.store.out_of_core
+                h_all = module(p_rows if whole else self.store.take(p_rows, batch))
                 both = torch.cat([h, h_all])
-                loss = loss + target_loss(both, torch.cat([target[train_batch], target[batch]]), self.config.eta)
+                rows = self.store.take(target, torch.cat([train_batch, batch]))
+                loss = loss + target_loss(both, rows, self.config.eta)
             return loss + penalty(module.penalized_parameters(), cfg.penalty, "l2")
         batch = self._sample_block_rows(cfg.batch_size)
-        z = module(p_rows[batch])
+        z = module(self.store.take(p_rows, batch))
         loss = reconstruction_loss(z, self.edges.block(batch), self.config.mask_rate, self.generator)
         if target is not None:
-            loss = loss + target_loss(z, target[batch], self.config.eta)
+            loss = loss + target_loss(z, self.store.take(target, batch), self.config.eta)
         return loss + penalty(module.penalized_parameters(), cfg.penalty, "l1")
 
     @torch.no_grad()
     def _module_val_accuracy(self, l: int) -> float:
         module = self.modules[l].eval()
-        logits = module.classify(module(self.propagated[l][self.val_idx]))
+        logits = module.classify(module(self.store.take(self.propagated[l], self.val_idx)))
         return accuracy(logits.argmax(1), self.labels[self.val_idx])
 
     # -- passes and selection ---------------------------------------------------------------
@@ -245,7 +256,7 @@ class DecoupledTrainer:
                 "criterion": criterion,
                 "metrics": metrics,
                 "prediction": prediction,
-                "output": output.detach().clone(),
+                "output": self.store.snapshot(output),
                 "modules": [copy.deepcopy(m.state_dict()) for m in self.modules],
             }
         self.passes.append(result)
@@ -257,23 +268,24 @@ class DecoupledTrainer:
         return patience > 0 and self.passes[-1].pass_index - self.best["pass_index"] >= patience
 
     @torch.no_grad()
-    def _classification_metrics(self, output: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+    def _classification_metrics(self, output: NodeTensor) -> tuple[dict[str, float], torch.Tensor]:
         head = self.modules[-1].eval()
-        logits = head.classify(output)
-        pred = logits.argmax(1)
+        pred = self.store.apply_rows(lambda rows: head.classify(rows).argmax(1), output)
         y = self.labels
+        val_logits = head.classify(self.store.take(output, self.val_idx))
         metrics = {
             "train_acc": accuracy(pred[self.train_idx], y[self.train_idx]),
             "val_acc": accuracy(pred[self.val_idx], y[self.val_idx]),
-            "val_loss": float(F.cross_entropy(logits[self.val_idx], y[self.val_idx])),
+            "val_loss": float(F.cross_entropy(val_logits, y[self.val_idx])),
             "test_acc": accuracy(pred[self.test_idx], y[self.test_idx]),
             "macro_f1": macro_f1(pred[self.test_idx], y[self.test_idx]),
         }
         return metrics, pred.cpu()
 
-    def _clustering_metrics(self, output: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+    def _clustering_metrics(self, output: NodeTensor) -> tuple[dict[str, float], torch.Tensor]:
         labelled = self.graph.y >= 0
         k = self.graph.num_classes
+        output = self.store.load(output)
         if self.config.kmeans_normalise:
             output = F.normalize(output, dim=1)
         pred = torch.from_numpy(kmeans(output, k, self.config.kmeans_restarts, self.seed))
@@ -293,6 +305,7 @@ class DecoupledTrainer:
         plan = schedule(len(self.modules), self.config.bp_count)
         for step in plan:
             result, pass_result = self.advance(step, on_sgd)
+            self.store.collect(self.node_tensors())
             steps.append(result)
             if on_step:
                 on_step(result)
@@ -308,6 +321,11 @@ class DecoupledTrainer:
         """The selected pass's figures, as :meth:`fit` returns them."""
         return FitResult(task=self.config.task, best_pass=self.best["pass_index"], metrics=self.best["metrics"],
                          passes=list(self.passes), steps=steps or [], train_seconds=train_seconds)
+
+    def node_tensors(self) -> list[NodeTensor]:
+        """The node tensors the state refers to (what a checkpoint must keep)."""
+        best = [self.best["output"]] if self.best else []
+        return [t for t in (*self.inputs, *self.propagated, *self.expected, *best) if t is not None]
 
     def restore_best(self) -> None:
         for module, state in zip(self.modules, self.best["modules"]):
@@ -349,4 +367,4 @@ class DecoupledTrainer:
     @torch.no_grad()
     def embed(self) -> torch.Tensor:
         """H_L of the selected pass on all nodes."""
-        return self.best["output"]
+        return self.store.load(self.best["output"])

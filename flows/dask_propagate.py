@@ -46,7 +46,8 @@ def on_workers(kernel: BlockKernel, blocks: list[tuple[int, int]]) -> None:
 def propagate_flow(dataset: str, orders: list[int], feature_norm: str = "none", block_rows: int | None = None,
                    data_dir: str | None = None) -> str:
     """:func:`dgnn.data.propagate_stage` with its blocks on the flow's task runner; the folder."""
-    return str(propagate_stage(dataset, orders, data_dir, block_rows, feature_norm, map_blocks=on_workers))
+    return str(propagate_stage(dataset, orders, data_dir, block_rows, feature_norm, map_blocks=on_workers,
+                               on_hop=print))
 
 
 def run_propagate(dataset: str, orders: list[int], *, feature_norm: str = "none", block_rows: int | None = None,

@@ -31,11 +31,12 @@ import json
 import socket
 from urllib.error import URLError
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE, CacheKeyFnPolicy
 
 from adapters import dvc, settings
 from adapters.json_results import SERIALIZER, PlainJsonOnly
+from flows.dask_blocks import block_runner
 from dgnn.data import verify
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored
@@ -141,7 +142,8 @@ def propagate_data(dataset: str, orders: list[int], feature_norm: str) -> dict:
     if entry is None:
         from dgnn.data import propagate_stage
 
-        propagate_stage(dataset, orders or [1], feature_norm=feature_norm)
+        propagate_stage(dataset, orders or [1], feature_norm=feature_norm, map_blocks=block_runner(),
+                        on_hop=get_run_logger().info)
         return dvc.stage_result(dataset, "propagate", False, project, orders=orders or [1], feature_norm=feature_norm)
     params = entry.get("propagate") or {}
     stage_orders = sorted(int(k) for k in params.get("orders", []))
@@ -152,7 +154,7 @@ def propagate_data(dataset: str, orders: list[int], feature_norm: str) -> dict:
             "orders %s, feature_norm %r): the trainer computes them in memory. Add them to "
             "params.yaml and run `dvc repro` to store and version them.",
             dataset, orders, feature_norm, stage_orders, stage_norm)
-    dvc.repro("propagate", dataset, project)
+    dvc.repro("propagate", dataset, project)  # on the run's Dask cluster, if any: flows.dask_blocks
     return dvc.stage_result(dataset, "propagate", True, project, orders=stage_orders, feature_norm=stage_norm)
 
 

@@ -39,6 +39,7 @@ from dgnn.data import content_hash
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored, read_meta, write_atomically
 from dgnn.experiment import resolve_device, summarise
+from dgnn.node_store import out_of_core_for
 from dgnn.processes import owned_temp_dir
 from dgnn.stepwise import RunSpec, StepwiseRun, stage_inputs
 from dgnn.threads import apply_threads
@@ -47,6 +48,7 @@ from dgnn.tune.portfolio import choose
 from adapters import dvc, plots, prefect_links, registry, run_info, settings, step_runs, tracking
 from adapters.step_progress import StepProgress, done_line
 from flows import data_tasks
+from flows.dask_blocks import block_runner, cluster_exported
 from adapters.tracked_run import TrackedRun
 
 FAIL_AT_ENV = "DGNN_FAIL_AT"
@@ -101,8 +103,9 @@ def run_data_tasks(dataset: str, split_seed: int, train: TrainConfig | None) -> 
         states[name] = state.name
     version = dvc.data_version(dataset)
     propagated = dataset_dir(dataset) / "propagated"
+    graph_meta = read_meta(dataset_dir(dataset) / "graph")
     return {"states": states, "cached": [k for k, v in states.items() if v == "Cached"],
-            "nodes": read_meta(dataset_dir(dataset) / "graph")["nodes"],
+            "nodes": graph_meta["nodes"], "features": graph_meta["features"],
             "versions": version, "data_version": version["data_version"],
             "data_content_hash": read_meta(propagated)["content_hash"] if is_stored(propagated)
             else content_hash(propagated)}
@@ -229,6 +232,7 @@ def report_task(tracked: TrackedRun, fit: FitResult, step_records: list[dict], d
         "resumed_steps": [r["name"] for r in step_records if r["resumed"]],
         "child_runs": len(step_records),
         "threads": tracked.threads,
+        "out_of_core": spec.out_of_core,
     }
     tracking.log_json(client, parent, summary, "summary.json")
     return summary
@@ -247,7 +251,7 @@ def _flow_run_name() -> str:
 def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict | str | None = None,
                    seed: int = 0, split_seed: int | None = None, device: str = "auto",
                    run_tags: dict | None = None, keep_checkpoints: bool = False,
-                   threads: int | None = None) -> dict:
+                   threads: int | None = None, out_of_core: str = "auto") -> dict:
     """Fetch, validate, normalise, propagate, train every module step, evaluate, report (tracked).
 
     Returns the ``dgnn train`` summary plus ``mlflow_run_id``, ``experiment``, ``data_version``,
@@ -255,79 +259,83 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
     checkpoints are deleted unless ``keep_checkpoints`` (the module weights, step records and
     predictions stay; the module weights are also in MLflow), so an identical rerun trains again.
     ``threads``: torch threads for this process (None: :func:`dgnn.threads.choose_threads`).
+    ``out_of_core``: "on", "off" or "auto" (:func:`dgnn.node_store.out_of_core_for`): the node
+    tensors as files in the run folder, for graphs whose tensors outgrow memory.
     """
     from prefect.runtime import flow_run
 
-    started = time.perf_counter()
-    run_config = resolve_config(dataset, task, config)
-    split_seed = run_config.split_seed if split_seed is None else split_seed
-    device = str(resolve_device(device))
-    choice = None
-    if isinstance(run_config, Portfolio):
-        data = run_data_tasks(dataset, split_seed, first_train(run_config))
-        threads = apply_threads(data["nodes"], threads)
-        choice = choose_task(dataset, run_config, seed, split_seed, device, data["data_content_hash"])
-        run_config = RunConfig(dataset=dataset, split_seed=split_seed, train=choice["train"])
-        run_tags = {**(run_tags or {}), "config_choice": choice["name"]}
-    train = run_config.train
-    uri = settings.tracking_uri()
-    client = tracking.client(uri)
-    experiment = tracking.experiment_name(dataset, task)
-    experiment_id = tracking.ensure_experiment(client, experiment, run_info.experiment_description(dataset, task))
-    tracking.reap_stale_runs(client, experiment_id)
-    params = tracking.flatten(run_config.model_dump(mode="json") | {"dataset": dataset}) | {
-        "seed": seed, "split_seed": split_seed, "device": device,
-        **run_info.config_source(config, dataset, task, run_tags)}
-    config_name = run_info.config_name(params["config_file"], run_tags)
-    parent_name = run_info.run_name(dataset, config_name, seed, run_tags)
-    tags = {"dataset": dataset, "task": task, "seed": seed, "config_name": config_name,
-            "config_hash": run_info.config_hash(run_config), "prefect.flow_run_id": flow_run.id or "",
-            "prefect.flow_run_name": parent_name, **tracking.git_commit(), **(run_tags or {})}
-    parent = tracking.start_run(client, experiment_id, parent_name, tags=tags, params=params)
-    try:
-        prefect_links.label_flow_run(parent_name, {"dataset": dataset, "task": task, "config": config_name})
-        prefect_links.link_mlflow_run(uri, experiment_id, parent, parent_name)
-        data = run_data_tasks(dataset, split_seed, train)
-        threads = apply_threads(data["nodes"], threads)
-        run = StepwiseRun(RunSpec(dataset, train, seed, split_seed, device, str(data_root().resolve()),
-                                  data["data_content_hash"], settings.runs_dir()))
-        run_dir = run.spec.run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_text = yaml.safe_dump(run_config.model_dump(mode="json"), sort_keys=False)
-        write_atomically(run_dir / "config.yaml", lambda tmp: tmp.write_text(config_text))  # an identical run may write it too
-        tracking.set_tags(client, parent, {
-            "data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
-            "data_tracked": str(data["data_version"] != "untracked").lower(), "run_key": run.spec.key,
-            "threads": threads,
-            **{dvc.stage_tag(k): v for k, v in data["versions"].items() if k != "data_version"}})
-        client.log_artifact(parent, str(run_dir / "config.yaml"))
-        run_info.log_training_data(client, parent, dataset, data)
-        if choice is not None:
-            tracking.log_metrics(client, parent, {f"candidate_criterion.{name}": value
-                                                  for name, value in choice["scores"].items()})
-        tracked = TrackedRun(
-            run, uri, experiment, experiment_id, parent, data["data_version"], threads,
-            model_identity={"data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
-                            "config_hash": tags["config_hash"]},
-            model_tags={k: v for k, v in (run_tags or {}).items() if k.startswith("tune") or k == "config_choice"})
-        records = []
-        with tracking.background_logging(parent) as child_logger, run.lock():
-            for index, step in enumerate(run.plan):
-                record = module_task(tracked, index, step.name)
-                records.append(record)
-                if record["stop"]:
-                    break
-            summary = report_task(tracked, evaluate_task(tracked, records), records, data)
-            child_logger.drain()
-            if not keep_checkpoints:
-                run.remove_checkpoints(records)
-        summary["pipeline_seconds"] = time.perf_counter() - started
-        tracking.log_metrics(client, parent, {"pipeline_seconds": summary["pipeline_seconds"]})
-        tracking.end_run(client, parent)
-        return summary
-    except BaseException as err:
-        tracking.fail_run(client, parent, err)
-        raise
+    with cluster_exported():  # the propagation blocks go to the run's Dask cluster, if any
+        started = time.perf_counter()
+        run_config = resolve_config(dataset, task, config)
+        split_seed = run_config.split_seed if split_seed is None else split_seed
+        device = str(resolve_device(device))
+        choice = None
+        if isinstance(run_config, Portfolio):
+            data = run_data_tasks(dataset, split_seed, first_train(run_config))
+            threads = apply_threads(data["nodes"], threads)
+            choice = choose_task(dataset, run_config, seed, split_seed, device, data["data_content_hash"])
+            run_config = RunConfig(dataset=dataset, split_seed=split_seed, train=choice["train"])
+            run_tags = {**(run_tags or {}), "config_choice": choice["name"]}
+        train = run_config.train
+        uri = settings.tracking_uri()
+        client = tracking.client(uri)
+        experiment = tracking.experiment_name(dataset, task)
+        experiment_id = tracking.ensure_experiment(client, experiment, run_info.experiment_description(dataset, task))
+        tracking.reap_stale_runs(client, experiment_id)
+        params = tracking.flatten(run_config.model_dump(mode="json") | {"dataset": dataset}) | {
+            "seed": seed, "split_seed": split_seed, "device": device,
+            **run_info.config_source(config, dataset, task, run_tags)}
+        config_name = run_info.config_name(params["config_file"], run_tags)
+        parent_name = run_info.run_name(dataset, config_name, seed, run_tags)
+        tags = {"dataset": dataset, "task": task, "seed": seed, "config_name": config_name,
+                "config_hash": run_info.config_hash(run_config), "prefect.flow_run_id": flow_run.id or "",
+                "prefect.flow_run_name": parent_name, **tracking.git_commit(), **(run_tags or {})}
+        parent = tracking.start_run(client, experiment_id, parent_name, tags=tags, params=params)
+        try:
+            prefect_links.label_flow_run(parent_name, {"dataset": dataset, "task": task, "config": config_name})
+            prefect_links.link_mlflow_run(uri, experiment_id, parent, parent_name)
+            data = run_data_tasks(dataset, split_seed, train)
+            threads = apply_threads(data["nodes"], threads)
+            on_disk = out_of_core_for(out_of_core, data["nodes"], data["features"], train)
+            run = StepwiseRun(RunSpec(dataset, train, seed, split_seed, device, str(data_root().resolve()),
+                                      data["data_content_hash"], settings.runs_dir(), on_disk), block_runner())
+            run_dir = run.spec.run_dir
+            run_dir.mkdir(parents=True, exist_ok=True)
+            config_text = yaml.safe_dump(run_config.model_dump(mode="json"), sort_keys=False)
+            write_atomically(run_dir / "config.yaml", lambda tmp: tmp.write_text(config_text))  # an identical run may write it too
+            tracking.set_tags(client, parent, {
+                "data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
+                "data_tracked": str(data["data_version"] != "untracked").lower(), "run_key": run.spec.key,
+                "threads": threads, "out_of_core": str(on_disk).lower(),
+                **{dvc.stage_tag(k): v for k, v in data["versions"].items() if k != "data_version"}})
+            client.log_artifact(parent, str(run_dir / "config.yaml"))
+            run_info.log_training_data(client, parent, dataset, data)
+            if choice is not None:
+                tracking.log_metrics(client, parent, {f"candidate_criterion.{name}": value
+                                                      for name, value in choice["scores"].items()})
+            tracked = TrackedRun(
+                run, uri, experiment, experiment_id, parent, data["data_version"], threads,
+                model_identity={"data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
+                                "config_hash": tags["config_hash"]},
+                model_tags={k: v for k, v in (run_tags or {}).items() if k.startswith("tune") or k == "config_choice"})
+            records = []
+            with tracking.background_logging(parent) as child_logger, run.lock():
+                for index, step in enumerate(run.plan):
+                    record = module_task(tracked, index, step.name)
+                    records.append(record)
+                    if record["stop"]:
+                        break
+                summary = report_task(tracked, evaluate_task(tracked, records), records, data)
+                child_logger.drain()
+                if not keep_checkpoints:
+                    run.remove_checkpoints(records)
+            summary["pipeline_seconds"] = time.perf_counter() - started
+            tracking.log_metrics(client, parent, {"pipeline_seconds": summary["pipeline_seconds"]})
+            tracking.end_run(client, parent)
+            return summary
+        except BaseException as err:
+            tracking.fail_run(client, parent, err)
+            raise
 
 
 def prepare_process(uri: str | None = None) -> None:
@@ -340,17 +348,24 @@ def prepare_process(uri: str | None = None) -> None:
     from matplotlib.figure import Figure  # noqa: F401
 
 
-def run_pipeline(**parameters) -> dict:
-    """``train_pipeline(**parameters)`` as ``dgnn run`` calls it.
+def run_pipeline(*, dask_address: str | None = None, dask_workers: int | None = None, **parameters) -> dict:
+    """``train_pipeline(**parameters)`` as ``dgnn run`` calls it; with ``dask_address`` (a
+    scheduler) or ``dask_workers`` (a local cluster) on Dask, where the propagation blocks run
+    (:mod:`flows.dask_blocks`; the module steps stay in this process).
 
     Flow-run heartbeats let a long-lived Prefect server mark a crashed run; the ephemeral server
     dies with this process, so there they would only add the wait (up to 1 s) for the heartbeat
     thread at the end of the run. They stay on when ``PREFECT_API_URL`` names a server.
     """
-    if os.environ.get("PREFECT_API_URL"):
-        return train_pipeline(**parameters)
-    with _settings_without_heartbeats():
-        return train_pipeline(**parameters)
+    with contextlib.ExitStack() as stack:
+        if not os.environ.get("PREFECT_API_URL"):
+            stack.enter_context(_settings_without_heartbeats())
+        flow = train_pipeline
+        if dask_address or dask_workers:
+            from flows.sweep import on_dask
+
+            flow = flow.with_options(task_runner=stack.enter_context(on_dask(dask_address, dask_workers or 2)))
+        return flow(**parameters)
 
 
 _NO_HEARTBEATS: tuple = (None, None)  # (settings it was derived from, derived settings)

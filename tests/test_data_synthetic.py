@@ -13,7 +13,8 @@ from dgnn.data.synthetic import csbm, generate, parse_name
 @pytest.mark.parametrize("name, nodes", [
     ("synthetic-csbm-10k", 10_000), ("synthetic-csbm-1m", 1_000_000),
     ("synthetic-csbm-2.5m", 2_500_000), ("synthetic-csbm-1234", 1234),
-    ("synthetic-csbm-hard-100k", 100_000), ("synthetic-csbm-hard-", None), ("synthetic-csbm-easy-1k", None),
+    ("synthetic-csbm-hard-100k", 100_000), ("synthetic-csbm-hard-10m-d20", 10_000_000),
+    ("synthetic-csbm-hard-", None), ("synthetic-csbm-easy-1k", None), ("synthetic-csbm-1k-d", None),
     ("synthetic-csbm-", None), ("synthetic-csbm-1g", None), ("cora", None),
 ])
 def test_parse_name(name, nodes):
@@ -30,6 +31,12 @@ def test_hard_names_lower_homophily_and_signal():
     assert {**hard.meta["generator"], "homophily": 0.8, "feature_signal": 1.0} == easy.meta["generator"]
     src, dst = hard.edge_index
     assert abs((hard.y[src] == hard.y[dst]).float().mean().item() - 0.5) < 0.02
+
+
+def test_a_degree_suffix_sets_the_average_degree():
+    graph = generate("synthetic-csbm-hard-5k-d20")
+    assert graph.meta["generator"] == {**generate("synthetic-csbm-hard-5k").meta["generator"], "avg_degree": 20.0}
+    assert abs(graph.num_edges - 50_000) < 100  # n * degree / 2, less the few repeats and self-loops
 
 
 def test_csbm_is_deterministic_for_a_seed():

@@ -576,3 +576,36 @@ def test_step_progress_is_throttled_and_streams_losses_to_the_child_run(env, tmp
     history = client.get_metric_history(run, "loss")
     assert [(m.step, m.value, m.timestamp) for m in history] == [
         (i + 1, loss, int(t * 1000)) for i, (loss, t) in enumerate(zip(result.losses, result.loss_times))]
+
+
+def test_out_of_core_run_gets_the_in_memory_numbers_and_resumes_from_its_files(env, first):
+    """Node tensors as files in the run folder (forced on): a failed step leaves the files its last
+    checkpoint names, the rerun resumes from them, and the result equals the in-memory run's."""
+    import mlflow.pyfunc
+    import pandas as pd
+    from flows.pipeline import ModuleStepError
+
+    run_dir = Path(first["checkpoint_dir"])  # the same run: the node tensors' home changes no number
+    os.environ["DGNN_FAIL_AT"] = "BT1-m1"
+    try:
+        with pytest.raises(ModuleStepError, match="BT1-m1 failed"):
+            _run(env, out_of_core="on")
+    finally:
+        del os.environ["DGNN_FAIL_AT"]
+    files = {p.name for p in run_dir.glob("rows-*.npy")}
+    named = torch.load(sorted(run_dir.glob("02-BT1-m2.pt"))[0], weights_only=True)
+    refs = {ref["row_file"] for key in ("inputs", "propagated", "expected") for ref in named[key] if ref}
+    refs.add(named["best"]["output"]["row_file"])
+    assert files == refs  # superseded files were deleted as the run went
+
+    resumed = _run(env, out_of_core="on")
+    assert resumed["resumed_steps"] == ["FT0-m1", "FT0-m2", "BT1-m2"]
+    for key in ("test_acc_mean", "val_acc_mean", "macro_f1_mean"):
+        assert resumed[key] == first[key]
+    assert torch.equal(resumed["predictions"]["prediction"], first["predictions"]["prediction"])
+    assert torch.equal(resumed["predictions"]["embedding"], first["predictions"]["embedding"])
+    assert not list(run_dir.glob("rows-*.npy"))
+    assert _client(env).get_run(resumed["mlflow_run_id"]).data.tags["out_of_core"] == "true"
+    model = mlflow.pyfunc.load_model(resumed["model_uri"])  # predictions stored, no graph shipped
+    rows = model.predict(pd.DataFrame({"node": [0, 5, 9]}))
+    assert rows["prediction"].tolist() == first["predictions"]["prediction"][[0, 5, 9]].tolist()

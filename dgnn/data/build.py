@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -21,12 +23,24 @@ from dgnn.data.schemas import (
 from dgnn.data.splits import TRAIN_PER_CLASS, VAL_PER_CLASS, stratified_split
 
 
+CHUNK_ROWS = 1 << 22  # rows checked at once: the checks' temporaries stay small on 100M-edge graphs
+
+
 def _nonfinite_per_row(x) -> np.ndarray:
     if sp.issparse(x):
         x = sp.csr_matrix(x)
         rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
         return np.bincount(rows[~np.isfinite(x.data)], minlength=x.shape[0])
-    return (~np.isfinite(x)).sum(axis=1)
+    return np.concatenate([(~np.isfinite(x[lo : lo + CHUNK_ROWS])).sum(axis=1)
+                           for lo in range(0, x.shape[0], CHUNK_ROWS)] or [np.zeros(0, dtype=np.int64)])
+
+
+def _edge_tables(edges: np.ndarray):
+    """The edge list as tables of at most :data:`CHUNK_ROWS` rows, indexed by edge position, made
+    one at a time (a 100M-edge list is never copied whole)."""
+    for lo in range(0, max(edges.shape[1], 1), CHUNK_ROWS):
+        yield pd.DataFrame({"src": edges[0, lo : lo + CHUNK_ROWS], "dst": edges[1, lo : lo + CHUNK_ROWS]},
+                           index=pd.RangeIndex(lo, min(lo + CHUNK_ROWS, edges.shape[1])))
 
 
 def build_graph(
@@ -65,13 +79,12 @@ def build_graph(
         split |= {"train_per_class": TRAIN_PER_CLASS, "val_per_class": VAL_PER_CLASS}
     else:
         split = {"kind": split_kind}
-    tables = [
-        (pd.DataFrame({"src": edges[0], "dst": edges[1]}), edge_index_schema(n), "edges"),
+    tables = itertools.chain(((table, edge_index_schema(n), "edges") for table in _edge_tables(edges)), [
         (pd.DataFrame({"nonfinite": _nonfinite_per_row(x)}), FEATURE_ROWS, "features"),
         (pd.DataFrame({"label": y}), labels_schema(num_classes), "labels"),
         (pd.DataFrame({"train": masks[0], "val": masks[1], "test": masks[2], "labelled": y >= 0}),
          SPLIT_MASKS, "split"),
-    ]
+    ])
     found = [p for df, schema, part in tables for p in problems(df, schema, f"{source} {part}")[1]]
     raise_problems(found, hint)
 

@@ -157,12 +157,13 @@ def ensure_graph(name: str, data_dir=None, mirror=None) -> Path:
     return require_intact(folder)
 
 
-def load_graph(name: str, data_dir=None, mirror=None, split_seed: int = 0) -> Graph:
+def load_graph(name: str, data_dir=None, mirror=None, split_seed: int = 0, mapped: bool = False) -> Graph:
     """The stored graph (fetched first if missing) with the split of ``split_seed``.
 
     Fixed splits (Planetoid public split, a user's split column) ignore ``split_seed``.
+    ``mapped``: features and edges memory-mapped (:func:`~dgnn.data.graph.load_graph_folder`).
     """
-    graph = load_graph_folder(ensure_graph(name, data_dir, mirror))
+    graph = load_graph_folder(ensure_graph(name, data_dir, mirror), mapped)
     split = _split_dir(name, split_seed, data_dir)
     if split is not None:
         for key in _MASKS:

@@ -75,10 +75,13 @@ def save_graph(graph: Graph, folder: Path) -> None:
     write_meta(folder, {**graph.meta, **counts, "name": graph.name})
 
 
-def load_graph_folder(folder: Path) -> Graph:
-    """Read a folder written by :func:`save_graph`."""
+def load_graph_folder(folder: Path, mapped: bool = False) -> Graph:
+    """Read a folder written by :func:`save_graph`; ``mapped``: features and edges memory-mapped
+    (copy-on-write), so only the rows used are read."""
     folder = Path(folder)
-    arrays = {k: torch.from_numpy(np.load(folder / f"{k}.npy", allow_pickle=False)) for k in _ARRAYS}
+    arrays = {k: torch.from_numpy(np.load(folder / f"{k}.npy", allow_pickle=False,
+                                          mmap_mode="c" if mapped and k in ("x", "edge_index") else None))
+              for k in _ARRAYS}
     weight_file, ids_file = folder / "edge_weight.npy", folder / "node_ids.npy"
     if weight_file.exists():
         arrays["edge_weight"] = torch.from_numpy(np.load(weight_file, allow_pickle=False))

@@ -9,6 +9,7 @@ same functions serve the Prefect tasks and the DVC stages.
 from __future__ import annotations
 
 import shutil
+import time
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -20,6 +21,7 @@ from dgnn.data.errors import DataError
 from dgnn.data.fetch import ensure_graph
 from dgnn.data.layout import FetchResult, damage_error, dataset_dir, require_intact
 from dgnn.data.store import atomic_folder, damaged_files, is_current, is_stored, read_meta, write_meta
+from dgnn.rowfile import RowFile
 from dgnn.propagation import csr_tensor, normalise_features, normalised_adjacency, propagate_block, row_blocks
 
 _CSR = ("indptr", "indices", "values")
@@ -60,7 +62,7 @@ def normalise_stage(name: str, data_dir=None) -> Path:
     return target
 
 
-def _adjacency_folder(name: str, data_dir) -> Path:
+def adjacency_folder(name: str, data_dir=None) -> Path:
     """``adj/``, normalised first if missing or stale, checked against its ``meta.json``."""
     folder = dataset_dir(name, data_dir) / "adj"
     if not is_current(folder, _adj_inputs(name, data_dir)):
@@ -70,7 +72,7 @@ def _adjacency_folder(name: str, data_dir) -> Path:
 
 def load_adjacency(name: str, data_dir=None) -> torch.Tensor:
     """The normalised adjacency as torch sparse CSR (normalising first if missing or stale)."""
-    folder = _adjacency_folder(name, data_dir)
+    folder = adjacency_folder(name, data_dir)
     crow, col, values = (torch.from_numpy(np.load(folder / f"{k}.npy")) for k in _CSR)
     return csr_tensor(crow, col, values, crow.numel() - 1)
 
@@ -107,7 +109,7 @@ def run_blocks(kernel: BlockKernel, blocks: list[tuple[int, int]]) -> None:
 
 def propagate_stage(
     name: str, orders: list[int], data_dir=None, block_rows: int | None = None, feature_norm: str = "none",
-    map_blocks: MapBlocks = run_blocks,
+    map_blocks: MapBlocks = run_blocks, on_hop: Callable[[str], None] | None = None,
 ) -> Path:
     r"""Write ``p{k}.npy`` = :math:`\hat A^k N(X)` (float32, [n, d]) for each ``k`` in ``orders``.
 
@@ -118,14 +120,14 @@ def propagate_stage(
     by one block; the numbers are the same on every CPU, so is the DVC hash. ``map_blocks`` runs
     one hop's blocks (in this process by default; elsewhere, e.g. on Dask, if its workers see
     the data folder): any order or parallelism gives the same bytes. Only the requested orders
-    are kept.
+    are kept. ``on_hop`` gets a progress line after each hop.
     """
     orders = sorted({int(k) for k in orders})
     if not orders or orders[0] < 0:
         raise DataError(f"propagation orders must be non-negative integers, got {orders}")
     if feature_norm not in FEATURE_NORMS:
         raise DataError(f"unknown feature normalisation {feature_norm!r}: use one of {', '.join(FEATURE_NORMS)}")
-    adj = _adjacency_folder(name, data_dir).resolve()
+    adj = adjacency_folder(name, data_dir).resolve()
     graph = ensure_graph(name, data_dir)
     graph_meta = read_meta(graph)
     x_file = (graph / "x.npy").resolve()
@@ -140,10 +142,14 @@ def propagate_stage(
             del x
             previous = tmp / "p0.npy"
         for k in range(1, orders[-1] + 1):
+            started = time.perf_counter()
             out = tmp / f"p{k}.npy"
             np.lib.format.open_memmap(out, "w+", np.float32, (graph_meta["nodes"], graph_meta["features"])).flush()
             map_blocks(partial(hop_block, adj, previous, out), blocks)
             previous = out
+            if on_hop is not None:
+                on_hop(f"propagate {name}: hop {k}/{orders[-1]} done, {len(blocks)} row blocks "
+                       f"({time.perf_counter() - started:.1f}s)")
         for k in set(range(0, orders[-1])) - set(orders):
             (tmp / f"p{k}.npy").unlink(missing_ok=True)
         if orders[0] == 0 and feature_norm == "none":
@@ -170,17 +176,20 @@ def _stored_orders(name: str, data_dir, feature_norm: str) -> list[int]:
     return meta["orders"] if meta.get("feature_norm", "none") == feature_norm else []
 
 
-def _read_order(name: str, order: int, data_dir) -> torch.Tensor:
+def _read_order(name: str, order: int, data_dir, as_file: bool = False) -> torch.Tensor | RowFile:
     folder = require_intact(dataset_dir(name, data_dir) / "propagated")
-    return torch.from_numpy(np.load(folder / f"p{order}.npy"))
+    path = folder / f"p{order}.npy"
+    return RowFile(path) if as_file else torch.from_numpy(np.load(path))
 
 
-def stored_propagated(name: str, order: int, data_dir=None, feature_norm: str = "none") -> torch.Tensor | None:
+def stored_propagated(name: str, order: int, data_dir=None, feature_norm: str = "none",
+                      as_file: bool = False) -> torch.Tensor | RowFile | None:
     r""":math:`\hat A^{order} N(X)` if ``propagated/`` already holds it, current and with this
-    ``feature_norm``; else None. Never writes (``propagated/`` may be a DVC output)."""
+    ``feature_norm`` (a RowFile of it with ``as_file``); else None. Never writes (``propagated/``
+    may be a DVC output)."""
     if order not in _stored_orders(name, data_dir, feature_norm):
         return None
-    return _read_order(name, order, data_dir)
+    return _read_order(name, order, data_dir, as_file)
 
 
 def load_propagated(name: str, order: int, data_dir=None, feature_norm: str = "none") -> torch.Tensor:

@@ -4,7 +4,8 @@ Names ``synthetic-csbm-<nodes>`` (``10k``, ``100k``, ``1m``, ``2.5m`` or a plain
 graph with the defaults of :func:`csbm` (10 classes, average degree 10, homophily 0.8,
 128 features, signal 1.0, seed 0), which every method classifies almost perfectly;
 ``synthetic-csbm-hard-<nodes>`` lowers the homophily to 0.5 and the feature signal to 0.1, so
-features alone are near chance and the methods differ (figures in benchmarks/REPORT.md).
+features alone are near chance and the methods differ (figures in benchmarks/REPORT.md). A suffix
+``-d<degree>`` sets the average degree (``synthetic-csbm-hard-10m-d20``: 10M nodes, 100M edges).
 :func:`csbm` takes every parameter.
 """
 
@@ -22,7 +23,7 @@ HARD = {"homophily": 0.5, "feature_signal": 0.1}
 PRESETS = ["synthetic-csbm-10k", "synthetic-csbm-100k", "synthetic-csbm-1m",
            "synthetic-csbm-hard-10k", "synthetic-csbm-hard-100k", "synthetic-csbm-hard-1m"]
 CHUNK = 1 << 20  # rows / edges drawn per step; fixed, so the output depends on the seed only
-_NAME = re.compile(re.escape(PREFIX) + r"(hard-)?(\d+(?:\.\d+)?)([km]?)")
+_NAME = re.compile(re.escape(PREFIX) + r"(hard-)?(\d+(?:\.\d+)?)([km]?)(?:-d(\d+))?")
 
 
 def parse_name(name: str) -> int | None:
@@ -65,9 +66,11 @@ def csbm(
     x = np.empty((num_nodes, num_features), dtype=np.float32)
     for lo in range(0, num_nodes, CHUNK):
         hi = min(lo + CHUNK, num_nodes)
-        x[lo:hi] = rng.standard_normal((hi - lo, num_features), dtype=np.float32)
+        rng.standard_normal(dtype=np.float32, out=x[lo:hi])  # in place: no chunk-sized temporaries
         x[lo:hi] *= scale
-        x[lo:hi] += np.float32(feature_signal) * means[y[lo:hi]]
+        for a in range(lo, hi, CHUNK // 16):
+            b = min(a + CHUNK // 16, hi)
+            x[a:b] += np.float32(feature_signal) * means[y[a:b]]
 
     num_edges = round(num_nodes * avg_degree / 2)
     edges = np.empty((2, num_edges), dtype=np.int64)
@@ -95,7 +98,10 @@ def csbm(
 
 
 def generate(name: str, split_seed: int = 0) -> Graph:
-    """The graph a ``synthetic-csbm-[hard-]<nodes>`` name stands for (default or :data:`HARD`
-    parameters)."""
-    hard = _NAME.fullmatch(name)[1] is not None
-    return csbm(parse_name(name), name=name, split_seed=split_seed, **(HARD if hard else {}))
+    """The graph a ``synthetic-csbm-[hard-]<nodes>[-d<degree>]`` name stands for (default or
+    :data:`HARD` parameters)."""
+    match = _NAME.fullmatch(name)
+    params = HARD if match[1] else {}
+    if match[4]:
+        params = {**params, "avg_degree": float(match[4])}
+    return csbm(parse_name(name), name=name, split_seed=split_seed, **params)
