@@ -73,7 +73,7 @@ class Inputs:
 
     def __init__(self, dataset: str, graph, adj: torch.Tensor | None = None, data_dir=None):
         self.dataset, self.graph, self._adj, self.data_dir = dataset, graph, adj, data_dir
-        self._first: dict[tuple, NodeTensor] = {}
+        self._first: dict[tuple, torch.Tensor] = {}
         self._first_seconds: dict[tuple, float] = {}
 
     @property
@@ -87,28 +87,32 @@ class Inputs:
         return DiskStore(folder, adjacency_folder(self.dataset, self.data_dir), device, map_blocks=map_blocks)
 
     @staticmethod
-    def _key(config: TrainConfig, store: DiskStore | None = None) -> tuple:
+    def _key(config: TrainConfig) -> tuple:
         module = config.modules[0]
         kind = "power" if module.order == 0 else module.filter
-        return (config.feature_norm, kind, module.order, module.alpha if kind == "average" else 0.0,
-                None if store is None else store.folder)
+        return config.feature_norm, kind, module.order, module.alpha if kind == "average" else 0.0
 
     def first_input(self, config: TrainConfig, on_hop: Callable[[], None] | None = None,
                     store: DiskStore | None = None) -> NodeTensor:
         """P_1 for ``config``; ``on_hop`` is passed to :func:`~dgnn.nn.filters.graph_filter`. With
-        an out-of-core ``store``, a RowFile: the stage's file, or one the store writes."""
-        key = self._key(config, store)
+        an out-of-core ``store``, a RowFile: the stage's file, else one the store writes (not
+        cached: it lives and goes with the store's folder)."""
+        key = self._key(config)
+        if store is not None:
+            norm, kind, order, alpha = key
+            stored = stored_propagated(self.dataset, order, data_dir=self.data_dir, feature_norm=norm,
+                                       as_file=True) if kind == "power" else None
+            if stored is not None:
+                return stored
+            x = store.map_rows(lambda rows: normalise_features(rows, norm), self.graph.x)
+            return store.propagate(x, order, kind, alpha, on_hop)
         if key not in self._first:
             start = time.perf_counter()
-            norm, kind, order, alpha, _ = key
+            norm, kind, order, alpha = key
             first = None
             if kind == "power":
-                first = stored_propagated(self.dataset, order, data_dir=self.data_dir, feature_norm=norm,
-                                          as_file=store is not None)
-            if first is None and store is not None:
-                x = store.map_rows(lambda rows: normalise_features(rows, norm), self.graph.x)
-                first = store.propagate(x, order, kind, alpha, on_hop)
-            elif first is None:
+                first = stored_propagated(self.dataset, order, data_dir=self.data_dir, feature_norm=norm)
+            if first is None:
                 x = normalise_features(self.graph.x.float(), norm)
                 first = graph_filter(self.adj, x, order, kind, alpha, on_hop=on_hop)
             while len(self._first) >= self.KEEP:

@@ -39,12 +39,6 @@ class RowFile:
     def __repr__(self) -> str:
         return f"RowFile({str(self.path)!r}, shape={tuple(self.shape)})"
 
-    def __eq__(self, other) -> bool:
-        return isinstance(other, RowFile) and self.path == other.path
-
-    def __hash__(self) -> int:
-        return hash(self.path)
-
     @property
     def row_bytes(self) -> int:
         return self.shape[1] * DTYPE.itemsize
