@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from benchmarks.bench_scale import PHASES
 from benchmarks.report_plots import LABELS, fmt
 
 CORE = ["cora", "citeseer", "pubmed"]
@@ -168,8 +169,7 @@ def scale_section(results: Path) -> list[str]:
         lines += ["", f"Exponents of `dgnn run` (auto) against nodes over {', '.join(exponents['over'])}: "
                       f"time ∝ n^{exponents['time']}, peak memory ∝ n^{exponents['memory']}."]
     runs = [r for r in rows if r["method"] == "dgnn run" and r.get("phases")]
-    phases = [p for p in ("start", "generate + store", "validate", "normalise", "propagate", "train", "evaluate + report")
-              if any(p in r["phases"] for r in runs)]  # the pipeline's order (bench_scale.PHASES)
+    phases = [p for p in dict.fromkeys(["start", *PHASES.values()]) if any(p in r["phases"] for r in runs)]
     lines += ["", "Where a `dgnn run` spends its time and memory (seconds / peak GiB of each phase, read from the "
                   "run's log as it goes; \"start\": imports, the ephemeral Prefect server, the MLflow store; "
                   "\"train\": the module tasks, with their checkpoints and MLflow child runs):\n",

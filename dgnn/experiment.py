@@ -15,9 +15,8 @@ from dgnn.data.fetch import ensure_graph
 from dgnn.data.stages import adjacency_folder
 from dgnn.data.store import read_meta
 from dgnn.metrics import mean_std
-from dgnn.nn.filters import graph_filter
 from dgnn.data.stages import MapBlocks, run_blocks
-from dgnn.node_store import DiskStore, NodeTensor, out_of_core_for
+from dgnn.node_store import DiskStore, MemoryStore, NodeTensor, out_of_core_for
 from dgnn.propagation import normalise_features
 from dgnn.schedule import FitResult, PassResult, StepResult
 from dgnn.threads import apply_threads
@@ -99,27 +98,28 @@ class Inputs:
         cached: it lives and goes with the store's folder)."""
         key = self._key(config)
         if store is not None:
-            norm, kind, order, alpha = key
-            stored = stored_propagated(self.dataset, order, data_dir=self.data_dir, feature_norm=norm,
-                                       as_file=True) if kind == "power" else None
-            if stored is not None:
-                return stored
-            x = store.map_rows(lambda rows: normalise_features(rows, norm), self.graph.x)
-            return store.propagate(x, order, kind, alpha, on_hop)
+            return self._filtered(key, store, on_hop)
         if key not in self._first:
             start = time.perf_counter()
-            norm, kind, order, alpha = key
-            first = None
-            if kind == "power":
-                first = stored_propagated(self.dataset, order, data_dir=self.data_dir, feature_norm=norm)
-            if first is None:
-                x = normalise_features(self.graph.x.float(), norm)
-                first = graph_filter(self.adj, x, order, kind, alpha, on_hop=on_hop)
+            first = self._filtered(key, None, on_hop)
             while len(self._first) >= self.KEEP:
                 self._first.pop(next(iter(self._first)))
             self._first[key] = first
             self._first_seconds[key] = time.perf_counter() - start
         return self._first[key]
+
+    def _filtered(self, key: tuple, store: DiskStore | None, on_hop) -> NodeTensor:
+        """P_1 of ``key``: the propagate stage's, when it stored that power, else filtered in
+        ``store`` (in memory with Â when None)."""
+        norm, kind, order, alpha = key
+        if kind == "power":
+            stored = stored_propagated(self.dataset, order, data_dir=self.data_dir, feature_norm=norm,
+                                       as_file=store is not None)
+            if stored is not None:
+                return stored
+        store = store or MemoryStore(self.adj)
+        x = store.map_rows(lambda rows: normalise_features(rows.float(), norm), self.graph.x)
+        return store.propagate(x, order, kind, alpha, on_hop)
 
     def first_input_cost(self, config: TrainConfig) -> float | None:
         """Seconds :meth:`first_input` would take now: 0 when cached, the last measured time when

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from dgnn.config import TrainConfig
-from dgnn.data.stages import MapBlocks, run_blocks
-from dgnn.nn.filters import graph_filter
+from dgnn.data.stages import MapBlocks, csr_rows, run_blocks
+from dgnn.nn.filters import average, check_filter, graph_filter
 from dgnn.propagation import csr_tensor, row_blocks
 from dgnn.rowfile import RowFile
 
@@ -111,13 +111,9 @@ def hop_rows(adjacency: Path, source: Path, out: Path, start: int, end: int) -> 
 
     A row of a CSR product is summed on its own, so any split into blocks gives the bytes of the
     whole ``adj @ h`` on the same CPU (the product the in-memory trainer uses)."""
-    indptr = np.load(adjacency / "indptr.npy", mmap_mode="r")
-    crow = torch.from_numpy(np.array(indptr[start : end + 1]))
-    lo, hi = int(crow[0]), int(crow[-1])
-    col, values = (torch.from_numpy(np.array(np.load(adjacency / f"{k}.npy", mmap_mode="r")[lo:hi]))
-                   for k in ("indices", "values"))
+    crow, col, values = csr_rows(adjacency, start, end)
     h = _mapped(str(source), os.stat(source).st_mtime_ns)
-    block = csr_tensor(crow - lo, col, values, len(indptr) - 1, rows=end - start)
+    block = csr_tensor(crow - crow[0], col, values, len(h), rows=end - start)
     RowFile(out).write(start, block @ h)
 
 
@@ -189,8 +185,7 @@ class DiskStore:
     def propagate(self, h: NodeTensor, order: int, kind: str, alpha: float,
                   on_hop: Callable[[], None] | None = None) -> NodeTensor:
         """:func:`dgnn.nn.filters.graph_filter` hop by hop through RowFiles, the same numbers."""
-        if kind not in ("power", "average"):
-            raise ValueError(f"unknown graph filter {kind!r}: use 'power' or 'average'")
+        check_filter(kind)
         if order == 0:
             return h
         source = self.file_of(h)
@@ -212,7 +207,7 @@ class DiskStore:
                 total = torch.zeros(end - start, source.shape[1], device=self.device)
                 for hop in hops[1:]:
                     total += self._read(hop, start, end)
-                result.write(start, (1 - alpha) / order * total + alpha * self._read(source, start, end))
+                result.write(start, average(total, self._read(source, start, end), order, alpha))
         for file in hops[1:]:
             if file is not result:
                 file.path.unlink()

@@ -50,10 +50,12 @@ def normalised_adjacency(
     """
     row, col = edge_index[0].long(), edge_index[1].long()
     weight = None if edge_weight is None else edge_weight.double()
-    if row.numel() and not _is_sorted(row * num_nodes + col):
-        order = torch.argsort(row * num_nodes + col)
+    key = row * num_nodes + col
+    if not bool((key[1:] > key[:-1]).all()):
+        order = torch.argsort(key)
         row, col = row[order], col[order]
         weight = None if weight is None else weight[order]
+    del key
     loops = torch.arange(num_nodes, dtype=torch.long)
     degree = torch.zeros(num_nodes, dtype=torch.float64)
     degree.index_add_(0, row, torch.ones(1, dtype=torch.float64).expand(row.numel()) if weight is None else weight)
@@ -76,10 +78,6 @@ def normalised_adjacency(
         cols[position] = c
         values[position] = (inv_sqrt[r] * w * inv_sqrt[c]).to(dtype)
     return csr_tensor(crow, cols, values, num_nodes)
-
-
-def _is_sorted(keys: torch.Tensor) -> bool:
-    return bool((keys[1:] > keys[:-1]).all())
 
 
 def propagate(adj: torch.Tensor, h: torch.Tensor, order: int) -> torch.Tensor:

@@ -91,14 +91,19 @@ def hop_block(adj: Path, previous: Path, out: Path, start: int, end: int) -> Non
     files (a Dask worker) can compute any block; :func:`dgnn.propagation.propagate_block` makes
     the result independent of the CPU and of the blocks.
     """
+    crow, col, values = csr_rows(adj, start, end)
+    h = torch.from_numpy(np.load(previous, mmap_mode="c"))
+    RowFile(out).write(start, propagate_block(crow, col, values, h))
+
+
+def csr_rows(adj: Path, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Rows ``[start, end)`` of :math:`\hat A` from its CSR folder: ``indptr[start : end + 1]``
+    (absolute offsets) and the entries between them, read from the files, not the whole matrix."""
     crow = torch.from_numpy(np.array(np.load(adj / "indptr.npy", mmap_mode="r")[start : end + 1]))
     lo, hi = int(crow[0]), int(crow[-1])
     col, values = (torch.from_numpy(np.array(np.load(adj / f"{k}.npy", mmap_mode="r")[lo:hi]))
                    for k in ("indices", "values"))
-    h = torch.from_numpy(np.load(previous, mmap_mode="c"))
-    target = np.load(out, mmap_mode="r+")
-    target[start:end] = propagate_block(crow, col, values, h).numpy()
-    target.flush()
+    return crow, col, values
 
 
 def run_blocks(kernel: BlockKernel, blocks: list[tuple[int, int]]) -> None:
@@ -144,7 +149,7 @@ def propagate_stage(
         for k in range(1, orders[-1] + 1):
             started = time.perf_counter()
             out = tmp / f"p{k}.npy"
-            np.lib.format.open_memmap(out, "w+", np.float32, (graph_meta["nodes"], graph_meta["features"])).flush()
+            RowFile.create(out, graph_meta["nodes"], graph_meta["features"])
             map_blocks(partial(hop_block, adj, previous, out), blocks)
             previous = out
             if on_hop is not None:

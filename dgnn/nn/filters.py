@@ -27,8 +27,7 @@ def graph_filter(adj: torch.Tensor, h: torch.Tensor, order: int, kind: FilterKin
     ``on_hop`` is called before each sparse product: a caller with a deadline raises from it, so
     a long propagation of wide features can be cut between hops.
     """
-    if kind not in ("power", "average"):
-        raise ValueError(f"unknown graph filter {kind!r}: use 'power' or 'average'")
+    check_filter(kind)
     total = torch.zeros_like(h) if kind == "average" and order > 0 else None
     hop = h
     for _ in range(order):
@@ -37,4 +36,14 @@ def graph_filter(adj: torch.Tensor, h: torch.Tensor, order: int, kind: FilterKin
         hop = propagate(adj, hop, 1)
         if total is not None:
             total += hop
-    return hop if total is None else (1 - alpha) / order * total + alpha * h
+    return hop if total is None else average(total, h, order, alpha)
+
+
+def check_filter(kind: str) -> None:
+    if kind not in ("power", "average"):
+        raise ValueError(f"unknown graph filter {kind!r}: use 'power' or 'average'")
+
+
+def average(total: torch.Tensor, h: torch.Tensor, order: int, alpha: float) -> torch.Tensor:
+    """The ``average`` filter from the sum of hops 1..order and H (rows of them, or all)."""
+    return (1 - alpha) / order * total + alpha * h
