@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -130,12 +131,31 @@ def run_dvc(*args: str, project_dir=None) -> str:
     """Run ``dvc ARGS`` in the project folder; return its stdout or raise :class:`DvcError`."""
     project = project_path(project_dir)
     with _dvc_lock(project):
-        proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=dvc_env(),
-                              capture_output=True, text=True)
+        # Its own session: on Ctrl-C or SIGTERM here, dvc and the stage it runs get SIGINT and are
+        # waited for (subprocess.run would SIGKILL dvc and leave the stage running on).
+        with subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=project, env=dvc_env(), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True) as proc:
+            try:
+                stdout, stderr = proc.communicate()
+            except BaseException:
+                _interrupt(proc)
+                raise
     if proc.returncode != 0:
-        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        tail = " | ".join((stderr or stdout).strip().splitlines()[-5:])
         raise DvcError(f"`dvc {' '.join(args)}` failed in {project} (exit {proc.returncode}): {tail}")
-    return proc.stdout
+    return stdout
+
+
+def _interrupt(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGINT the process group of ``proc`` and wait for it; SIGKILL after ``timeout`` seconds."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    except ProcessLookupError:
+        pass
 
 
 def dvc_status(dataset: str, project_dir=None) -> dict:

@@ -17,6 +17,8 @@ a data folder other than ``<project>/data``) the graph is imported as before, un
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -24,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from dgnn.data import DataError, FetchResult, import_graph, synthetic
-from dgnn.data.layout import graph_dir, import_source_dir
+from dgnn.data.layout import dataset_dir, graph_dir, import_source_dir
 from dgnn.data.registry import REGISTRY
 from dgnn.data.store import write_atomically
 from dgnn.data.user_import import read_user_graph
@@ -88,11 +90,43 @@ def import_versioned(name: str, edges, nodes, project: Path) -> None:
                         f"{entry.get('source')}: import under another name")
     edges, nodes = Path(edges).resolve(), Path(nodes).resolve()
     read_user_graph(name, edges, nodes)  # every problem reported before anything is written
-    _copy_sources(project / source, edges, nodes)
-    if entry is None:
-        _add_entry(project, name, {"source": source.as_posix(), **DEFAULT_ENTRY})
-    run_dvc("add", source.as_posix(), project_dir=project)
-    run_dvc("repro", stage_name("propagate", name), project_dir=project)
+    with _all_or_nothing(project, name):
+        _copy_sources(project / source, edges, nodes)
+        if entry is None:
+            _add_entry(project, name, {"source": source.as_posix(), **DEFAULT_ENTRY})
+        run_dvc("add", source.as_posix(), project_dir=project)
+        run_dvc("repro", stage_name("propagate", name), project_dir=project)
+
+
+@contextlib.contextmanager
+def _all_or_nothing(project: Path, name: str):
+    """Undo the import if it fails or is interrupted (Ctrl-C, SIGTERM): ``params.yaml``,
+    ``dvc.lock`` and the files under ``imports/`` are put back as they were, and a new dataset's
+    ``data/<name>/`` is removed (a re-imported one keeps its stage folders, each whole: ``dvc
+    repro`` brings back the old ones). Only ``kill -9`` can leave a half-done import."""
+    source = project / import_source_dir(name)
+    texts = {path: path.read_bytes() if path.exists() else None for path in (
+        project / "params.yaml", project / "dvc.lock", source.parent / ".gitignore", source.with_suffix(".dvc"))}
+    data = dataset_dir(name, project / "data")
+    new_folders = [folder for folder in (data, source.parent) if not folder.exists()]
+    kept = source.with_name(f".{source.name}.tmp-{os.getpid()}")  # the earlier copy, until the import is done
+    if source.exists():
+        os.replace(source, kept)
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(source, ignore_errors=True)
+        if kept.exists():
+            os.replace(kept, source)
+        for path, text in texts.items():
+            if text is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_atomically(path, lambda tmp, text=text: tmp.write_bytes(text))
+        for folder in new_folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    shutil.rmtree(kept, ignore_errors=True)
 
 
 def import_command(name: str, edges, nodes, data_dir=None) -> FetchResult:

@@ -8,6 +8,7 @@ swallow it). While a flow runs, Prefect raises its own ``TerminationSignal`` ins
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 
@@ -24,15 +25,27 @@ def raise_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+@contextlib.contextmanager
+def sigterm_raising():
+    """:func:`raise_on_sigterm` while inside, the previous handler afterwards."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def signal_of(err: BaseException) -> signal.Signals | None:
     """SIGINT or SIGTERM when ``err``, or an exception it was raised from or while handling,
     stands for that signal; None for any other error."""
-    from prefect.exceptions import TerminationSignal
-
+    # Only a process that imported Prefect can hold its TerminationSignal; importing it here would
+    # create Prefect's home folder for a data command.
+    prefect_exceptions = sys.modules.get("prefect.exceptions")
+    terminated = (Terminated, *([prefect_exceptions.TerminationSignal] if prefect_exceptions else []))
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
-        if isinstance(err, (Terminated, TerminationSignal)):
+        if isinstance(err, terminated):
             return signal.SIGTERM
         if isinstance(err, KeyboardInterrupt):
             return signal.SIGINT

@@ -4,12 +4,14 @@
 dictionary of tensors; :func:`save_packaged_model` writes it as an MLflow pyfunc model whose code is
 :mod:`adapters.packaged_model` (copied into the model, "models from code"); :func:`load` and
 :func:`predict` read any logged model back by URI (``runs:/<id>/model``,
-``models:/dgnn-cora-classify/3``, ``models:/dgnn-cora-classify@champion``).
+``models:/dgnn-cora-classify/3``, ``models:/dgnn-cora-classify@champion``) or folder, with this
+dgnn's own code only.
 """
 
 from __future__ import annotations
 
 import os
+import types
 import warnings
 from importlib.metadata import version
 from pathlib import Path
@@ -44,7 +46,12 @@ def model_payload(trainer, config: TrainConfig, dataset: str) -> dict:
         "modules": [{k: v.cpu() for k, v in state.items()} for state in trainer.best["modules"]],
         "cluster_prediction": None if config.task == "classify" else trainer.best["prediction"].cpu(),
         "class_names": graph.meta.get("class_names") if config.task == "classify" else None,
+        "post": trainer.best.get("post"),  # Correct and Smooth's chosen weights, if the config has it
     }
+    if config.label_input is not None or config.correct_smooth is not None:  # both read training labels
+        train_labels = torch.full((graph.num_nodes,), -1, dtype=torch.long)
+        train_labels[trainer.train_idx.cpu()] = graph.y[trainer.train_idx.cpu()]
+        payload["train_labels"] = train_labels
     if trainer.store.out_of_core:
         return payload | {"outputs": _outputs(trainer, config)}
     x = graph.x.float().cpu()
@@ -62,7 +69,9 @@ def model_payload(trainer, config: TrainConfig, dataset: str) -> dict:
 def _outputs(trainer, config: TrainConfig) -> dict:
     """Every node's prediction and, for a classifier, its probability, block by block."""
     probability = None
-    if config.task == "classify":
+    if trainer.best.get("proba") is not None:  # post-processed, or kept for self-training
+        probability = trainer.best["proba"].amax(1).cpu()
+    elif config.task == "classify":
         head = trainer.modules[-1].eval()
         with torch.no_grad():
             probability = trainer.store.apply_rows(lambda rows: torch.softmax(head.classify(rows), 1).amax(1),
@@ -103,14 +112,65 @@ def save_packaged_model(payload: dict, path: Path) -> Path:
     return path
 
 
+class ModelRefused(RuntimeError):
+    """A model folder that this dgnn does not run; the message names it and says why."""
+
+
 def load(model_uri: str):
-    import mlflow.pyfunc
+    """The logged model at ``model_uri`` (a URI or a model folder), run by this dgnn's own code.
 
-    from adapters.settings import tracking_uri
+    MLflow would run the code inside the model folder, its ``packaged_model.py`` and the ``dgnn``
+    copy beside it: a copied model with lines added there ran them. Here nothing in the folder
+    runs: its code must be this version's :mod:`adapters.packaged_model`, byte for byte (else
+    :class:`ModelRefused`), and that code, installed, reads the folder's payload as plain tensors."""
+    import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_registry_uri(tracking_uri())
-    return mlflow.pyfunc.load_model(model_uri)
+    from adapters import stores
+    from adapters.packaged_model import DecoupledGNNModel
+    from adapters.settings import sqlite_path, tracking_uri
+    from dgnn.processes import owned_temp_dir
+
+    with owned_temp_dir("predict") as tmp:
+        if Path(model_uri).is_dir():
+            folder = Path(model_uri)
+        else:
+            db = sqlite_path(tracking_uri())
+            if db is not None and db.exists():
+                stores.check_database(db)
+            mlflow.set_tracking_uri(tracking_uri())
+            mlflow.set_registry_uri(tracking_uri())
+            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
+        model = DecoupledGNNModel()
+        model.load_context(types.SimpleNamespace(artifacts={"model": str(_payload_file(folder, model_uri))}))
+    return LoadedModel(model)
+
+
+class LoadedModel:
+    """``predict(model_input)``, as on the model MLflow loads."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, model_input):
+        return self.model.predict(None, model_input)
+
+
+def _payload_file(folder: Path, model_uri: str) -> Path:
+    """The payload of the model in ``folder`` once its code is found to be this dgnn's own."""
+    import yaml
+
+    try:
+        flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["python_function"]
+        code, payload = folder / Path(flavor["model_code_path"]).name, folder / flavor["artifacts"]["model"]["path"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        raise ModelRefused(f"{model_uri}: not a model logged by dgnn (no MLmodel naming its code and payload)") \
+            from None
+    if not (code.is_file() and code.read_bytes() == CODE.read_bytes()):
+        raise ModelRefused(f"{model_uri}: refusing to run it: its code ({code.name}) is not this dgnn's "
+                           f"{CODE.name} (changed, or logged by another version); log a new model with `dgnn run`")
+    if not payload.resolve().is_relative_to(folder.resolve()):
+        raise ModelRefused(f"{model_uri}: refusing to load it: its payload lies outside the model folder")
+    return payload
 
 
 def predict(model_uri: str, nodes) -> "pandas.DataFrame":  # noqa: F821

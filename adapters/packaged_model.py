@@ -5,7 +5,7 @@ source is shipped inside the model (``code_paths``), so the numbers are the trai
 training objects. The model's one artifact (``model.pt``, written by
 :func:`adapters.model.model_payload`) holds the config, the module weights of the selected pass and
 the graph inputs (raw features as sparse COO, or dense where that is smaller; the normalised
-adjacency as CSR); an out-of-core run's model holds every node's prediction instead of the graph. At load time the library's own stack (:func:`dgnn.nn.stack.apply_stack`) is
+adjacency as CSR; the training labels where the config reads them); an out-of-core run's model holds every node's prediction instead of the graph. At load time the library's own stack (:func:`dgnn.nn.stack.stack_probabilities`, with the post-processing the trainer chose) is
 applied once to all nodes, exactly as the trainer does after a forward pass,
 and ``predict`` returns, for the requested node ids, the predicted class (argmax of the last
 module's class head, with its softmax probability) or, for clustering models, the cluster that
@@ -26,12 +26,13 @@ import pandas as pd
 import torch
 from mlflow.pyfunc import PythonModel
 
+from dgnn.checkpoint import load_tensors
 from dgnn.config import TrainConfig
-from dgnn.nn.stack import apply_stack, build_stack
+from dgnn.nn.stack import build_stack, stack_probabilities
 from dgnn.propagation import csr_tensor
 
 def forward_all(payload: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(H_L, class logits or None) for every node of the stored graph, by the library's own stack."""
+    """(H_L, class probabilities or None) for every node of the stored graph, by the library's own stack."""
     if payload.get("format") != 2:
         raise ValueError(f"model payload format {payload.get('format')!r}: this model code reads format 2; "
                          "models logged by older dgnn versions carry their own code: load them by their "
@@ -45,7 +46,8 @@ def forward_all(payload: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
     modules = build_stack(config, payload["num_features"], payload["num_classes"])
     for module, state in zip(modules, payload["modules"]):
         module.load_state_dict(state)
-    return apply_stack(config, modules, csr_tensor(a["crow"], a["col"], a["values"], n), x)
+    return stack_probabilities(config, modules, csr_tensor(a["crow"], a["col"], a["values"], n), x,
+                               payload.get("train_labels"), payload.get("post"))
 
 
 def node_ids(model_input) -> np.ndarray:
@@ -61,7 +63,7 @@ class DecoupledGNNModel(PythonModel):
     """Predicts the class (or cluster) of nodes of the graph the model was trained on."""
 
     def load_context(self, context):
-        payload = torch.load(context.artifacts["model"], weights_only=True)
+        payload = load_tensors(context.artifacts["model"], remedy="log a new model with `dgnn run`")
         self.task = payload["task"]
         self.num_nodes = payload["num_nodes"]
         names = payload.get("class_names")  # absent from models logged before names were kept
@@ -70,10 +72,9 @@ class DecoupledGNNModel(PythonModel):
             self.embedding = None
             self.prediction, self.probability = payload["outputs"]["prediction"], payload["outputs"]["probability"]
             return
-        embedding, logits = forward_all(payload)
+        embedding, probs = forward_all(payload)
         self.embedding = embedding
-        if logits is not None:
-            probs = torch.softmax(logits, 1)
+        if probs is not None:
             self.probability, self.prediction = probs.max(1)
         else:
             self.probability, self.prediction = None, payload["cluster_prediction"]

@@ -26,18 +26,20 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import urllib.request
 from typing import Callable
 
 from dgnn.processes import end_with_owner
 
 
-def start_ephemeral() -> Callable[[], dict[str, float]]:
+def start_ephemeral() -> Callable[[], tuple[dict[str, float], subprocess.Popen]]:
     """Begin starting Prefect's ephemeral server; return ``wait``, which blocks until it answers.
 
-    ``wait()`` re-raises a failed start and returns ``start_s`` (import of the server module to
-    healthy) and ``blocked_s`` (the part of it that the caller spent only waiting: the import,
-    which runs here because imports on two threads can deadlock, plus the wait in ``wait()``).
+    ``wait()`` re-raises a failed start and returns the start figures and the server's process.
+    The figures: ``start_s`` (import of the server module to healthy) and ``blocked_s`` (the part
+    of it that the caller spent only waiting: the import, which runs here because imports on two
+    threads can deadlock, plus the wait in ``wait()``).
     """
     started = time.perf_counter()
     server = ephemeral_server()
@@ -58,14 +60,14 @@ def start_ephemeral() -> Callable[[], dict[str, float]]:
     thread = threading.Thread(target=boot, name="prefect-ephemeral-server", daemon=True)
     thread.start()
 
-    def wait() -> dict[str, float]:
+    def wait() -> tuple[dict[str, float], subprocess.Popen]:
         waiting = time.perf_counter()
         thread.join()
         if "error" in outcome:
             raise RuntimeError(f"the ephemeral Prefect server did not start: {outcome['error']} (set "
                                f"PREFECT_API_URL to use a running server instead)") from outcome["error"]
         return {"start_s": outcome["start_s"],
-                "blocked_s": (imported - started) + (time.perf_counter() - waiting)}
+                "blocked_s": (imported - started) + (time.perf_counter() - waiting)}, server.server_process
 
     return wait
 
@@ -73,7 +75,11 @@ def start_ephemeral() -> Callable[[], dict[str, float]]:
 def ephemeral_server():
     """Prefect's ephemeral server, not started yet; each uvicorn process it spawns is watched by
     :func:`dgnn.processes.end_with_owner` from the moment it is spawned (the server may take
-    seconds to boot, and a kill meanwhile would orphan it too).
+    seconds to boot, and a kill meanwhile would orphan it too). It runs in a session of its own:
+    a Ctrl-C in the terminal reaches the whole foreground process group, and a server stopped
+    with the run left the run retrying every call to it for about a minute ("Error logging to
+    API") before it could exit; now the run closes its runs through the server, which stops when
+    the run exits.
 
     Prefect keeps one server object per port, so its clients find and use this one."""
     return _guarded_server_class()()
@@ -81,11 +87,17 @@ def ephemeral_server():
 
 @functools.cache
 def _guarded_server_class():
-    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.server.api import server as module
 
-    class GuardedServer(SubprocessASGIServer):
+    class GuardedServer(module.SubprocessASGIServer):
         def _run_uvicorn_command(self):
-            process = super()._run_uvicorn_command()
+            # Prefect's Popen call with start_new_session added, seen by that module alone.
+            own_session = types.SimpleNamespace(Popen=functools.partial(subprocess.Popen, start_new_session=True))
+            module.subprocess = own_session
+            try:
+                process = super()._run_uvicorn_command()
+            finally:
+                module.subprocess = subprocess
             end_with_owner(process.pid)
             return process
 

@@ -75,9 +75,10 @@ def optuna_storage() -> str:
     runs folder when MLflow uses a server): where ``dgnn tune`` keeps its studies."""
     if os.environ.get("DGNN_OPTUNA_STORAGE"):
         return os.environ["DGNN_OPTUNA_STORAGE"]
+    from adapters.stores import private_dir  # which imports this module
+
     db = sqlite_path(tracking_uri())
-    folder = db.parent if db is not None else runs_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(db.parent if db is not None else runs_dir())
     return f"sqlite:///{folder / 'optuna.db'}"
 
 

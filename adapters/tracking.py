@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT as DATASET_CONTEXT
 
 from dgnn.processes import pid_alive
-from adapters import interrupts, settings
+from adapters import interrupts, settings, stores
 
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -46,9 +46,8 @@ def client(uri: str | None = None) -> MlflowClient:
 
 @functools.lru_cache(maxsize=8)
 def _client(uri: str, pid: int) -> MlflowClient:  # noqa: ARG001 - pid is part of the cache key
-    db = settings.sqlite_path(uri)
-    if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
+    stores.prepare(uri)
+    if settings.sqlite_path(uri) is not None:
         _fast_sqlite_commits()
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
@@ -224,9 +223,20 @@ def start_run(mlflow_client: MlflowClient, experiment_id: str, name: str, *, tag
         tags[PARENT_TAG] = parent_id
     run = mlflow_client.create_run(experiment_id, run_name=name,
                                    tags={k: str(v) for k, v in tags.items()})
+    _OPEN[run.info.run_id] = mlflow_client
     if params:
         log_batch(mlflow_client, run.info.run_id, params=params)
     return run.info.run_id
+
+
+# The runs :func:`start_run` opened and nothing closed yet: what :func:`fail_open_runs` closes when
+# the process must end at once (:mod:`adapters.lifeline`).
+_OPEN: dict[str, MlflowClient] = {}
+
+
+def fail_open_runs(message: str) -> None:
+    for run_id, mlflow_client in list(_OPEN.items()):
+        fail_run(mlflow_client, run_id, message)
 
 
 def metric_items(metrics: dict, step: int = 0) -> list[Metric]:
@@ -271,6 +281,7 @@ def now_ms() -> int:
 def end_run(mlflow_client: MlflowClient, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> None:
     """End the run; ``end_time`` (ms) when it ended before this call (logged in the background)."""
     mlflow_client.set_terminated(run_id, status=status, end_time=end_time)
+    _OPEN.pop(run_id, None)
 
 
 def fail_run(mlflow_client: MlflowClient, run_id: str, error: BaseException | str, end_time: int | None = None) -> None:
@@ -282,6 +293,7 @@ def fail_run(mlflow_client: MlflowClient, run_id: str, error: BaseException | st
         interrupted = {"interrupted": signum.name} if signum else {}
         set_tags(mlflow_client, run_id, {"error": message[:5000], **interrupted})
         mlflow_client.set_terminated(run_id, status="KILLED" if signum else "FAILED", end_time=end_time)
+        _OPEN.pop(run_id, None)
     except Exception:  # noqa: BLE001 - the original error matters more
         pass
 

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from benchmarks.report_sections import (CORE, acc_cell, arch_cell, authors_settings, find_row, hard_csbm_section,
-                                        read_with_care, sampling_section, scale_section)
+                                        levers_section, read_with_care, sampling_section, scale_section)
 from benchmarks.report_plots import LABELS, METHODS, REAL, fmt, plot_accuracy_vs_time, plot_scaling
 
 HERE = Path(__file__).resolve().parent
@@ -265,6 +265,7 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
         L.extend(tuned.read_text().rstrip().splitlines())
         add("")
 
+    L.extend(levers_section(results))
     L.extend(sampling_section(results))
     L.extend(hard_csbm_section(results))
     L.extend(scale_section(results))

@@ -193,3 +193,28 @@ def scale_section(results: Path) -> list[str]:
                       f"{on['peak_tree_rss_gb']:.1f} GiB against {off['peak_tree_rss_gb']:.1f}."]
     return lines + [""]
 
+
+
+def levers_section(results: Path) -> list[str]:
+    """The levers' ablation from ``bench_levers.py``: each shipped config with levers, as shipped and
+    with each lever off (none if not run)."""
+    path = results / "levers.json"
+    if not path.exists():
+        return []
+    rows = json.loads(path.read_text())["rows"]
+    lines = ["## Accuracy levers: each shipped config with every lever on and off\n",
+             f"From `benchmarks/bench_levers.py` (updated {json.loads(path.read_text())['updated']}, 1 torch thread, "
+             "one run at a time): the config as shipped, then the same config with one lever section off, then with "
+             "all off. Test and validation accuracy % over the seeds listed; the configs were chosen on validation "
+             "(`configs/README.md`), the test column was never used to decide.\n",
+             "Clustering rows: ACC / NMI of the labels (reported only) and the modularity that selects.\n",
+             "| config | variant | levers on | test % (clustering: ACC / NMI) | val % (clustering: modularity) | "
+             "s / seed | seeds |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "acc_mean" in r:
+            scores = f"{r['acc_mean']:.3f} / {r['nmi_mean']:.3f} | {r['modularity_mean']:.3f}"
+        else:
+            scores = f"{acc_cell(r)} | {100 * r['val_acc_mean']:.1f}"
+        lines.append(f"| `{r['config']}` | {r['variant']} | {', '.join(r['levers']) or 'none'} | {scores} | "
+                     f"{r['train_seconds_mean']:.1f} | {r['seeds'][0]}-{r['seeds'][-1]} |")
+    return lines + [""]

@@ -58,7 +58,8 @@ def register(subparsers, importer=import_graph) -> None:
     p.add_argument("--edges", required=True, help="edges file: src, dst[, weight]")
     p.add_argument("--nodes", required=True, help="nodes file: node_id, features...[, label][, split]")
     p.set_defaults(handler=errors.guarded(lambda a: _report(
-        importer(a.name, a.edges, a.nodes, a.data_dir), a.json)))
+        importer(a.name, a.edges, a.nodes, a.data_dir), a.json),
+        kept="the import was undone: data/, params.yaml, dvc.lock and imports/ are as they were; rerun the same command"))
 
     p = subparsers.add_parser("normalise", parents=[common], help="store the normalised adjacency")
     p.add_argument("name")

@@ -53,15 +53,20 @@ def stopped(what: str, err: BaseException, resume_hint: str) -> int:
     return status_of(what, err)
 
 
-def guarded(action):
+KEPT = "nothing half-written is left (stage folders are replaced whole); rerun the same command"
+
+
+def guarded(action, kept: str = KEPT):
     """A handler running ``action(args)``: status 0, or a one-line error and 2 for bad input, 1
-    for a full disk."""
+    for a full disk, 130 / 143 (saying ``kept``) when Ctrl-C / SIGTERM stopped it."""
 
     def handler(args: argparse.Namespace) -> int:
         try:
             action(args)
         except BAD_INPUT as err:
             return status_of(args.command, err)
+        except KeyboardInterrupt as err:
+            return stopped(args.command, err, kept)
         return 0
 
     return handler

@@ -11,10 +11,13 @@ from cli import data, lineage, pipeline, propagate, train, tune
 
 
 def _import(name, edges, nodes, data_dir):
-    """``dgnn import``, versioned by DVC in a DVC workspace (the adapter is imported only now)."""
+    """``dgnn import``, versioned by DVC in a DVC workspace (the adapter is imported only now);
+    SIGTERM leaves like Ctrl-C, through the import's undo."""
     from adapters.imports import import_command
+    from adapters.interrupts import sigterm_raising
 
-    return import_command(name, edges, nodes, data_dir)
+    with sigterm_raising():
+        return import_command(name, edges, nodes, data_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:

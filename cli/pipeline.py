@@ -8,9 +8,9 @@ failed step and cause), 2 for bad arguments or config, 130 / 143 when Ctrl-C / S
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +20,9 @@ from cli.train import add_out_of_core_argument, add_training_arguments
 from cli.tune_options import add_tune_arguments, check_budget
 
 
-def _prepare(args: argparse.Namespace) -> None:
-    """Environment shared by the pipeline commands (before Prefect is imported)."""
+def _prepare(args: argparse.Namespace) -> int:
+    """Environment shared by the pipeline commands (before Prefect is imported), and the stores
+    (:mod:`adapters.stores`): 0, or 1 after one line when a store cannot be used."""
     if getattr(args, "data_dir", None):
         os.environ["DGNN_DATA_DIR"] = str(Path(args.data_dir).resolve())
     if getattr(args, "quiet", False):
@@ -29,9 +30,21 @@ def _prepare(args: argparse.Namespace) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", module="mlflow")
-    from adapters import interrupts  # here, not at import: `dgnn train` loads no adapter
+    from adapters import interrupts, stores  # here, not at import: `dgnn train` loads no adapter
 
     interrupts.raise_on_sigterm()  # leaves like Ctrl-C: open MLflow runs are closed on the way out
+    return _stores_error(args.command, stores.prepare)
+
+
+def _stores_error(what: str, action) -> int:
+    """0 after ``action()``, else the status of its error (one line)."""
+    from adapters.stores import StoreError
+
+    try:
+        action()
+    except (StoreError, ValueError) as err:
+        return errors.status_of(what, err)
+    return 0
 
 
 def _config_arg(args: argparse.Namespace):
@@ -62,24 +75,32 @@ def _print_summary(summary: dict, as_json: bool) -> None:
           f"{' (champion)' if registered['champion'] else ''}; {registered['decision']}")
 
 
-def with_server(work):
+def with_server(work, what: str = "pipeline", kept: str = "finished steps are kept"):
     """``work()`` against the configured Prefect API, or an ephemeral server started on the side
     (the run's imports overlap its boot); returns work's result plus the server's start figures.
 
     First the Prefect runs and temporary folders of killed commands are closed and removed, and
-    the runs ``work()`` creates name this process (:mod:`adapters.leftovers`)."""
+    the runs ``work()`` creates name this process (:mod:`adapters.leftovers`). Should the ephemeral
+    server stop meanwhile, the command ends within a second: one line saying so and what was
+    ``kept``, status 1 (:mod:`adapters.lifeline`)."""
     wait_for_server = None
     if not os.environ.get("PREFECT_API_URL"):
         from adapters.server import start_ephemeral
 
         wait_for_server = start_ephemeral()
-    from adapters import leftovers
+    from adapters import leftovers, lifeline
     from flows.pipeline import prepare_process
 
     prepare_process()  # while the server boots
-    server = wait_for_server() if wait_for_server else None
+    server, process = wait_for_server() if wait_for_server else (None, None)
     leftovers.clean_up()
-    with leftovers.owned_runs():
+
+    def report(problem: str) -> int:
+        return errors.failed(what, RuntimeError(f"{problem}: {kept} and the MLflow runs closed as FAILED; rerun "
+                                                "the same command to resume (it starts a new server)"))
+
+    watch = lifeline.watching(lifeline.server_ended(process), report) if process else contextlib.nullcontext()
+    with leftovers.owned_runs(), watch:
         return work(), server
 
 
@@ -91,7 +112,8 @@ def _run(args: argparse.Namespace) -> int:
         return errors.bad_input(problem)
     if _config_error(args):
         return 2
-    _prepare(args)
+    if status := _prepare(args):
+        return status
 
     def work() -> dict:
         from flows.pipeline import run_pipeline
@@ -127,38 +149,35 @@ def _serve(args: argparse.Namespace) -> int:
         return errors.bad_input("give --cron EXPR or --interval SECONDS")
     if _config_error(args):
         return 2
-    _prepare(args)
-    import contextlib
-
+    if status := _prepare(args):
+        return status
+    from adapters import lifeline, serving
     from adapters.server import prefect_server
 
-    if os.environ.get("PREFECT_API_URL"):
-        server = contextlib.nullcontext(os.environ["PREFECT_API_URL"])
-    else:  # the ephemeral server has no scheduler: run a real one for as long as we serve
-        server = prefect_server(args.prefect_port)
-    with server as api_url:
-        os.environ["PREFECT_API_URL"] = api_url
-        print(f"Prefect API {api_url} (UI: {api_url.removesuffix('/api')})", file=sys.stderr, flush=True)
-        from prefect.deployments.runner import EntrypointType
+    owned = not os.environ.get("PREFECT_API_URL")
+    # The ephemeral server has no scheduler: run a real one for as long as we serve.
+    server = prefect_server(args.prefect_port) if owned else contextlib.nullcontext(os.environ["PREFECT_API_URL"])
 
-        from flows.pipeline import train_pipeline
+    def report(problem: str) -> int:
+        return errors.failed("serve", RuntimeError(f"{problem}: the flow run in progress ends too (its finished "
+                                                   "steps are kept); rerun the same command to serve again"))
 
-        parameters = {"dataset": args.dataset, "task": args.task, "config": _config_arg(args),
-                      "seed": args.seed, "split_seed": args.split_seed, "device": args.device,
-                      "threads": args.threads}
-        name = args.name or f"dgnn-{args.dataset}-{args.task}"
-        try:
-            train_pipeline.serve(
-                name=name,
-                cron=args.cron,
-                interval=args.interval,
-                parameters=parameters,
-                limit=1,
-                entrypoint_type=EntrypointType.MODULE_PATH,
-                print_starting_message=not args.quiet,
-            )
-        except (KeyboardInterrupt, SystemExit):
-            pass
+    try:
+        with server as api_url:
+            os.environ["PREFECT_API_URL"] = api_url
+            print(f"Prefect API {api_url} (UI: {api_url.removesuffix('/api')})", file=sys.stderr, flush=True)
+            from flows.pipeline import train_pipeline
+
+            parameters = {"dataset": args.dataset, "task": args.task, "config": _config_arg(args),
+                          "seed": args.seed, "split_seed": args.split_seed, "device": args.device,
+                          "threads": args.threads}
+            watch = lifeline.watching(lifeline.api_refused(api_url), report) if owned else contextlib.nullcontext()
+            with watch:
+                serving.serve(train_pipeline, name=args.name or f"dgnn-{args.dataset}-{args.task}",
+                              parameters=parameters, cron=args.cron, interval=args.interval, announce=not args.quiet)
+    except BaseException as err:  # noqa: BLE001
+        return errors.stopped("serve", err, "the flow run in progress was stopped (its finished steps are kept) "
+                                            "and the scheduled runs removed; rerun the same command to serve again")
     return 0
 
 
@@ -174,7 +193,8 @@ def _sweep(args: argparse.Namespace) -> int:
         return errors.bad_input(err)
     if any(_config_error(argparse.Namespace(**{**vars(args), "dataset": d})) for d in datasets):
         return 2
-    _prepare(args)
+    if status := _prepare(args):
+        return status
     from flows.sweep import run_sweep
 
     try:
@@ -208,25 +228,28 @@ def ui_command(host: str, port: int, uri: str | None = None) -> list[str]:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from adapters import settings
+    from adapters import interrupts, settings, stores
+    from adapters.server import stop_process_group
+    from dgnn.processes import end_with_owner
 
+    if status := _stores_error("ui", stores.prepare):
+        return status
     uri = settings.tracking_uri()
-    db = settings.sqlite_path(uri)
-    if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    print(f"MLflow UI for {uri} on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr)
-    process = subprocess.Popen(ui_command(args.host, args.port, uri), env=env)
-
-    def stop(signum, frame):
-        process.terminate()
-
-    signal.signal(signal.SIGTERM, stop)
+    interrupts.raise_on_sigterm()
+    # Its own session, ended with this process however it ends (kill -9 included): the server
+    # and its workers never outlive the command.
+    process = subprocess.Popen(ui_command(args.host, args.port, uri), env=env, start_new_session=True)
+    end_with_owner(process.pid, group=True)
+    print(f"MLflow UI for {uri} on http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
     try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        return process.wait()
+        status = process.wait()
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM
+        stop_process_group(process)
+        return errors.stopped("ui", err, "the MLflow UI stopped")
+    if status:
+        return errors.failed("ui", RuntimeError(f"the MLflow server exited with status {status}"))
+    return 0
 
 
 def _read_nodes(args: argparse.Namespace) -> list[int]:

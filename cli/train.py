@@ -8,15 +8,20 @@ import sys
 
 from cli import errors
 from dgnn.config import Portfolio, config_task, default_config_path, load_config
+from dgnn.data.layout import dataset_dir
 from dgnn.experiment import parse_seeds, train_seeds
+from dgnn.memory import check_fits
 
 
 def run_config(args: argparse.Namespace):
     """The run config named by ``--config`` or shipped for the dataset and task, CLI overrides applied."""
+    dataset_dir(args.dataset)  # a name no file system can hold is refused before it names a file
     path = args.config or default_config_path(args.dataset, args.task)
     config = load_config(path)
     if config_task(config) != args.task:
         raise ValueError(f"{path} is a {config_task(config)!r} config but --task is {args.task!r}")
+    for train in config.candidates.values() if isinstance(config, Portfolio) else [config.train]:
+        check_fits(args.dataset, train, getattr(args, "out_of_core", "auto"), args.data_dir)
     return config
 
 

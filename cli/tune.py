@@ -22,11 +22,12 @@ def _tune(args: argparse.Namespace) -> int:
     problem = check_budget(args)
     if problem:
         return errors.bad_input(problem)
-    _prepare(args)
+    if status := _prepare(args):
+        return status
     try:
         from flows.tune import run_tune
 
-        summary, _ = with_server(lambda: run_tune(**tune_parameters(args)))
+        summary, _ = with_server(lambda: run_tune(**tune_parameters(args)), "tune", "finished trials are kept in the study")
     except BaseException as err:  # noqa: BLE001
         return errors.stopped("tune", err, "finished trials are kept in the study; rerun the same command to "
                                            "resume it")

@@ -9,7 +9,7 @@ from typing import Callable
 
 import torch
 
-from dgnn.config import Portfolio, TrainConfig
+from dgnn.config import ModuleConfig, Portfolio, TrainConfig
 from dgnn.data import load_adjacency, load_graph, stored_propagated
 from dgnn.data.fetch import ensure_graph
 from dgnn.data.stages import adjacency_folder
@@ -23,7 +23,7 @@ from dgnn.threads import apply_threads
 from dgnn.trainer import DecoupledTrainer
 from dgnn.tune.portfolio import choose
 
-CLASSIFY_METRICS = ("test_acc", "val_acc", "macro_f1")
+CLASSIFY_METRICS = ("test_acc", "val_acc", "macro_f1", "roc_auc")
 CLUSTER_METRICS = ("acc", "nmi", "ari", "modularity")
 
 
@@ -88,8 +88,10 @@ class Inputs:
     @staticmethod
     def _key(config: TrainConfig) -> tuple:
         module = config.modules[0]
+        if module.filter == "bank":
+            return config.feature_norm, "bank", 0, 0.0, module.channels
         kind = "power" if module.order == 0 else module.filter
-        return config.feature_norm, kind, module.order, module.alpha if kind == "average" else 0.0
+        return config.feature_norm, kind, module.order, module.alpha if kind in ("average", "lazy") else 0.0, ()
 
     def first_input(self, config: TrainConfig, on_hop: Callable[[], None] | None = None,
                     store: DiskStore | None = None) -> NodeTensor:
@@ -111,7 +113,7 @@ class Inputs:
     def _filtered(self, key: tuple, store: DiskStore | None, on_hop) -> NodeTensor:
         """P_1 of ``key``: the propagate stage's, when it stored that power, else filtered in
         ``store`` (in memory with Â when None)."""
-        norm, kind, order, alpha = key
+        norm, kind, order, alpha, channels = key
         if kind == "power":
             stored = stored_propagated(self.dataset, order, data_dir=self.data_dir, feature_norm=norm,
                                        as_file=store is not None)
@@ -119,7 +121,8 @@ class Inputs:
                 return stored
         store = store or MemoryStore(self.adj)
         x = store.map_rows(lambda rows: normalise_features(rows.float(), norm), self.graph.x)
-        return store.propagate(x, order, kind, alpha, on_hop)
+        spec = ModuleConfig(width=1, order=order, filter=kind, alpha=alpha, channels=channels)
+        return store.propagate(x, spec, on_hop)
 
     def first_input_cost(self, config: TrainConfig) -> float | None:
         """Seconds :meth:`first_input` would take now: 0 when cached, the last measured time when
@@ -194,7 +197,8 @@ def summarise(dataset: str, task: str, seeds: list[int], results: list[FitResult
     names = CLASSIFY_METRICS if task == "classify" else CLUSTER_METRICS
     summary: dict = {"dataset": dataset, "task": task, "seeds": seeds}
     for name in (*names, "train_seconds"):
-        values = [r.train_seconds if name == "train_seconds" else r.metrics[name] for r in results]
+        # roc_auc is missing where a test split holds a single class (it is undefined there)
+        values = [r.train_seconds if name == "train_seconds" else r.metrics.get(name) for r in results]
         summary[f"{name}_mean"], summary[f"{name}_std"] = mean_std(values)
     summary["per_seed"] = [
         {"seed": s, "best_pass": r.best_pass, "train_seconds": r.train_seconds, **r.metrics}
@@ -203,7 +207,7 @@ def summarise(dataset: str, task: str, seeds: list[int], results: list[FitResult
     if chosen:
         for row, choice in zip(summary["per_seed"], chosen):
             row |= {"chosen": choice.name, "candidate_criteria": choice.scores,
-                    "select_seconds": choice.seconds}
+                    "select_seconds": choice.seconds, "levers": choice.config.levers()}
         summary["chosen"] = [c.name for c in chosen]
     summary["warnings"] = sorted({w for r in results for w in fit_warnings(r, num_classes)})
     return summary
@@ -230,6 +234,7 @@ def train_seeds(dataset: str, config: TrainConfig | Portfolio, seeds: list[int],
         summary = summarise(dataset, config.task, seeds, [c.result for c in chosen], num_classes, chosen)
     else:
         results = [train_one(inputs, config, seed, device, verbose, on_disk) for seed in seeds]
-        summary = summarise(dataset, config.task, seeds, results, num_classes)
+        summary = summarise(dataset, config.task, seeds, results, num_classes) | {
+            "architecture": config.describe(), "levers": config.levers()}
     # read back, not the requested count: what training actually ran with
     return summary | {"threads": torch.get_num_threads(), "out_of_core": on_disk}

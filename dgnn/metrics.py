@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_info_score
+from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_info_score, roc_auc_score
 
 
 def mean_std(values) -> tuple[float | None, float | None]:
@@ -29,6 +29,28 @@ def accuracy(pred, true) -> float:
 
 def macro_f1(pred, true) -> float:
     return float(f1_score(_np(true), _np(pred), average="macro", zero_division=0))
+
+
+def roc_auc(proba, true) -> float | None:
+    """ROC-AUC of class probabilities (n x c): for two classes that of class 1, else the macro
+    mean of one-vs-rest AUCs over the classes present; None when fewer than two classes are present
+    (undefined)."""
+    proba, true = _np(proba).astype(np.float64), _np(true)
+    present = np.unique(true)
+    if len(present) < 2:
+        return None
+    if proba.shape[1] == 2:
+        return float(roc_auc_score(true, proba[:, 1]))
+    return float(np.mean([roc_auc_score(true == c, proba[:, c]) for c in present]))
+
+
+def selection_scores(proba, pred, true, prefix: str) -> dict[str, float]:
+    """Accuracy, macro-F1 and (where defined) ROC-AUC of one split, keyed ``<prefix>acc`` etc."""
+    scores = {f"{prefix}acc": accuracy(pred, true), f"{prefix}macro_f1": macro_f1(pred, true)}
+    auc = roc_auc(proba, true)
+    if auc is not None:
+        scores[f"{prefix}roc_auc"] = auc
+    return scores
 
 
 def clustering_accuracy(pred, true) -> float:

@@ -21,9 +21,9 @@ from typing import Callable, Union
 import numpy as np
 import torch
 
-from dgnn.config import TrainConfig
+from dgnn.config import ModuleConfig, TrainConfig
 from dgnn.data.stages import MapBlocks, csr_rows, run_blocks
-from dgnn.nn.filters import average, check_filter, graph_filter
+from dgnn.nn.filters import average, combine_hops, hop_weights, module_filter, propagates
 from dgnn.propagation import csr_tensor, row_blocks
 from dgnn.rowfile import RowFile
 
@@ -47,10 +47,14 @@ def available_memory() -> int:
 
 
 def node_tensor_bytes(num_nodes: int, num_features: int, config: TrainConfig) -> int:
-    """Bytes of the trainer's node tensors held at once in memory: X and P_1, each inner module's
-    H, P and E, the last module's H and the best pass's copy of it."""
-    widths = [m.width for m in config.modules]
-    columns = 2 * num_features + 3 * sum(widths[:-1]) + 2 * widths[-1]
+    """Bytes of the trainer's node tensors held at once in memory: X and P_1 (with its DropNode
+    views), each inner module's H, P (and views) and E, the last module's H and the best pass's
+    copy of it; a filter bank's P is as many inputs wide as it has channels."""
+    inputs = [num_features] + [m.width for m in config.modules]
+    columns = num_features + 2 * inputs[-1] + sum(inputs[1:-1]) * 2
+    for width, module in zip(inputs, config.modules):
+        views = 1 + (config.consistency.views if config.consistency and propagates(module) else 0)
+        columns += width * views * max(1, len(module.channels))
     return 4 * num_nodes * columns
 
 
@@ -72,9 +76,18 @@ class MemoryStore:
     def __init__(self, adj: torch.Tensor):
         self.adj = adj
 
-    def propagate(self, h: torch.Tensor, order: int, kind: str, alpha: float,
+    def propagate(self, h: torch.Tensor, module: ModuleConfig,
                   on_hop: Callable[[], None] | None = None) -> torch.Tensor:
-        return graph_filter(self.adj, h, order, kind, alpha, on_hop)
+        """``module``'s filter applied to ``h`` (:func:`dgnn.nn.filters.module_filter`)."""
+        return module_filter(self.adj, h, module, on_hop)
+
+    def filtered(self, h: torch.Tensor, module: ModuleConfig) -> torch.Tensor:
+        """:meth:`propagate` as a tensor in memory (what post-processing reads)."""
+        return self.propagate(h, module)
+
+    def scale_rows(self, h: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Row i of ``h`` times ``weights[i]``."""
+        return h * weights.to(h.device)[:, None]
 
     def map_rows(self, fn: RowFunction, source: torch.Tensor) -> torch.Tensor:
         return fn(source)
@@ -182,11 +195,31 @@ class DiskStore:
     def snapshot(self, tensor: NodeTensor) -> NodeTensor:
         return tensor  # RowFiles are never written again
 
-    def propagate(self, h: NodeTensor, order: int, kind: str, alpha: float,
+    def filtered(self, h: torch.Tensor, module: ModuleConfig) -> torch.Tensor:
+        """:meth:`propagate` as a tensor in memory, its file deleted (a narrow result, e.g. class
+        probabilities, that post-processing propagates many times over)."""
+        out = self.propagate(h, module)
+        rows = self.load(out)
+        if isinstance(out, RowFile) and out is not h:
+            out.path.unlink()
+        return rows
+
+    def scale_rows(self, h: NodeTensor, weights: torch.Tensor) -> RowFile:
+        """Row i of ``h`` times ``weights[i]``, block by block into a new RowFile."""
+        out = None
+        for start, end in self._blocks(h):
+            rows = self._read(h, start, end) * weights[start:end].to(self.device)[:, None]
+            if out is None:
+                out = self._new(len(h), rows.shape[1])
+            out.write(start, rows)
+        return out
+
+    def propagate(self, h: NodeTensor, module: ModuleConfig,
                   on_hop: Callable[[], None] | None = None) -> NodeTensor:
-        """:func:`dgnn.nn.filters.graph_filter` hop by hop through RowFiles, the same numbers."""
-        check_filter(kind)
-        if order == 0:
+        """:func:`dgnn.nn.filters.module_filter` hop by hop through RowFiles, the same numbers."""
+        kind, weights = module.filter, hop_weights(module)
+        order = len(weights[0]) - 1 if weights else module.order
+        if order == 0 and weights is None:
             return h
         source = self.file_of(h)
         hops = [source]
@@ -202,13 +235,17 @@ class DiskStore:
         if kind == "power":
             result = hops[-1]
         else:
-            result = self._new(len(source), source.shape[1])
+            result = self._new(len(source), source.shape[1] * (len(weights) if weights else 1))
             for start, end in self._blocks(source):
+                if weights:  # one hop's block at a time: a block of every hop at once may not fit
+                    result.write(start, combine_hops(lambda j: self._read(hops[j], start, end), weights))
+                    continue
                 total = torch.zeros(end - start, source.shape[1], device=self.device)
                 for hop in hops[1:]:
                     total += self._read(hop, start, end)
-                result.write(start, average(total, self._read(source, start, end), order, alpha))
-        for file in hops[1:]:
+                result.write(start, average(total, self._read(source, start, end), order, module.alpha))
+        # the hops, and the copy of a tensor input written for them, are this call's own
+        for file in hops[1:] if isinstance(h, RowFile) else hops:
             if file is not result:
                 file.path.unlink()
         return result

@@ -25,11 +25,15 @@ def csr_tensor(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, num_
 
 
 def normalise_features(x: torch.Tensor, kind: str) -> torch.Tensor:
-    """Feature normalisation before propagation: "row" scales each row to sum 1, "none" keeps x."""
+    """Feature normalisation before propagation: "row" scales each row to an L1 norm of 1 (its sum,
+    for the non-negative bag-of-words features of citation graphs), "none" keeps x.
+
+    The L1 norm, not the plain sum: a row of signed features (standardised columns, embeddings)
+    can sum to nearly zero, and dividing by that would blow it up by orders of magnitude."""
     if kind == "none":
         return x
     if kind == "row":
-        return x / x.sum(1, keepdim=True).clamp_min(1e-12)
+        return x / x.abs().sum(1, keepdim=True).clamp_min(1e-12)
     raise ValueError(f"unknown feature normalisation {kind!r}: use 'none' or 'row'")
 
 

@@ -10,24 +10,35 @@ Direction = Literal["forward", "backward"]
 
 @dataclass(frozen=True)
 class Step:
-    """Train module ``module`` (0-based) in pass ``pass_index`` of ``direction``."""
+    """Train module ``module`` (0-based) in pass ``pass_index`` of ``direction``, in self-training
+    stage ``stage`` (0: the only stage without self-training)."""
 
     direction: Direction
     pass_index: int
     module: int
+    stage: int = 0
 
     @property
     def name(self) -> str:
-        return f"{'FT' if self.direction == 'forward' else 'BT'}{self.pass_index}-m{self.module + 1}"
+        prefix = f"ST{self.stage}-" if self.stage else ""
+        return f"{prefix}{'FT' if self.direction == 'forward' else 'BT'}{self.pass_index}-m{self.module + 1}"
 
 
-def schedule(num_modules: int, bp_count: int) -> list[Step]:
-    """FT_0 (1..L), then bp_count times BT_r (L..1) followed by FT_r (1..L)."""
-    steps = [Step("forward", 0, m) for m in range(num_modules)]
-    for r in range(1, bp_count + 1):
-        steps += [Step("backward", r, m) for m in reversed(range(num_modules))]
-        steps += [Step("forward", r, m) for m in range(num_modules)]
+def schedule(num_modules: int, bp_count: int, stages: int = 1) -> list[Step]:
+    """Per stage: FT_0 (1..L), then bp_count times BT_r (L..1) followed by FT_r (1..L)."""
+    steps = []
+    for stage in range(stages):
+        steps += [Step("forward", 0, m, stage) for m in range(num_modules)]
+        for r in range(1, bp_count + 1):
+            steps += [Step("backward", r, m, stage) for m in reversed(range(num_modules))]
+            steps += [Step("forward", r, m, stage) for m in range(num_modules)]
     return steps
+
+
+def next_stage(plan: list[Step], index: int) -> int:
+    """The index of the first step after ``index`` in a later stage (``len(plan)`` when none)."""
+    stage = plan[index].stage
+    return next((i for i in range(index + 1, len(plan)) if plan[i].stage != stage), len(plan))
 
 
 @dataclass
@@ -70,10 +81,14 @@ class FitResult:
     passes: list[PassResult] = field(default_factory=list)
     steps: list[StepResult] = field(default_factory=list)
     train_seconds: float = 0.0
+    post_criterion: float | None = None  # after the config's post-processing, when it has one
 
     @property
     def criterion(self) -> float:
-        """What selection maximised, at the selected pass (validation accuracy or modularity)."""
+        """What selection maximised, at the selected pass (validation accuracy or modularity),
+        post-processed where the config post-processes."""
+        if self.post_criterion is not None:
+            return self.post_criterion
         return next(p.criterion for p in self.passes if p.pass_index == self.best_pass)
 
     def to_dict(self) -> dict:

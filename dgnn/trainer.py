@@ -9,12 +9,17 @@ embedding, no labels) and the best pass is kept.
 The trainer is a state machine over :func:`schedule`'s steps so that an orchestrator can run one
 step per task and checkpoint in between (:meth:`DecoupledTrainer.state_dict`); the steps and
 results are in :mod:`dgnn.schedule`.
+
+Accuracy levers of the config, each off by default (the paper's behaviour): consistency over
+DropNode views (:mod:`dgnn.nn.consistency`), training labels as input to the last module
+(:mod:`dgnn.nn.label_input`), self-training stages (:mod:`dgnn.self_training`), Correct and
+Smooth on the selected pass (:meth:`DecoupledTrainer.post_process`), a filter bank per module
+(:mod:`dgnn.nn.filters`), class weights and the validation score that selects.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import asdict
 from typing import Callable
@@ -22,20 +27,23 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from dgnn.config import TrainConfig
+from dgnn.config import ModuleConfig, TrainConfig
 from dgnn.data.graph import Graph
-from dgnn.metrics import accuracy, clustering_scores, kmeans, macro_f1, modularity
-from dgnn.nn.losses import EdgeLookup, penalty, reconstruction_loss, target_loss
+from dgnn.cluster_refine import refine
+from dgnn.evaluation import Split, classification_scores, clustering_result, criterion_name, partition_scores
+from dgnn.nn.consistency import keep_weights
+from dgnn.nn.correct_smooth import best_on_validation
+from dgnn.nn.filters import propagates
+from dgnn.nn.losses import EdgeLookup
 from dgnn.nn.stack import build_stack
+from dgnn.module_training import ModuleTraining
 from dgnn.node_store import DiskStore, MemoryStore, NodeTensor
 from dgnn.propagation import normalise_features, normalised_adjacency
-from dgnn.sampling import sample_edge_rows, sample_rows
-from dgnn.schedule import FitResult, PassResult, SgdProgress, Step, StepResult, schedule
-
-EVAL_EVERY = 10
+from dgnn.schedule import FitResult, PassResult, SgdProgress, Step, StepResult, next_stage, schedule
+from dgnn.self_training import pseudo_labels
 
 
-class DecoupledTrainer:
+class DecoupledTrainer(ModuleTraining):
     """Trains the module stack on ``graph`` according to ``config``.
 
     Args:
@@ -69,6 +77,9 @@ class DecoupledTrainer:
         self.supervised = config.task == "classify"
         if self.supervised and graph.num_classes < 2:
             raise ValueError(f"dataset {graph.name!r} has no labels to classify with")
+        if config.label_input is not None and store is not None and store.out_of_core:
+            raise ValueError("label_input keeps its label features in memory: train this config with "
+                             "--out-of-core off")
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -82,7 +93,13 @@ class DecoupledTrainer:
         self.train_idx = graph.train_mask.nonzero().flatten()
         self.val_idx = graph.val_mask.nonzero().flatten()
         self.test_idx = graph.test_mask.nonzero().flatten()
+        self.split = Split(self.train_idx, self.val_idx, self.test_idx)
         self.edges = None if self.supervised else EdgeLookup(graph.edge_index.to(self.device), graph.num_nodes)
+        # What the classifier trains on: the training nodes' labels, plus pseudo-labels in later
+        # self-training stages (-1: not a training target). Validation and test labels never enter.
+        self.train_labels = torch.full((graph.num_nodes,), -1, dtype=torch.long, device=self.device)
+        self.train_labels[self.train_idx] = self.labels[self.train_idx]
+        self.stage = 0
 
         self.modules = [m.to(self.device) for m in
                         build_stack(config, graph.num_features, graph.num_classes if self.supervised else None)]
@@ -95,6 +112,11 @@ class DecoupledTrainer:
             self.propagated[0] = on_device(first_input)
         # expected[l] = E_l = H_{l-1} U_l learned in the last backward pass (target of module l-1).
         self.expected: list[NodeTensor | None] = [None] * L
+        # views[l]: module l's DropNode views (consistency); labels_in: the last module's label
+        # features, for every training node and per (shown, targets) partition (label input).
+        self.views: list[list[NodeTensor] | None] = [None] * L
+        self.labels_in: dict | None = None
+        self._weights: torch.Tensor | None = None  # class weights of the module step in progress
         self.passes: list[PassResult] = []
         self.best: dict | None = None
         self.propagations = 0
@@ -107,6 +129,8 @@ class DecoupledTrainer:
         ``on_sgd`` is called after every SGD step (progress reports; it sees floats only, so it
         cannot change the training)."""
         start = time.perf_counter()
+        if step.stage != self.stage:
+            self._begin_stage(step.stage)
         l = step.module
         module = self.modules[l]
         if step.direction == "forward" and l == 0 and step.pass_index > 0:
@@ -133,7 +157,9 @@ class DecoupledTrainer:
         pass (and :meth:`should_stop` says whether to go on)."""
         result = self.run_step(step, on_sgd)
         last_of_pass = step.direction == "forward" and step.module == len(self.modules) - 1
-        return result, self.end_forward_pass(step.pass_index) if last_of_pass else None
+        # passes are numbered across stages, so that "the best pass" names one
+        number = step.stage * (self.config.bp_count + 1) + step.pass_index
+        return result, self.end_forward_pass(number) if last_of_pass else None
 
     def _target_for(self, step: Step) -> NodeTensor | None:
         l = step.module
@@ -142,112 +168,58 @@ class DecoupledTrainer:
         return self.expected[l + 1]
 
     def _ensure_propagated(self, l: int) -> None:
+        cfg = self.config.modules[l]
         if self.propagated[l] is None:
-            cfg = self.config.modules[l]
-            self.propagated[l] = self.store.propagate(self.inputs[l], cfg.order, cfg.filter, cfg.alpha)
+            self.propagated[l] = self.store.propagate(self.inputs[l], cfg)
             self.propagations += 1
+        consistency = self.config.consistency
+        # a module that does not propagate has no neighbourhood to drop nodes from: no views
+        if consistency is not None and self.views[l] is None and propagates(cfg):
+            self.views[l] = [self.store.propagate(self.store.scale_rows(self.inputs[l], keep_weights(
+                self.graph.num_nodes, consistency.drop_rate, self.generator)), cfg)
+                for _ in range(consistency.views)]
+        if self.config.label_input is not None and self.labels_in is None:
+            self.labels_in = self._label_features()
 
     @torch.no_grad()
     def _forward_output(self, l: int) -> None:
         """H_l on all nodes; invalidates what depends on it (module l+1's propagated input)."""
         module = self.modules[l].eval()
-        self.inputs[l + 1] = self.store.map_rows(module, self.propagated[l])
+        self.inputs[l + 1] = self.store.map_rows(module, self._whole_input(l))
         if l + 1 < len(self.modules):
             self.propagated[l + 1] = None
+            self.views[l + 1] = None
 
-    def _sample(self, pool: torch.Tensor | None, size: int) -> torch.Tensor:
-        """Uniform rows without replacement from ``pool`` (None = all nodes)."""
-        return sample_rows(self.graph.num_nodes if pool is None else pool, size, self.generator).to(self.device)
-
-    def _sample_block_rows(self, size: int) -> torch.Tensor:
-        """Auto-encoder batch: endpoints of uniform edges filled up with uniform nodes (see
-        :func:`dgnn.sampling.sample_edge_rows`)."""
-        return sample_edge_rows(self.graph.edge_index, self.graph.num_nodes, size, self.config.edge_batch_share,
-                                self.generator).to(self.device)
-
-    def _train_module(
-        self, l: int, target: NodeTensor | None, at: Step, on_sgd: Callable[[SgdProgress], None] | None
-    ) -> tuple[list[float], list[float], float | None, int]:
-        cfg = self.config.modules[l]
-        module = self.modules[l].train()
-        params = [p for p in module.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-        p_rows = self.propagated[l]
-        own_loss = not self.supervised or target is None or self.config.keep_own_loss
-        select = self.config.module_patience > 0 and self.supervised and own_loss
-        best_val, best_state, since_best = -1.0, None, 0
-        val = None
-        losses: list[float] = []
-        loss_times: list[float] = []
-        step = 0
-        for step in range(1, cfg.steps + 1):
-            loss = self._module_loss(l, p_rows, target, own_loss)
-            losses.append(float(loss.detach()))  # waits for the device: the time below is the loss's
-            loss_times.append(time.time())
-            if not math.isfinite(losses[-1]):  # stop before the update spreads it to every weight
-                raise ValueError(f"{at.name}: the loss of module {l + 1} is {losses[-1]} at SGD step {step}; "
-                                 "lower that module's lr (or eta) in the config")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if select and step % EVAL_EVERY == 0:
-                val = self._module_val_accuracy(l)
-                module.train()
-                if val > best_val:
-                    best_val, best_state, since_best = val, copy.deepcopy(module.state_dict()), 0
-                else:
-                    since_best += 1
-            if on_sgd:
-                on_sgd(SgdProgress(at, step, cfg.steps, losses[-1], loss_times[-1], val))
-            if select and since_best >= self.config.module_patience:
-                break
-        if best_state is not None:
-            module.load_state_dict(best_state)
-        val_metric = self._module_val_accuracy(l) if self.supervised else None
-        return losses, loss_times, val_metric, step
-
-    def _module_loss(self, l: int, p_rows, target, own_loss: bool) -> torch.Tensor:
-        cfg = self.config.modules[l]
-        module = self.modules[l]
-        loss = torch.zeros((), device=self.device)
-        if self.supervised:
-            train_batch = self._sample(self.train_idx, cfg.batch_size)
-            h = module(self.store.take(p_rows, train_batch))
-            if own_loss:
-                loss = loss + F.cross_entropy(module.classify(h), self.labels[train_batch])
-            if target is not None:
-                batch = self._sample(None, cfg.batch_size)
-                # A batch of every node (in order) needs no gather of the wide input rows.
-                whole = len(batch) == len(p_rows) and not self.store.out_of_core
-                h_all = module(p_rows if whole else self.store.take(p_rows, batch))
-                both = torch.cat([h, h_all])
-                rows = self.store.take(target, torch.cat([train_batch, batch]))
-                loss = loss + target_loss(both, rows, self.config.eta)
-            return loss + penalty(module.penalized_parameters(), cfg.penalty, "l2")
-        batch = self._sample_block_rows(cfg.batch_size)
-        z = module(self.store.take(p_rows, batch))
-        loss = reconstruction_loss(z, self.edges.block(batch), self.config.mask_rate, self.generator)
-        if target is not None:
-            loss = loss + target_loss(z, self.store.take(target, batch), self.config.eta)
-        return loss + penalty(module.penalized_parameters(), cfg.penalty, "l1")
-
-    @torch.no_grad()
-    def _module_val_accuracy(self, l: int) -> float:
-        module = self.modules[l].eval()
-        logits = module.classify(module(self.store.take(self.propagated[l], self.val_idx)))
-        return accuracy(logits.argmax(1), self.labels[self.val_idx])
+    def _begin_stage(self, stage: int) -> None:
+        """A self-training stage: pseudo-labels from the best pass so far join the training
+        targets; the modules start afresh, and so does everything computed from their outputs."""
+        nodes, classes = pseudo_labels(self.best["proba"].to(self.device), self.train_idx, self.val_idx,
+                                       self.config.self_training)
+        self.train_labels = torch.full_like(self.train_labels, -1)
+        self.train_labels[self.train_idx] = self.labels[self.train_idx]
+        self.train_labels[nodes] = classes
+        for module in self.modules:
+            module.reset_parameters()
+        L = len(self.modules)
+        self.inputs[1:] = [None] * L
+        self.propagated[1:] = [None] * (L - 1)
+        self.views[1:] = [None] * (L - 1)
+        self.expected = [None] * L
+        self.labels_in = None
+        self.stage = stage
 
     # -- passes and selection ---------------------------------------------------------------
 
     def end_forward_pass(self, pass_index: int) -> PassResult:
         """Score the model after a forward pass and keep it if it is the best so far."""
         output = self.inputs[-1]
+        proba = None
         if self.supervised:
-            metrics, prediction = self._classification_metrics(output)
-            criterion = metrics["val_acc"]
+            metrics, prediction, proba = self._classification_metrics(output)
         else:
-            metrics, prediction = self._clustering_metrics(output)
-            criterion = metrics["modularity"]
+            metrics, prediction = clustering_result(self.store.load(output), self.graph.edge_index, self.graph.y,
+                                                    self.graph.num_classes, self.config, self.seed)
+        criterion = metrics[criterion_name(self.config)]
         result = PassResult(pass_index, criterion, metrics)
         if self.best is None or criterion > self.best["criterion"]:
             result.is_best = True
@@ -256,6 +228,8 @@ class DecoupledTrainer:
                 "criterion": criterion,
                 "metrics": metrics,
                 "prediction": prediction,
+                # what self-training and post-processing start from (n x classes: kept only for them)
+                "proba": proba if self.config.self_training or self.config.correct_smooth else None,
                 "output": self.store.snapshot(output),
                 "modules": [copy.deepcopy(m.state_dict()) for m in self.modules],
             }
@@ -263,35 +237,24 @@ class DecoupledTrainer:
         return result
 
     def should_stop(self) -> bool:
-        """True when ``pass_patience`` forward passes in a row did not beat the best one."""
+        """True when ``pass_patience`` forward passes of this stage in a row did not beat the best
+        one (the rest of the stage is then skipped: :func:`dgnn.schedule.next_stage`)."""
         patience = self.config.pass_patience
-        return patience > 0 and self.passes[-1].pass_index - self.best["pass_index"] >= patience
+        stage_start = self.stage * (self.config.bp_count + 1)
+        since = self.passes[-1].pass_index - max(self.best["pass_index"], stage_start - 1)
+        return patience > 0 and since >= patience
 
     @torch.no_grad()
-    def _classification_metrics(self, output: NodeTensor) -> tuple[dict[str, float], torch.Tensor]:
+    def _classification_metrics(self, output: NodeTensor) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
         head = self.modules[-1].eval()
-        pred = self.store.apply_rows(lambda rows: head.classify(rows).argmax(1), output)
-        y = self.labels
+        logits = self.store.apply_rows(head.classify, output)
+        pred = logits.argmax(1)
+        proba = torch.softmax(logits, 1)
+        del logits  # n x classes: at 10M nodes one copy less matters
+        metrics = classification_scores(self.labels, proba, pred, self.split)
         val_logits = head.classify(self.store.take(output, self.val_idx))
-        metrics = {
-            "train_acc": accuracy(pred[self.train_idx], y[self.train_idx]),
-            "val_acc": accuracy(pred[self.val_idx], y[self.val_idx]),
-            "val_loss": float(F.cross_entropy(val_logits, y[self.val_idx])),
-            "test_acc": accuracy(pred[self.test_idx], y[self.test_idx]),
-            "macro_f1": macro_f1(pred[self.test_idx], y[self.test_idx]),
-        }
-        return metrics, pred.cpu()
-
-    def _clustering_metrics(self, output: NodeTensor) -> tuple[dict[str, float], torch.Tensor]:
-        labelled = self.graph.y >= 0
-        k = self.graph.num_classes
-        output = self.store.load(output)
-        if self.config.kmeans_normalise:
-            output = F.normalize(output, dim=1)
-        pred = torch.from_numpy(kmeans(output, k, self.config.kmeans_restarts, self.seed))
-        metrics = {"modularity": modularity(self.graph.edge_index, pred)}
-        metrics |= clustering_scores(pred[labelled], self.graph.y[labelled])
-        return metrics, pred
+        metrics["val_loss"] = float(F.cross_entropy(val_logits, self.labels[self.val_idx]))
+        return metrics, pred.cpu(), proba.cpu()
 
     # -- whole run --------------------------------------------------------------------------
 
@@ -302,30 +265,88 @@ class DecoupledTrainer:
         the callbacks see every module step, forward pass and SGD step (:meth:`run_step`)."""
         start = time.perf_counter()
         steps: list[StepResult] = []
-        plan = schedule(len(self.modules), self.config.bp_count)
-        for step in plan:
-            result, pass_result = self.advance(step, on_sgd)
+        plan = schedule(len(self.modules), self.config.bp_count, self.config.stages)
+        index = 0
+        while index < len(plan):
+            result, pass_result = self.advance(plan[index], on_sgd)
             self.store.collect(self.node_tensors())
             steps.append(result)
             if on_step:
                 on_step(result)
+            index += 1
             if pass_result is not None:
                 if on_pass:
                     on_pass(pass_result)
                 if self.should_stop():
-                    break
+                    index = next_stage(plan, index - 1)
         self.restore_best()
+        self.post_process()
         return self.result(time.perf_counter() - start, steps)
+
+    # -- post-processing ----------------------------------------------------------------------
+
+    def post_process(self) -> dict | None:
+        """The config's post-processing of the selected pass, once: Correct and Smooth of a
+        classifier's probabilities, or the self-training refinement of a clustering. The selected
+        pass's prediction and metrics become the post-processed ones and the ones before stay as
+        ``pre_post_<metric>``. Returns what was chosen, with the selection criterion before and
+        after (None when the config has neither, or it ran already)."""
+        if self.best is None or "post" in self.best:
+            return None
+        if self.config.correct_smooth is not None:
+            post, metrics, prediction, proba = self._correct_and_smooth()
+        elif self.config.cluster_refine is not None:
+            post, metrics, prediction, proba = self._refine_clusters()
+        else:
+            return None
+        name = criterion_name(self.config)
+        before = self.best["metrics"]
+        post |= {"criterion": name, "before": before[name], "after": metrics[name]}
+        self.best |= {"metrics": metrics | {f"pre_post_{k}": v for k, v in before.items()},
+                      "prediction": prediction, "proba": proba, "post": post}
+        return post
+
+    @torch.no_grad()
+    def _correct_and_smooth(self) -> tuple[dict, dict, torch.Tensor, torch.Tensor]:
+        """Every (correct α, smooth α) of the config's grids tried, the best validation score kept
+        (ties: the first pair, so no post-processing unless it scores higher)."""
+        rule = self.config.correct_smooth
+        spec = ModuleConfig(width=1, order=1)
+        val = self.val_idx
+        ca, sa, out = best_on_validation(
+            lambda z: self.store.filtered(z, spec), self.best["proba"].to(self.device),
+            self.train_idx, self.labels[self.train_idx], rule.correct_alphas, rule.smooth_alphas, rule.layers,
+            lambda z: self._select(z[val], z[val].argmax(1), val))
+        metrics = classification_scores(self.labels, out, out.argmax(1), self.split)
+        metrics["val_loss"] = self.best["metrics"]["val_loss"]
+        post = {"kind": "correct-and-smooth", "correct_alpha": ca, "smooth_alpha": sa}
+        return post, metrics, out.argmax(1).cpu(), out.cpu()
+
+    def _refine_clusters(self) -> tuple[dict, dict, torch.Tensor, None]:
+        """The refined partition where its modularity is higher, else the k-means one (no label read)."""
+        rule = self.config.cluster_refine
+        spec = ModuleConfig(width=1, order=rule.order, filter="average")
+        embedding = self.store.load(self.best["output"]).float().cpu()
+        refined = refine(embedding, self.best["prediction"].long(), self.graph.num_classes,
+                         lambda h: self.store.filtered(h, spec).cpu(), rule, self.generator)
+        metrics = partition_scores(refined, self.graph.edge_index, self.graph.y)
+        kept = metrics["modularity"] > self.best["metrics"]["modularity"]
+        if not kept:
+            metrics, refined = self.best["metrics"], self.best["prediction"]
+        return {"kind": "refine-clusters", "kept": kept}, metrics, refined, None
 
     def result(self, train_seconds: float, steps: list[StepResult] | None = None) -> FitResult:
         """The selected pass's figures, as :meth:`fit` returns them."""
+        post = self.best.get("post")
         return FitResult(task=self.config.task, best_pass=self.best["pass_index"], metrics=self.best["metrics"],
-                         passes=list(self.passes), steps=steps or [], train_seconds=train_seconds)
+                         passes=list(self.passes), steps=steps or [], train_seconds=train_seconds,
+                         post_criterion=post["after"] if post else None)
 
     def node_tensors(self) -> list[NodeTensor]:
         """The node tensors the state refers to (what a checkpoint must keep)."""
         best = [self.best["output"]] if self.best else []
-        return [t for t in (*self.inputs, *self.propagated, *self.expected, *best) if t is not None]
+        views = [v for vs in self.views if vs for v in vs]
+        return [t for t in (*self.inputs, *self.propagated, *self.expected, *views, *best) if t is not None]
 
     def restore_best(self) -> None:
         for module, state in zip(self.modules, self.best["modules"]):
@@ -340,6 +361,10 @@ class DecoupledTrainer:
             "inputs": self.inputs,
             "propagated": self.propagated,
             "expected": self.expected,
+            "views": self.views,
+            "labels_in": self.labels_in,
+            "train_labels": self.train_labels,
+            "stage": self.stage,
             "passes": [asdict(p) for p in self.passes],
             "best": self.best,
             "propagations": self.propagations,
@@ -353,6 +378,10 @@ class DecoupledTrainer:
         self.inputs = state["inputs"]
         self.propagated = state["propagated"]
         self.expected = state["expected"]
+        self.views = state["views"]
+        self.labels_in = state["labels_in"]
+        self.train_labels = state["train_labels"]
+        self.stage = state["stage"]
         self.passes = [PassResult(**p) for p in state["passes"]]
         self.best = state["best"]
         self.propagations = state["propagations"]

@@ -12,8 +12,6 @@
   the checkpoints in ``<runs dir>/<run key>/`` and resumes a rerun after a failure from the
   finished steps) and logs one MLflow child run (:mod:`adapters.step_runs`). One run at a time holds
   a run folder: an identical run started meanwhile fails at once (``dgnn.checkpoint.run_lock``).
-* Testing hook: ``DGNN_FAIL_AT=FT0-m2`` (comma-separated step names) makes that module task fail
-  before it trains.
 * Every MLflow run this flow opens is closed: FINISHED, FAILED with the error as a tag, or KILLED
   with an ``interrupted`` tag on Ctrl-C / SIGTERM.
 """
@@ -38,6 +36,7 @@ from dgnn.config import Portfolio, RunConfig, TrainConfig, config_task, default_
 from dgnn.data import content_hash
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored, read_meta, write_atomically
+from dgnn.evaluation import criterion_name as selected_by
 from dgnn.experiment import resolve_device, summarise
 from dgnn.node_store import out_of_core_for
 from dgnn.processes import owned_temp_dir
@@ -50,9 +49,6 @@ from adapters.step_progress import StepProgress, done_line
 from flows import data_tasks
 from flows.dask_blocks import block_runner, cluster_exported
 from adapters.tracked_run import TrackedRun
-
-FAIL_AT_ENV = "DGNN_FAIL_AT"
-
 
 # -- configuration ----------------------------------------------------------------------------------
 
@@ -123,12 +119,6 @@ def choose_task(dataset: str, portfolio: Portfolio, seed: int, split_seed: int, 
 # -- module task ------------------------------------------------------------------------------------
 
 
-def _check_fault_injection(name: str) -> None:
-    targets = {t.strip() for t in os.environ.get(FAIL_AT_ENV, "").split(",") if t.strip()}
-    if name in targets:
-        raise RuntimeError(f"injected failure ({FAIL_AT_ENV}={os.environ[FAIL_AT_ENV]})")
-
-
 class ModuleStepError(RuntimeError):
     """A module task failed; the message names the step, its direction, pass and module."""
 
@@ -142,8 +132,6 @@ def module_task(tracked: TrackedRun, index: int, step_name: str) -> dict:
     logger = get_run_logger()
     progress = StepProgress(logger.info, functools.partial(step_runs.stream_losses, tracked, child))
     try:
-        if not tracked.run.done(index):
-            _check_fault_injection(step_name)
         record = tracked.run.step(index, on_sgd=progress)
     except BaseException as err:
         tracking.log_later(tracked.parent_run_id, step_runs.fail_step_run, tracked, child, err, tracking.now_ms())
@@ -168,6 +156,17 @@ def module_task(tracked: TrackedRun, index: int, step_name: str) -> dict:
 # -- evaluate and report ----------------------------------------------------------------------------
 
 
+@task(name="post-process", task_run_name="{kind}", cache_policy=NO_CACHE, persist_result=False)
+def post_process_task(tracked: TrackedRun, records: list[dict], kind: str) -> dict:
+    """The config's post-processing of the selected pass (chosen on validation, or by modularity)."""
+    post = tracked.run.post_process(records)
+    chosen = {k: v for k, v in post.items() if k not in ("kind", "criterion", "before", "after")}
+    get_run_logger().info(f"{kind} {chosen}: {post['criterion']} {post['before']:.4f} -> {post['after']:.4f}")
+    tracking.set_tags(tracking.client(tracked.tracking_uri), tracked.parent_run_id,
+                      {f"{kind}.{k}": v for k, v in chosen.items()})
+    return post
+
+
 @task(name="evaluate", task_run_name="evaluate", cache_policy=NO_CACHE, persist_result=False)
 def evaluate_task(tracked: TrackedRun, records: list[dict]) -> FitResult:
     """Restore the selected pass; save predictions, embedding and the model payload."""
@@ -189,7 +188,7 @@ def report_task(tracked: TrackedRun, fit: FitResult, step_records: list[dict], d
     summary = summarise(spec.dataset, spec.train.task, [spec.seed], [fit], run.inputs().graph.num_classes)
     for warning in summary["warnings"]:
         print(f"warning: {warning}")
-    criterion_name = "val_acc" if spec.train.task == "classify" else "modularity"
+    criterion_name = selected_by(spec.train)
     final = {**fit.metrics, "best_pass": fit.best_pass, "train_seconds": fit.train_seconds,
              "resumed_steps": sum(r["resumed"] for r in step_records)}
     per_pass = [item for p in fit.passes
@@ -288,11 +287,13 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
         config_name = run_info.config_name(params["config_file"], run_tags)
         parent_name = run_info.run_name(dataset, config_name, seed, run_tags)
         tags = {"dataset": dataset, "task": task, "seed": seed, "config_name": config_name,
+                "levers": "+".join(train.levers()) or "none", "architecture": train.describe(),
                 "config_hash": run_info.config_hash(run_config), "prefect.flow_run_id": flow_run.id or "",
                 "prefect.flow_run_name": parent_name, **tracking.git_commit(), **(run_tags or {})}
         parent = tracking.start_run(client, experiment_id, parent_name, tags=tags, params=params)
         try:
-            prefect_links.label_flow_run(parent_name, {"dataset": dataset, "task": task, "config": config_name})
+            prefect_links.label_flow_run(parent_name, {"dataset": dataset, "task": task, "config": config_name,
+                                                       "levers": tags["levers"]})
             prefect_links.link_mlflow_run(uri, experiment_id, parent, parent_name)
             data = run_data_tasks(dataset, split_seed, train)
             threads = apply_threads(data["nodes"], threads)
@@ -320,11 +321,12 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
                 model_tags={k: v for k, v in (run_tags or {}).items() if k.startswith("tune") or k == "config_choice"})
             records = []
             with tracking.background_logging(parent) as child_logger, run.lock():
-                for index, step in enumerate(run.plan):
-                    record = module_task(tracked, index, step.name)
-                    records.append(record)
-                    if record["stop"]:
-                        break
+                index = 0
+                while index < len(run.plan):  # a stage that stops early skips to the next one
+                    records.append(module_task(tracked, index, run.plan[index].name))
+                    index = records[-1]["next"]
+                if train.correct_smooth or train.cluster_refine:
+                    post_process_task(tracked, records, "correct-and-smooth" if train.correct_smooth else "refine-clusters")
                 summary = report_task(tracked, evaluate_task(tracked, records), records, data)
                 child_logger.drain()
                 if not keep_checkpoints:

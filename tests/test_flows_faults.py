@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from flows_conftest import TINY  # tests/ is on sys.path
+from flows_conftest import TINY, wait_for as _wait_for  # tests/ is on sys.path
 
 DGNN = Path(sys.executable).with_name("dgnn")
 STEP_DONE = "Task run 'FT0-m1' - Finished"  # Prefect's log line once the first module step is saved
@@ -29,24 +29,30 @@ STEP_DONE = "Task run 'FT0-m1' - Finished"  # Prefect's log line once the first 
 MID_STEP = "Task run 'FT0-m2' - SGD step 1/"
 
 
+# Module 2's SGD steps in the slow config: at well under a millisecond each (a 16-wide module),
+# 30,000 steps could end before a signal sent after a second process's start; this many cannot.
+SLOW_STEPS = 1_000_000
+
+
 def _project(root: Path, shared_datasets: Path) -> dict:
-    """A project folder with a config whose module 2 steps take minutes (module 1's are quick), to
-    signal mid-run; returns the env of its commands."""
+    """A project folder with a config whose module 2 step takes many minutes (module 1's is quick),
+    to signal mid-run; returns the env of its commands."""
     slow = copy.deepcopy(TINY)
-    slow["train"]["modules"][1]["steps"] = 30_000
+    slow["train"]["modules"][1]["steps"] = SLOW_STEPS
     root.mkdir(parents=True, exist_ok=True)
     (root / "slow.yaml").write_text(yaml.safe_dump(slow))
     env = {**os.environ, "DGNN_PROJECT_DIR": str(root), "DGNN_DATA_DIR": str(root / "data"),
            "DGNN_DATA_MIRROR": str(shared_datasets), "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"}
-    for name in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "DGNN_RUNS_DIR", "DGNN_FAIL_AT"):
+    for name in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "DGNN_RUNS_DIR"):
         env.pop(name, None)
     return env
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, shared_datasets) -> dict:
-    root = tmp_path_factory.mktemp("faults_project")
-    return {"root": root, "env": _project(root, shared_datasets)}
+@pytest.fixture
+def project(tmp_path, shared_datasets) -> dict:
+    """A project of this test's own: its run folder, MLflow store and Prefect homes start empty, so
+    no test resumes (or is refused by) what another one left."""
+    return {"root": tmp_path, "env": _project(tmp_path, shared_datasets)}
 
 
 def _start(project: dict, home: str) -> subprocess.Popen:
@@ -55,17 +61,6 @@ def _start(project: dict, home: str) -> subprocess.Popen:
     return subprocess.Popen([str(DGNN), "run", "--dataset", "cora", "--config", str(project["root"] / "slow.yaml"),
                              "--device", "cpu"], cwd=project["root"], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def _wait_for(proc: subprocess.Popen, marker: str) -> str:
-    """Read stderr up to the line containing ``marker``; returns what was read."""
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    proc.wait()
-    raise AssertionError(f"{marker!r} never appeared (exit {proc.returncode}):\n{''.join(seen)[-3000:]}")
 
 
 def _stop(proc: subprocess.Popen, signum: int) -> tuple[int, str]:
@@ -97,7 +92,7 @@ def _listing(folder: Path) -> dict:
 @pytest.mark.slow
 def test_identical_run_is_refused_while_one_runs_then_ctrl_c_exits_130(project):
     first = _start(project, ".prefect-a")
-    _wait_for(first, STEP_DONE)
+    _wait_for(first, MID_STEP)
     run_dir = next((project["root"] / ".dgnn_cache" / "runs").iterdir())
     before = _listing(run_dir)
     second = subprocess.run([str(DGNN), "run", "--dataset", "cora", "--config", str(project["root"] / "slow.yaml"),
@@ -176,8 +171,7 @@ def test_kill_9_ends_the_server_and_the_next_run_closes_what_was_left(project):
     assert not leftover.exists()
 
 
-def test_sigterm_while_the_server_starts_exits_143(tmp_path, shared_datasets):
-    project = {"root": tmp_path, "env": _project(tmp_path, shared_datasets)}
+def test_sigterm_while_the_server_starts_exits_143(project):
     proc = _start(project, ".prefect")
     _wait_for(proc, "Creating initial MLflow database tables")  # a new store: the server still boots
     _assert_interrupted(*_stop(proc, signal.SIGTERM), signal.SIGTERM)

@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from dgnn.threads import choose_threads
-from flows_conftest import TINY  # tests/ is on sys.path
+from flows_conftest import TINY, pipeline_project  # tests/ is on sys.path
 
 L, BP = 2, 1
 CHILDREN = (2 * BP + 1) * L
@@ -30,30 +30,8 @@ CHILDREN = (2 * BP + 1) * L
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, shared_datasets):
-    """Project folder with its own data, checkpoints, MLflow store and Prefect result storage."""
-    from prefect.settings import PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    root = tmp_path_factory.mktemp("flows_project")
-    values = {
-        "DGNN_PROJECT_DIR": str(root),
-        "DGNN_DATA_DIR": str(root / "data"),
-        "DGNN_DATA_MIRROR": str(shared_datasets),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
-        "DGNN_RUNS_DIR": str(root / ".dgnn_cache" / "runs"),
-    }
-    saved = {k: os.environ.get(k) for k in [*values, "DGNN_FAIL_AT"]}
-    os.environ.update(values)
-    config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump(TINY))
-    with prefect_test_harness(server_startup_timeout=90):
-        with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: str(root / ".prefect" / "results")}):
-            yield {"root": root, "config": config, "uri": values["MLFLOW_TRACKING_URI"]}
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pipeline_project(tmp_path_factory.mktemp("flows_project"), shared_datasets) as project:
+        yield project
 
 
 def _run(env, seed=0, config=None, **kw):
@@ -287,16 +265,28 @@ def test_data_task_cache_hit_reads_plain_json_and_never_unpickles_a_planted_reco
     assert data_tasks.run_stage("fetch", "cora", 0).name == "Cached"
 
 
-def test_failure_in_module_2_then_resume_matches(env, first):
+def _fail_at(monkeypatch, name: str) -> None:
+    """Step ``name`` fails before it trains (the module tasks run in this process)."""
+    from dgnn.stepwise import StepwiseRun
+
+    step = StepwiseRun.step
+
+    def failing(run, index, on_sgd=None):
+        if run.plan[index].name == name and not run.done(index):
+            raise RuntimeError("injected failure")
+        return step(run, index, on_sgd)
+
+    monkeypatch.setattr(StepwiseRun, "step", failing)
+
+
+def test_failure_in_module_2_then_resume_matches(env, first, monkeypatch):
     from flows.pipeline import ModuleStepError
 
     client = _client(env)
-    os.environ["DGNN_FAIL_AT"] = "FT0-m2"
-    try:
+    with monkeypatch.context() as patch:
+        _fail_at(patch, "FT0-m2")
         with pytest.raises(ModuleStepError, match=r"FT0-m2 failed \(forward pass 0, module 2.*injected failure"):
             _run(env)
-    finally:
-        del os.environ["DGNN_FAIL_AT"]
     experiment = client.get_experiment_by_name("dgnn-cora-classify").experiment_id
     failed = client.search_runs([experiment], "attributes.status = 'FAILED' and tags.dataset = 'cora'")
     assert len(failed) == 1
@@ -578,7 +568,7 @@ def test_step_progress_is_throttled_and_streams_losses_to_the_child_run(env, tmp
         (i + 1, loss, int(t * 1000)) for i, (loss, t) in enumerate(zip(result.losses, result.loss_times))]
 
 
-def test_out_of_core_run_gets_the_in_memory_numbers_and_resumes_from_its_files(env, first):
+def test_out_of_core_run_gets_the_in_memory_numbers_and_resumes_from_its_files(env, first, monkeypatch):
     """Node tensors as files in the run folder (forced on): a failed step leaves the files its last
     checkpoint names, the rerun resumes from them, and the result equals the in-memory run's."""
     import mlflow.pyfunc
@@ -586,12 +576,10 @@ def test_out_of_core_run_gets_the_in_memory_numbers_and_resumes_from_its_files(e
     from flows.pipeline import ModuleStepError
 
     run_dir = Path(first["checkpoint_dir"])  # the same run: the node tensors' home changes no number
-    os.environ["DGNN_FAIL_AT"] = "BT1-m1"
-    try:
+    with monkeypatch.context() as patch:
+        _fail_at(patch, "BT1-m1")
         with pytest.raises(ModuleStepError, match="BT1-m1 failed"):
             _run(env, out_of_core="on")
-    finally:
-        del os.environ["DGNN_FAIL_AT"]
     files = {p.name for p in run_dir.glob("rows-*.npy")}
     named = torch.load(sorted(run_dir.glob("02-BT1-m2.pt"))[0], weights_only=True)
     refs = {ref["row_file"] for key in ("inputs", "propagated", "expected") for ref in named[key] if ref}

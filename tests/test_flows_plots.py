@@ -48,5 +48,6 @@ def test_short_lines_have_markers_and_scores_and_losses_get_their_own_axes():
     scores, losses = plots.pass_figure(passes).axes
     assert {line.get_label() for line in losses.get_lines()} == {"val_loss", "selected pass"}
     assert {line.get_label() for line in scores.get_lines()} == {"train_acc", "val_acc", "test_acc", "macro_f1",
+                                                                 "val_macro_f1", "val_roc_auc", "roc_auc",
                                                                  "selected pass"}
     assert not plots.spans_decades([0.5, 2.0]) and not plots.spans_decades([0.0, 3.0])

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -101,6 +103,10 @@ def test_mlflow_server_answers_rest_search(project, sweep):
         with urllib.request.urlopen(request, timeout=30) as response:
             found = json.loads(response.read())["runs"]
         assert {r["info"]["run_id"] for r in found} == {r["mlflow_run_id"] for r in sweep["runs"]}
+        mlflow_server = psutil.Process(server.pid).children(recursive=True)
+        server.send_signal(signal.SIGTERM)  # SIGTERM stops the server it started, and says so
+        assert server.wait(timeout=60) == 143
+        assert not psutil.wait_procs(mlflow_server, timeout=60)[1]
     finally:
         stop_process_group(server, timeout=40)
 

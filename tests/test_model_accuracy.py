@@ -1,8 +1,10 @@
 """The shipped Cora configs still reach the accuracy the project promises (issue 2's protocol).
 
-Classification: public split, seeds 0-9, mean test accuracy of the validation-selected model.
-Clustering: seeds 0-4; measured 0.701 ACC / 0.541 NMI here, so the floor sits one standard
-deviation (0.015) under the 0.70 target to allow for other CPUs' floating-point rounding while
+Classification: public split, seeds 0-1 (the levers make a seed cost 10-40 s here; seeds 0-9 in
+benchmarks/results/levers.json: 0.847 ± 0.003), mean test accuracy of the validation-selected model
+(the shipped config with its levers; seeds 0-9 are in benchmarks/results/levers.json).
+Clustering: seeds 0-4, with the clusters' self-training; the floors sit about one standard
+deviation under what was measured here, to allow for other CPUs' floating-point rounding while
 still catching a regression.
 """
 
@@ -33,10 +35,10 @@ def _train(task: str, seeds: list[int], device: str) -> dict:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_cora_classification_reaches_target(cora, device):
-    assert _train("classify", list(range(10)), device)["test_acc_mean"] >= 0.825
+    assert _train("classify", [0, 1], device)["test_acc_mean"] >= 0.84
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_cora_clustering_reaches_target(cora, device):
     summary = _train("cluster", list(range(5)), device)
-    assert summary["acc_mean"] >= 0.685 and summary["nmi_mean"] >= 0.53
+    assert summary["acc_mean"] >= 0.72 and summary["nmi_mean"] >= 0.55

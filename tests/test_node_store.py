@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from dgnn.config import TrainConfig, load_config
+from dgnn.config import ModuleConfig, TrainConfig, load_config
 from dgnn.data.stages import adjacency_folder
 from dgnn.experiment import load_inputs
-from dgnn.nn.filters import graph_filter
+from dgnn.nn.filters import module_filter
 from dgnn.node_store import DiskStore, node_tensor_bytes, out_of_core_for
 from dgnn.rowfile import RowFile
 
@@ -33,13 +33,18 @@ def test_row_file_reads_writes_and_gathers_rows(tmp_path):
         rows.write(900, data[:200])
 
 
-@pytest.mark.parametrize("kind,alpha", [("power", 0.0), ("average", 0.3)])
-def test_propagation_through_files_equals_the_in_memory_filter(cora, tmp_path, kind, alpha):
+@pytest.mark.parametrize("module", [{"order": 3}, {"order": 3, "filter": "average", "alpha": 0.3},
+                                    {"filter": "lazy", "order": 4, "alpha": 0.33},
+                                    {"filter": "bank", "channels": ["x", "low2", "high2", "avg3"]}],
+                         ids=["power", "average", "lazy", "bank"])
+def test_propagation_through_files_equals_the_in_memory_filter(cora, tmp_path, module):
     store = DiskStore(tmp_path, adjacency_folder("cora", cora.data_dir), block_rows=500)
+    spec = ModuleConfig(width=1, **module)
     x = cora.graph.x.float()
-    out = store.propagate(x, 3, kind, alpha)
+    out = store.propagate(x, spec)
     assert isinstance(out, RowFile) and out.path.parent == tmp_path.resolve()
-    assert torch.equal(store.load(out), graph_filter(cora.adj, x, 3, kind, alpha))
+    assert torch.equal(store.load(out), module_filter(cora.adj, x, spec))
+    assert sorted(p.name for p in tmp_path.glob("rows-*.npy")) == [out.path.name]  # the hops are gone
 
 
 @pytest.mark.parametrize("config", ["configs/cora-classify.yaml", "configs/cora-cluster.yaml"])

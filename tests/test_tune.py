@@ -94,7 +94,8 @@ def test_tiny_tune_tries_candidates_first_and_writes_a_loadable_config(cora, spa
     assert len([t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE,
                                                  optuna.trial.TrialState.PRUNED)]) == 5
     for t in trials:  # a trial records training and validation figures only
-        assert set(t.user_attrs.get("metrics", {})) <= {"train_acc", "val_acc", "val_loss"}
+        assert set(t.user_attrs.get("metrics", {})) <= {"train_acc", "val_acc", "val_loss", "val_macro_f1",
+                                                         "val_roc_auc"}
     result = finish(study, cora, seeds=[0], device="cpu", keep=2)
     ranked = sorted((t for t in trials if t.value is not None), key=lambda t: -t.value)
     assert result.criterion == ranked[0].value and result.chosen == [list(result.kept)[0]]

@@ -43,6 +43,23 @@ def _edge_tables(edges: np.ndarray):
                            index=pd.RangeIndex(lo, min(lo + CHUNK_ROWS, edges.shape[1])))
 
 
+def _untrained_classes(y: np.ndarray, train: np.ndarray, names: list | None, source: str, stratified: bool) -> list[str]:
+    """A problem when some labelled classes have no node in the train split: nothing teaches the
+    model them, so it never predicts them (validation accuracy 0 on their nodes)."""
+    labelled, trained = np.unique(y[y >= 0]), np.unique(y[train & (y >= 0)])
+    missing = np.setdiff1d(labelled, trained)
+    if not missing.size or not trained.size:  # no train node at all: the split check says so
+        return []
+    shown = ", ".join(repr(names[k]) if names and k < len(names) else str(k) for k in missing[:FIRST_CLASSES])
+    fix = ("the stratified split trains on classes of 3 labelled nodes or more: label more nodes of those classes"
+           if stratified else "put nodes of every class in the train split")
+    return [f"{source} split: the train split holds nodes of {trained.size} of the {labelled.size} labelled classes; "
+            f"classes with none: {shown}{', ...' if missing.size > FIRST_CLASSES else ''}; {fix}"]
+
+
+FIRST_CLASSES = 10
+
+
 def build_graph(
     name: str,
     x,
@@ -86,7 +103,8 @@ def build_graph(
          SPLIT_MASKS, "split"),
     ])
     found = [p for df, schema, part in tables for p in problems(df, schema, f"{source} {part}")[1]]
-    raise_problems(found, hint)
+    raise_problems(found + _untrained_classes(y, masks[0], (meta or {}).get("class_names"), source,
+                                              split["kind"] == "stratified"), hint)
 
     cleaned = undirected_edge_index(edges, n, weight)
     x = x.toarray() if sp.issparse(x) else np.asarray(x)

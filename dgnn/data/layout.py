@@ -14,6 +14,9 @@ from dgnn.data.graph import Graph, save_graph
 from dgnn.data.store import atomic_folder, damaged_files, is_intact, read_meta
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# A name becomes part of longer file names (temporary folders, run folders, ``imports/<name>.dvc``,
+# ``configs/<name>-<task>.yaml``), each at most 255 bytes on common file systems.
+NAME_MAX = 100
 
 
 def data_root(data_dir: str | Path | None = None) -> Path:
@@ -22,7 +25,10 @@ def data_root(data_dir: str | Path | None = None) -> Path:
 
 
 def dataset_dir(name: str, data_dir: str | Path | None = None) -> Path:
-    """``<data>/<name>``; refuses names that are not a plain folder name."""
+    """``<data>/<name>``; refuses names that are not a plain folder name of at most :data:`NAME_MAX`
+    characters."""
+    if len(name) > NAME_MAX:
+        raise DataError(f"invalid dataset name {name[:20]!r}... ({len(name)} characters): use at most {NAME_MAX}")
     if not _SAFE_NAME.fullmatch(name):
         raise DataError(
             f"invalid dataset name {name!r}: use letters, digits, '.', '_' or '-' "

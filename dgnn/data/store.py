@@ -114,10 +114,30 @@ def is_intact(folder: Path) -> bool:
 
 def write_atomically(path: Path, write) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, then rename it over ``path``: readers
-    see the old file or the new one, never part of one."""
+    see the old file or the new one, never part of one. A failed write leaves no temporary file;
+    one that filled the disk raises :class:`NoSpace` saying so."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
+    try:
+        write(tmp)
+    except BaseException as err:
+        full = _disk_full(err, path.parent)  # before the partial file is removed and its room freed
+        tmp.unlink(missing_ok=True)
+        if full:
+            raise NoSpace(f"writing {path} failed: the disk is full ({shutil.disk_usage(path.parent).free // 10**6} MB "
+                          f"free in {path.parent}): free space there and rerun") from None
+        raise
     os.replace(tmp, path)
+
+
+def _disk_full(err: BaseException, folder: Path) -> bool:
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    # torch.save turns a short write into a RuntimeError whose text varies ("unexpected pos",
+    # "iostream error"): a disk with (almost) no room left tells it.
+    return isinstance(err, RuntimeError) and shutil.disk_usage(folder).free < _FULL_BYTES
+
+
+_FULL_BYTES = 1 << 20
 
 
 def sweep_stale_temps(folder: Path) -> None:

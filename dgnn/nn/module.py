@@ -7,6 +7,10 @@ r"""One decoupled module: a single GNN layer that trains on precomputed propagat
 ``U_l`` (d_{l-1} x d_{l-1}) starts as the identity and is trainable only in backward training;
 module 1 has none. Because :math:`\hat A^p (H U) = (\hat A^p H) U`, ``U`` never forces
 re-propagation. A supervised module also owns a class head ``W_c`` (d_l x classes).
+
+A filter bank's input holds ``channels`` filtered copies of H side by side; ``U`` then applies to
+each copy, :math:`P (I_c \otimes U)`. Extra input columns (training labels as input) come last
+and are not transformed.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class DecoupledModule(nn.Module):
         input_dropout: dropout on the layer input while training.
         dropout: dropout on the head input while training.
         bias: add a bias to ``W`` (the paper has none).
+        channels: filtered copies of H in the input (a filter bank's channel count; 1 otherwise).
+        extra_inputs: input columns after the channels that ``U`` does not transform.
     """
 
     def __init__(
@@ -67,9 +73,12 @@ class DecoupledModule(nn.Module):
         input_dropout: float = 0.0,
         dropout: float = 0.0,
         bias: bool = False,
+        channels: int = 1,
+        extra_inputs: int = 0,
     ):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(in_dim, out_dim))
+        self.channels, self.extra_inputs = channels, extra_inputs
+        self.weight = nn.Parameter(torch.empty(in_dim * channels + extra_inputs, out_dim))
         self.bias = nn.Parameter(torch.empty(out_dim)) if bias else None
         self.input_transform = nn.Parameter(torch.empty(in_dim, in_dim)) if has_input_transform else None
         self.head = nn.Linear(out_dim, num_classes) if num_classes else None
@@ -101,9 +110,17 @@ class DecoupledModule(nn.Module):
         """E = H U: what this module expects as input (H itself while U = I)."""
         return h if self.input_transform is None else h @ self.input_transform
 
+    def _transform_channels(self, p: torch.Tensor) -> torch.Tensor:
+        """:math:`P (I_c \otimes U)` on the channel columns; extra columns as they are."""
+        if self.input_transform is None or (self.channels == 1 and not self.extra_inputs):
+            return self.transform_input(p)
+        d = self.input_transform.shape[0]
+        channels = p[:, : self.channels * d].reshape(len(p), self.channels, d) @ self.input_transform
+        return torch.cat([channels.reshape(len(p), -1), p[:, self.channels * d:]], dim=1)
+
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         """Rows of ``P_l`` (already propagated) -> rows of ``H_l``."""
-        z = self.inner_act(self.transform_input(p))
+        z = self.inner_act(self._transform_channels(p))
         # Dropout before a linear map: rescaling the narrow product instead of the wide input is
         # the same number and saves a pass over the input.
         kept, scale = dropout_mask(z, self.input_dropout, self.training)
@@ -125,5 +142,6 @@ class DecoupledModule(nn.Module):
 
     def extra_repr(self) -> str:
         d_in, d_out = self.weight.shape
-        return f"{d_in} -> {d_out}, input_transform={self.input_transform is not None}"
+        return (f"{d_in} -> {d_out}, input_transform={self.input_transform is not None}, "
+                f"channels={self.channels}, extra_inputs={self.extra_inputs}")
 

@@ -7,10 +7,16 @@ Layout (see ``configs/search/classify.yaml``)::
     num_modules: {int: [1, 4]}
     train:        {bp_count: {int: [0, 3]}, eta: {float: [1, 100], log: true}, module_patience: 5}
     modules:      {lr: {float: [0.001, 0.05], log: true}, bias: true}   # one value for every module
-    each_module:  {width: {choice: [32, 64, 128]}, order: {int: [0, 16]}}  # drawn per module
+    each_module:  {width: {choice: [32, 64, 128]}, order: {int: [0, 16]},  # drawn per module
+                   filter: {choice: [average, bank]}, channels: {choice: ["x,low2", "x,low1,high1"]}}
+    levers:       {consistency: {use: {choice: [false, true]}, weight: {float: [0.5, 2.0]}},
+                   correct_smooth: {use: true}}
 
 A value is a range when it is a mapping with one of ``choice``, ``int`` or ``float`` (plus
-``log``); anything else is fixed. Trials are asked for values through the Optuna trial interface
+``log``); anything else is fixed. A lever (a config section that is off when absent:
+``consistency``, ``label_input``, ``self_training``, ``correct_smooth``, ``cluster_refine``) is on when its ``use``
+is (drawn or fixed), and then its other fields are drawn as ``<lever>.<field>``. A module's
+``channels`` (written ``"x,low2"``) are kept only when its filter is ``bank``. Trials are asked for values through the Optuna trial interface
 (``suggest_int``, ``suggest_float``, ``suggest_categorical``), so this module needs no Optuna.
 """
 
@@ -22,7 +28,11 @@ from typing import Any, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dgnn.config import ModuleConfig, Task, TrainConfig
+from dgnn.config import (ClusterRefine, Consistency, CorrectSmooth, LabelInput, ModuleConfig, SelfTraining, Task,
+                         TrainConfig)
+
+LEVERS = {"consistency": Consistency, "label_input": LabelInput, "self_training": SelfTraining,
+          "correct_smooth": CorrectSmooth, "cluster_refine": ClusterRefine}
 
 SEARCH_DIR = Path(__file__).resolve().parents[2] / "configs" / "search"
 
@@ -83,9 +93,17 @@ class SearchSpace(BaseModel):
     train: dict[str, Any] = {}
     modules: dict[str, Any] = {}
     each_module: dict[str, Any] = {}
+    levers: dict[str, dict[str, Any]] = {}
 
     @model_validator(mode="after")
     def _known_fields(self) -> SearchSpace:
+        for lever, fields in self.levers.items():
+            model = LEVERS.get(lever)
+            if model is None:
+                raise ValueError(f"levers: unknown lever {lever!r}, use one of {sorted(LEVERS)}")
+            unknown = set(fields) - set(model.model_fields) - {"use"}
+            if unknown:
+                raise ValueError(f"levers.{lever}: unknown field(s) {sorted(unknown)}")
         for where, fields, model in (("train", self.train, TrainConfig), ("modules", self.modules, ModuleConfig),
                                      ("each_module", self.each_module, ModuleConfig)):
             unknown = set(fields) - set(model.model_fields) - {"modules", "task"}
@@ -101,9 +119,23 @@ class SearchSpace(BaseModel):
         count = (Range.model_validate(self.num_modules).draw(trial, "num_modules")
                  if _is_range(self.num_modules) else self.num_modules)
         shared = _draw_fields(self.modules, trial)
-        modules = [shared | _draw_fields(self.each_module, trial, f"m{i + 1}.") for i in range(count)]
+        modules = [_bank_channels(shared | _draw_fields(self.each_module, trial, f"m{i + 1}."))
+                   for i in range(count)]
+        levers = {}
+        for lever, fields in self.levers.items():
+            use = _draw_fields({"use": fields.get("use", True)}, trial, f"{lever}.")["use"]
+            if use:
+                levers[lever] = _draw_fields({k: v for k, v in fields.items() if k != "use"}, trial, f"{lever}.")
         return TrainConfig.model_validate(
-            _draw_fields(self.train, trial) | {"task": self.task, "modules": modules})
+            _draw_fields(self.train, trial) | levers | {"task": self.task, "modules": modules})
+
+
+def _bank_channels(module: dict[str, Any]) -> dict[str, Any]:
+    """A drawn module's ``channels`` as a tuple when its filter is a bank, else left out."""
+    channels = module.pop("channels", None)
+    if module.get("filter") == "bank" and channels is not None:
+        module["channels"] = tuple(c.strip() for c in str(channels).split(","))
+    return module
 
 
 def load_search_space(path: str | Path) -> SearchSpace:

@@ -46,7 +46,8 @@ KEEP = 3  # configs the result keeps (see the module docstring)
 TAIL_SECONDS = 2.0
 STARTUP_SECONDS = 60  # a RUNNING trial that names no process after this long was abandoned
 # Figures a trial may record: none is computed from test labels or, for clustering, from labels.
-SEARCH_METRICS = {"classify": ("train_acc", "val_acc", "val_loss"), "cluster": ("modularity",)}
+SEARCH_METRICS = {"classify": ("train_acc", "val_acc", "val_loss", "val_macro_f1", "val_roc_auc"),
+                  "cluster": ("modularity",)}
 
 
 def study_name(dataset: str, task: str, split_seed: int, space_file: str | Path, seeds: list[int]) -> str:
@@ -163,7 +164,10 @@ class Objective:
 
 
 def mean_metrics(results: list[FitResult], names) -> dict[str, float]:
-    return {k: statistics.fmean(r.metrics[k] for r in results) for k in names}
+    """The mean over ``results`` of each metric in ``names`` that every result has (a config
+    without post-processing has no ``pre_post_*`` figures; ROC-AUC is missing where undefined)."""
+    return {k: statistics.fmean(r.metrics[k] for r in results) for k in names
+            if all(k in r.metrics for r in results)}
 
 
 def optimize(study: optuna.Study, objective: Objective, *, trials: int | None, budget_seconds: float | None,
