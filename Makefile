@@ -30,8 +30,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 run: setup
 	$(VENV)/bin/dgnn run --dataset cora --task classify
 
+# Two workers, one test file each at a time (a file's module fixtures stay in one process).
 test: setup
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 test-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"

@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+# The stores of this test process (each pytest-xdist worker is one) live in a scratch folder, set
+# before any test module imports ``adapters``, whose defaults would put them in the checkout, where
+# two workers (or a developer's own runs) would share one Prefect database. Tests that need other
+# stores set their own.
+SCRATCH = Path(tempfile.mkdtemp(prefix="dgnn-tests-"))
+os.environ.update({
+    "PREFECT_HOME": str(SCRATCH / ".prefect"),
+    "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(SCRATCH / ".prefect" / "results"),
+    "MLFLOW_TRACKING_URI": f"sqlite:///{SCRATCH / 'mlruns' / 'mlflow.db'}",
+    "DGNN_RUNS_DIR": str(SCRATCH / ".dgnn_cache" / "runs"),
+})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_scratch():
+    yield
+    shutil.rmtree(SCRATCH, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import yaml
 
 from cli.main import main as train_main
 from dgnn.threads import NODES_PER_THREAD, available_cores, choose_threads
@@ -54,8 +55,8 @@ def test_bad_thread_counts_fail_with_one_line(no_thread_env, requested, env, mes
     assert "\n" not in str(caught.value)
 
 
-def _train(args, capsys) -> dict:
-    assert train_main(["train", "--dataset", "cora", "--json", "--quiet", *args]) == 0
+def _train(args, config, capsys) -> dict:
+    assert train_main(["train", "--dataset", "cora", "--config", str(config), "--json", "--quiet", *args]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -67,12 +68,17 @@ def _train(args, capsys) -> dict:
 ])
 def test_dgnn_train_trains_with_the_chosen_count(tmp_data_dir, shared_datasets, no_thread_env, capsys,
                                                  args, env, expected):
-    """The summary's ``threads`` is torch.get_num_threads() read after training (default config)."""
+    """The summary's ``threads`` is torch.get_num_threads() read after training (a short config:
+    the count is chosen before the first step, whatever the schedule)."""
+    from flows_conftest import TINY
+
+    config = tmp_data_dir.parent / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
     no_thread_env.setenv("DGNN_DATA_MIRROR", str(shared_datasets))
     for key, value in env.items():
         no_thread_env.setenv(key, value)
     torch.set_num_threads(3)  # what an earlier caller left: replaced by the choice
-    summary = _train(args, capsys)
+    summary = _train(args, config, capsys)
     assert summary["threads"] == expected == torch.get_num_threads()
     assert 0.5 < summary["test_acc_mean"] <= 1
 
