@@ -70,17 +70,5 @@ def artifact_root(uri: str) -> str | None:
     return None if db is None else (db.parent / "artifacts").as_uri()
 
 
-def optuna_storage() -> str:
-    """``$DGNN_OPTUNA_STORAGE``, else ``optuna.db`` beside the MLflow sqlite database (or in the
-    runs folder when MLflow uses a server): where ``dgnn tune`` keeps its studies."""
-    if os.environ.get("DGNN_OPTUNA_STORAGE"):
-        return os.environ["DGNN_OPTUNA_STORAGE"]
-    from adapters.stores import private_dir  # which imports this module
-
-    db = sqlite_path(tracking_uri())
-    folder = private_dir(db.parent if db is not None else runs_dir())
-    return f"sqlite:///{folder / 'optuna.db'}"
-
-
 def runs_dir() -> Path:
     return Path(os.environ.get("DGNN_RUNS_DIR") or project_dir() / ".dgnn_cache" / "runs")

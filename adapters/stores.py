@@ -44,6 +44,16 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def optuna_storage() -> str:
+    """``$DGNN_OPTUNA_STORAGE``, else ``optuna.db`` beside the MLflow sqlite database (or in the
+    runs folder when MLflow uses a server): where ``dgnn tune`` keeps its studies."""
+    if os.environ.get("DGNN_OPTUNA_STORAGE"):
+        return os.environ["DGNN_OPTUNA_STORAGE"]
+    db = settings.sqlite_path(settings.tracking_uri())
+    folder = private_dir(db.parent if db is not None else settings.runs_dir())
+    return f"sqlite:///{folder / 'optuna.db'}"
+
+
 def prepare(uri: str | None = None) -> None:
     """Check the MLflow database; create the store folders (and a new database file) owner-only."""
     db = settings.sqlite_path(uri or settings.tracking_uri())

@@ -296,8 +296,6 @@ def train_sign(graph, seed: int, *, feature_norm: str, progress: Progress, budge
 
 
 METHODS = {"dgnn": train_dgnn, "gcn": train_gcn, "sgc": train_sgc, "sign": train_sign, "mlp": train_mlp}
-LABELS = {"dgnn": "DGNN (ours)", "dgnn-paper": "DGNN, authors' Cora schedule", "gcn": "PyG GCN (2 layers)",
-          "sgc": "PyG SGC (K=2)", "sign": "SIGN (K=2)"}
 
 
 def warm_up() -> None:

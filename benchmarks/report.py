@@ -16,7 +16,8 @@ from pathlib import Path
 
 from benchmarks.report_sections import (CORE, acc_cell, arch_cell, authors_settings, find_row, hard_csbm_section,
                                         levers_section, read_with_care, sampling_section, scale_section)
-from benchmarks.report_plots import LABELS, METHODS, REAL, fmt, plot_accuracy_vs_time, plot_scaling
+from benchmarks.plan import PEERS, REAL, plan
+from benchmarks.report_plots import LABELS, fmt, plot_accuracy_vs_time, plot_scaling
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -84,8 +85,6 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
         add(f"> **Re-measured** {rerun.get('started')}: {', '.join(rerun['processes'])} (git `{rerun.get('git_commit', '')[:10]}`, "
             f"{rerun.get('git_dirty_files')} uncommitted files; load {fmt((rerun.get('load_avg_start') or [None])[0], '{:.1f}')}): "
             "their rows replace the first run's; every other row is from the main run.\n")
-    from benchmarks.run_all import plan  # here: run_all imports this module
-
     planned = {s.name for s in plan(quick)}
     missing = sorted(planned - {f"{r['method']}-{r['dataset']}" for r in peers_all + scaling})
     if missing:
@@ -186,7 +185,7 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
         "epoch count.\n")
     add("| graph | edges | method | training s | peak RSS GiB | test acc % | status |")
     add("|---|---|---|---|---|---|---|")
-    for r in sorted(scaling, key=lambda r: (r.get("edges") or 0, METHODS.index(r["method"]) if r["method"] in METHODS else 9)):
+    for r in sorted(scaling, key=lambda r: (r.get("edges") or 0, PEERS.index(r["method"]) if r["method"] in PEERS else 9)):
         status = r["status"]
         if status != "ok" and r.get("last_epoch"):
             status += (f": reached epoch {r['last_epoch']} of {r.get('epochs_planned')} after "
@@ -199,7 +198,7 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
             "3 sizes at most, so treat the second digit loosely):\n")
         add("| method | time exponent | peak-RSS exponent |")
         add("|---|---|---|")
-        for method in METHODS:
+        for method in PEERS:
             add(f"| {LABELS[method]} | {fmt(time_exp.get(method), '{:.2f}')} | {fmt(mem_exp.get(method), '{:.2f}')} |")
         add("")
         b = time_exp.get("dgnn")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = ["dgnn", "gcn", "sgc", "sign"]
-REAL = ["cora", "citeseer", "pubmed", "amazon-computers", "coauthor-cs"]
+from benchmarks.plan import PEERS, REAL
+
 LABELS = {"dgnn": "DGNN (ours)", "dgnn-paper": "DGNN, authors' settings", "gcn": "PyG GCN",
           "sgc": "PyG SGC", "sign": "SIGN"}
 STYLE = {"dgnn": ("tab:red", "o"), "dgnn-paper": ("tab:pink", "P"), "gcn": ("tab:blue", "s"),
@@ -76,7 +76,7 @@ def plot_scaling(scaling, key: str, ylabel: str, path: Path, scale: float = 1.0)
     if not scaling:
         return None, exponents
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for method in METHODS:
+    for method in PEERS:
         rows = sorted((r for r in scaling if r["method"] == method and r.get("edges")), key=lambda r: r["edges"])
         ok = [r for r in rows if r["status"] == "ok" and r.get(key)]
         exponents[method] = fit_exponent([r["edges"] for r in ok], [r[key] for r in ok])

@@ -16,35 +16,9 @@ import sys
 from pathlib import Path
 
 from cli import errors
+from cli.run_setup import prepare, stores_error, with_server
 from cli.train import add_out_of_core_argument, add_training_arguments
 from cli.tune_options import add_tune_arguments, check_budget
-
-
-def _prepare(args: argparse.Namespace) -> int:
-    """Environment shared by the pipeline commands (before Prefect is imported), and the stores
-    (:mod:`adapters.stores`): 0, or 1 after one line when a store cannot be used."""
-    if getattr(args, "data_dir", None):
-        os.environ["DGNN_DATA_DIR"] = str(Path(args.data_dir).resolve())
-    if getattr(args, "quiet", False):
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    import warnings
-
-    warnings.filterwarnings("ignore", module="mlflow")
-    from adapters import interrupts, stores  # here, not at import: `dgnn train` loads no adapter
-
-    interrupts.raise_on_sigterm()  # leaves like Ctrl-C: open MLflow runs are closed on the way out
-    return _stores_error(args.command, stores.prepare)
-
-
-def _stores_error(what: str, action) -> int:
-    """0 after ``action()``, else the status of its error (one line)."""
-    from adapters.stores import StoreError
-
-    try:
-        action()
-    except (StoreError, ValueError) as err:
-        return errors.status_of(what, err)
-    return 0
 
 
 def _config_arg(args: argparse.Namespace):
@@ -75,35 +49,6 @@ def _print_summary(summary: dict, as_json: bool) -> None:
           f"{' (champion)' if registered['champion'] else ''}; {registered['decision']}")
 
 
-def with_server(work, what: str = "pipeline", kept: str = "finished steps are kept"):
-    """``work()`` against the configured Prefect API, or an ephemeral server started on the side
-    (the run's imports overlap its boot); returns work's result plus the server's start figures.
-
-    First the Prefect runs and temporary folders of killed commands are closed and removed, and
-    the runs ``work()`` creates name this process (:mod:`adapters.leftovers`). Should the ephemeral
-    server stop meanwhile, the command ends within a second: one line saying so and what was
-    ``kept``, status 1 (:mod:`adapters.lifeline`)."""
-    wait_for_server = None
-    if not os.environ.get("PREFECT_API_URL"):
-        from adapters.server import start_ephemeral
-
-        wait_for_server = start_ephemeral()
-    from adapters import leftovers, lifeline
-    from flows.pipeline import prepare_process
-
-    prepare_process()  # while the server boots
-    server, process = wait_for_server() if wait_for_server else (None, None)
-    leftovers.clean_up()
-
-    def report(problem: str) -> int:
-        return errors.failed(what, RuntimeError(f"{problem}: {kept} and the MLflow runs closed as FAILED; rerun "
-                                                "the same command to resume (it starts a new server)"))
-
-    watch = lifeline.watching(lifeline.server_ended(process), report) if process else contextlib.nullcontext()
-    with leftovers.owned_runs(), watch:
-        return work(), server
-
-
 def _run(args: argparse.Namespace) -> int:
     if args.config == "tuned":
         args.config, args.tune = None, True
@@ -112,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
         return errors.bad_input(problem)
     if _config_error(args):
         return 2
-    if status := _prepare(args):
+    if status := prepare(args):
         return status
 
     def work() -> dict:
@@ -149,7 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
         return errors.bad_input("give --cron EXPR or --interval SECONDS")
     if _config_error(args):
         return 2
-    if status := _prepare(args):
+    if status := prepare(args):
         return status
     from adapters import lifeline, serving
     from adapters.server import prefect_server
@@ -193,7 +138,7 @@ def _sweep(args: argparse.Namespace) -> int:
         return errors.bad_input(err)
     if any(_config_error(argparse.Namespace(**{**vars(args), "dataset": d})) for d in datasets):
         return 2
-    if status := _prepare(args):
+    if status := prepare(args):
         return status
     from flows.sweep import run_sweep
 
@@ -232,7 +177,7 @@ def _ui(args: argparse.Namespace) -> int:
     from adapters.server import stop_process_group
     from dgnn.processes import end_with_owner
 
-    if status := _stores_error("ui", stores.prepare):
+    if status := stores_error("ui", stores.prepare):
         return status
     uri = settings.tracking_uri()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     p = subparsers.choices["propagate"]
     p.add_argument("--dask-workers", type=int, metavar="N",
                    help="run the row blocks as tasks on a local Dask cluster of N worker processes")
-    # $DGNN_DASK_ADDRESS (flows.dask_blocks.ADDRESS_ENV): set by `dgnn run` on Dask for the DVC stage
+    # $DGNN_DASK_ADDRESS (flows.dask_cluster.ADDRESS_ENV): set by `dgnn run` on Dask for the DVC stage
     p.add_argument("--dask-address", default=os.environ.get("DGNN_DASK_ADDRESS"),
                    help="tcp://host:port of a dask.distributed scheduler for the row blocks "
                         "(its workers must see the data folder under the same path)")

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from cli import errors
-from cli.pipeline import _prepare, with_server
+from cli.run_setup import prepare, with_server
 from cli.tune_options import add_tune_arguments, check_budget
 
 
@@ -22,7 +22,7 @@ def _tune(args: argparse.Namespace) -> int:
     problem = check_budget(args)
     if problem:
         return errors.bad_input(problem)
-    if status := _prepare(args):
+    if status := prepare(args):
         return status
     try:
         from flows.tune import run_tune

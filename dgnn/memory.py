@@ -17,7 +17,8 @@ import json
 from dgnn.config import TrainConfig
 from dgnn.data import synthetic
 from dgnn.data.layout import graph_dir
-from dgnn.node_store import available_memory, node_tensor_bytes
+from dgnn.machine import available_memory
+from dgnn.node_store import node_tensor_bytes
 
 
 class NotEnoughMemory(ValueError):

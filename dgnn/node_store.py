@@ -23,6 +23,7 @@ import torch
 
 from dgnn.config import ModuleConfig, TrainConfig
 from dgnn.data.stages import MapBlocks, csr_rows, run_blocks
+from dgnn.machine import available_memory
 from dgnn.nn.filters import average, combine_hops, hop_weights, module_filter, propagates
 from dgnn.propagation import csr_tensor, row_blocks
 from dgnn.rowfile import RowFile
@@ -32,18 +33,6 @@ RowFunction = Callable[[torch.Tensor], torch.Tensor]
 BLOCK_ROWS = 1 << 16  # 32 MiB of a 128-wide float32 block
 PREFIX = "rows-"
 MODES = ("auto", "on", "off")
-
-
-def available_memory() -> int:
-    """Bytes of memory available to new allocations (``MemAvailable``; physical memory elsewhere)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def node_tensor_bytes(num_nodes: int, num_features: int, config: TrainConfig) -> int:

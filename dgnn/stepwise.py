@@ -25,7 +25,7 @@ from dgnn.checkpoint import (DamagedFile, load_checkpoint, remove_checkpoints, r
 from dgnn.config import TrainConfig
 from dgnn.data.stages import MapBlocks, run_blocks
 from dgnn.data.store import file_sha256, write_atomically
-from dgnn.experiment import Inputs, load_inputs
+from dgnn.inputs import Inputs, load_inputs
 from dgnn.trainer import DecoupledTrainer
 from dgnn.schedule import FitResult, next_stage, schedule
 

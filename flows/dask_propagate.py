@@ -22,7 +22,7 @@ from prefect.futures import wait
 
 from dgnn.data import propagate_stage
 from dgnn.data.stages import BlockKernel
-from flows.sweep import on_dask
+from flows.dask_cluster import on_dask
 
 
 @task(name="propagate-rows", task_run_name="rows-{start}-{end}", cache_policy=NO_CACHE, persist_result=False)

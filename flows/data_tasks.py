@@ -36,7 +36,7 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE, CacheKeyFnPoli
 
 from adapters import dvc, settings
 from adapters.json_results import SERIALIZER, PlainJsonOnly
-from flows.dask_blocks import block_runner
+from flows.dask_cluster import block_runner
 from dgnn.data import verify
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored
@@ -154,7 +154,7 @@ def propagate_data(dataset: str, orders: list[int], feature_norm: str) -> dict:
             "orders %s, feature_norm %r): the trainer computes them in memory. Add them to "
             "params.yaml and run `dvc repro` to store and version them.",
             dataset, orders, feature_norm, stage_orders, stage_norm)
-    dvc.repro("propagate", dataset, project)  # on the run's Dask cluster, if any: flows.dask_blocks
+    dvc.repro("propagate", dataset, project)  # on the run's Dask cluster, if any: flows.dask_cluster
     return dvc.stage_result(dataset, "propagate", True, project, orders=stage_orders, feature_norm=stage_norm)
 
 

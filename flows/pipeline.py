@@ -47,7 +47,7 @@ from dgnn.tune.portfolio import choose
 from adapters import dvc, plots, prefect_links, registry, run_info, settings, step_runs, tracking
 from adapters.step_progress import StepProgress, done_line
 from flows import data_tasks
-from flows.dask_blocks import block_runner, cluster_exported
+from flows.dask_cluster import block_runner, cluster_exported
 from adapters.tracked_run import TrackedRun
 
 # -- configuration ----------------------------------------------------------------------------------
@@ -353,7 +353,7 @@ def prepare_process(uri: str | None = None) -> None:
 def run_pipeline(*, dask_address: str | None = None, dask_workers: int | None = None, **parameters) -> dict:
     """``train_pipeline(**parameters)`` as ``dgnn run`` calls it; with ``dask_address`` (a
     scheduler) or ``dask_workers`` (a local cluster) on Dask, where the propagation blocks run
-    (:mod:`flows.dask_blocks`; the module steps stay in this process).
+    (:mod:`flows.dask_cluster`; the module steps stay in this process).
 
     Flow-run heartbeats let a long-lived Prefect server mark a crashed run; the ephemeral server
     dies with this process, so there they would only add the wait (up to 1 s) for the heartbeat
@@ -364,8 +364,7 @@ def run_pipeline(*, dask_address: str | None = None, dask_workers: int | None = 
             stack.enter_context(_settings_without_heartbeats())
         flow = train_pipeline
         if dask_address or dask_workers:
-            from flows.sweep import on_dask
-
+            from flows.dask_cluster import on_dask  # here: it imports dask.distributed
             flow = flow.with_options(task_runner=stack.enter_context(on_dask(dask_address, dask_workers or 2)))
         return flow(**parameters)
 

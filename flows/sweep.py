@@ -18,21 +18,18 @@ exit before they would be killed (:class:`FreezeAtExit`).
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import os
 import time
 import uuid
 
 import flows  # noqa: F401 - environment defaults before prefect/mlflow are imported
-import distributed
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from dgnn.config import first_train
 from dgnn.metrics import mean_std
 from dgnn.threads import choose_threads
-from adapters import log_levels, run_info, tracking
+from adapters import run_info, tracking
+from flows.dask_cluster import on_dask
 from flows.pipeline import resolve_config, run_data_tasks, train_pipeline
 
 
@@ -94,89 +91,6 @@ def _aggregate(runs: list[dict]) -> dict:
         for key in keys:
             out[dataset][key], out[dataset][key.replace("_mean", "_std")] = mean_std(r[key] for r in mine)
     return out
-
-
-@contextlib.contextmanager
-def shared_prefect_api():
-    """Make Dask workers report to this process's Prefect API: the configured server, or the
-    ephemeral one (started here and exported as PREFECT_API_URL, which the workers inherit)."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    url = PREFECT_API_URL.value()
-    previous = os.environ.get("PREFECT_API_URL")
-    if url:
-        os.environ["PREFECT_API_URL"] = url
-        try:
-            yield url
-        finally:
-            _restore("PREFECT_API_URL", previous)
-        return
-    from adapters.server import ephemeral_server
-
-    server = ephemeral_server()
-    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
-    os.environ["PREFECT_API_URL"] = server.api_url
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            yield server.api_url
-    finally:
-        _restore("PREFECT_API_URL", previous)
-
-
-def _restore(key: str, value: str | None) -> None:
-    if value is None:
-        os.environ.pop(key, None)
-    else:
-        os.environ[key] = value
-
-
-# Task lines of a worker, with the flow run (the pipeline run: dataset, config, seed, sweep) first.
-WORKER_TASK_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(flow_run_name)s | Task run %(task_run_name)r - %(message)s"
-TASK_FORMAT_ENV = "PREFECT_LOGGING_FORMATTERS_STANDARD_TASK_RUN_FMT"  # read by each worker's Prefect
-
-
-class FreezeAtExit(distributed.WorkerPlugin):
-    """Takes a closing worker's objects out of the garbage collector: the final collection of a
-    process that imported torch, MLflow and Prefect takes seconds, for nothing, and on a busy
-    machine outlasts the 4 s after which dask.distributed kills the worker ("Worker process still
-    alive ... killing"); frozen, the worker exits in well under a second."""
-
-    def teardown(self, worker) -> None:  # noqa: ARG002
-        gc.freeze()
-
-
-@contextlib.contextmanager
-def local_cluster_output():
-    """While a local cluster runs: its workers label their task lines, and dask.distributed (the
-    scheduler and nannies live in this process) logs warnings and errors only."""
-    previous = os.environ.get(TASK_FORMAT_ENV)
-    os.environ[TASK_FORMAT_ENV] = WORKER_TASK_FORMAT
-    try:
-        with log_levels.warnings_only("distributed"):
-            yield
-    finally:
-        _restore(TASK_FORMAT_ENV, previous)
-
-
-def dask_task_runner(address: str | None, workers: int):
-    """prefect-dask's task runner on the scheduler at ``address``, else on a local cluster of
-    ``workers`` single-threaded worker processes (no dashboard; they exit promptly:
-    :class:`FreezeAtExit`)."""
-    from prefect_dask import DaskTaskRunner
-
-    if address:
-        return DaskTaskRunner(address=address)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": None, "plugins": (FreezeAtExit(),)})
-
-
-@contextlib.contextmanager
-def on_dask(address: str | None, workers: int):
-    """The task runner of :func:`dask_task_runner`, with the workers reporting to this process's
-    Prefect API (:func:`shared_prefect_api`) and, on a local cluster, its output tidied
-    (:func:`local_cluster_output`)."""
-    with shared_prefect_api(), contextlib.nullcontext() if address else local_cluster_output():
-        yield dask_task_runner(address, workers)
 
 
 def run_sweep(datasets: list[str], seeds: list[int], *, task: str = "classify", config=None,

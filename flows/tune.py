@@ -1,7 +1,7 @@
 """``dgnn tune`` as a Prefect flow: data tasks, trial workers (in process or on Dask), report.
 
 One MLflow parent run per tune in experiment ``<dataset>-<task>-tune``, one child run per trial
-(:mod:`adapters.tune_tracking`). The Optuna study lives in :func:`adapters.settings.optuna_storage`, so
+(:mod:`adapters.tune_tracking`). The Optuna study lives in :func:`adapters.stores.optuna_storage`, so
 the same command resumes a killed tune, and every worker of a Dask cluster shares it.
 """
 
@@ -21,7 +21,7 @@ from dgnn.experiment import resolve_device
 from dgnn.threads import apply_threads
 from dgnn.tune.space import default_search_space, load_search_space
 from dgnn.tune.study import KEEP, Objective, candidates_of, finish, open_study, optimize, study_name
-from adapters import settings, tracking, tune_tracking
+from adapters import settings, stores, tracking, tune_tracking
 from dgnn.stepwise import stage_inputs
 from flows.pipeline import run_data_tasks
 
@@ -84,7 +84,7 @@ def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | N
     label = f"tune-{dataset}-{task}"
     job = {"dataset": dataset, "split_seed": split_seed, "data_root": str(data_root().resolve()),
            "data_content_hash": data["data_content_hash"], "space_file": space_file,
-           "storage": settings.optuna_storage(), "study": name, "seeds": seeds,
+           "storage": stores.optuna_storage(), "study": name, "seeds": seeds,
            "device": str(resolve_device(device)), "trials": trials, "budget_seconds": budget_seconds, "keep": keep,
            "threads": threads, "workers": max(1, workers), "tracking_uri": uri, "experiment_id": experiment_id, "label": label}
     parent = tracking.start_run(
@@ -114,7 +114,7 @@ def run_tune(*, workers: int = 1, dask_address: str | None = None, **parameters)
     """:func:`tune_flow` in this process (one worker) or with its trial workers on Dask."""
     if workers <= 1 and not dask_address:
         return tune_flow(workers=1, **parameters)
-    from flows.sweep import on_dask
+    from flows.dask_cluster import on_dask
 
     with on_dask(dask_address, workers) as runner:
         return tune_flow.with_options(task_runner=runner)(workers=workers, **parameters)

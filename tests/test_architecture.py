@@ -1,7 +1,7 @@
 """The import rules of docs/architecture.md: the library ``dgnn`` imports neither the orchestration
 stack (Prefect, MLflow, DVC, Dask) nor the project's other packages; ``adapters`` never imports
 ``flows`` or ``cli``; ``flows`` never imports ``cli``; no module is over 400 lines and ``flows``
-stays under 1,000."""
+stays under 1,000; no two modules import each other, directly or round a circle."""
 
 from __future__ import annotations
 
@@ -45,3 +45,83 @@ def test_modules_stay_small_and_flows_thin():
              for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
     assert not {k: v for k, v in sizes.items() if v > 400}, "modules over 400 lines"
     assert sum(v for k, v in sizes.items() if k.startswith("flows/")) < 1000
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _project_imports(path: Path, modules: set[str]) -> set[str]:
+    """The project modules ``path`` imports, anywhere in it (a deferred import still makes a circle:
+    it only hides it). ``from package import name`` counts as importing ``package.name`` when that
+    is a module, else the package."""
+    own, names = _module_name(path), set()
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            names |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+    found = set()
+    for name in names:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        if name and name != own:
+            found.add(name)
+    return found
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan's algorithm, iterative)."""
+    index, low, on_stack, stack, groups, counter = {}, {}, set(), [], [], [0]
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    group = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        group.append(member)
+                        if member == node:
+                            break
+                    if len(group) > 1:
+                        groups.append(sorted(group))
+            elif child not in index:
+                index[child] = low[child] = counter[0]
+                counter[0] += 1
+                stack.append(child)
+                on_stack.add(child)
+                work.append((child, iter(sorted(graph[child]))))
+            elif child in on_stack:
+                low[node] = min(low[node], index[child])
+    return groups
+
+
+def test_no_import_circles():
+    paths = [p for package in PACKAGES for p in (ROOT / package).rglob("*.py")]
+    modules = {_module_name(p) for p in paths}
+    graph = {_module_name(p): _project_imports(p, modules) for p in paths}
+    assert not _circles(graph), _circles(graph)
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _circles({"a": {"b"}, "b": set()}) == []

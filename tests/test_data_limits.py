@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from cli.main import main
-from dgnn.node_store import available_memory
+from dgnn.machine import available_memory
 from flows_conftest import TINY  # tests/ is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -81,7 +81,7 @@ def test_row_feature_norm_equals_what_the_trainer_computes(cora, tmp_data_dir):
 
 def test_training_inputs_read_the_stage_output_and_never_rewrite_it(cora, tmp_data_dir):
     from dgnn.config import TrainConfig
-    from dgnn.experiment import load_inputs
+    from dgnn.inputs import load_inputs
 
     folder = propagate_stage("cora", [1, 2], feature_norm="row")
     before = content_hash(folder)

@@ -46,7 +46,7 @@ def test_pipeline_on_dask_out_of_core_gets_the_in_memory_numbers(shared_datasets
     import yaml
 
     from dgnn.config import TrainConfig
-    from dgnn.experiment import load_inputs
+    from dgnn.inputs import load_inputs
     from flows_conftest import TINY
 
     config = tmp_path / "tiny.yaml"

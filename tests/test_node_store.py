@@ -8,7 +8,7 @@ import torch
 
 from dgnn.config import ModuleConfig, TrainConfig, load_config
 from dgnn.data.stages import adjacency_folder
-from dgnn.experiment import load_inputs
+from dgnn.inputs import load_inputs
 from dgnn.nn.filters import module_filter
 from dgnn.node_store import DiskStore, node_tensor_bytes, out_of_core_for
 from dgnn.rowfile import RowFile

@@ -18,7 +18,8 @@ import yaml
 
 from dgnn.config import CONFIG_DIR, Portfolio, RunConfig, TrainConfig, load_config
 from dgnn.data import fetch
-from dgnn.experiment import fit_warnings, load_inputs, train_seeds
+from dgnn.experiment import fit_warnings, train_seeds
+from dgnn.inputs import load_inputs
 from dgnn.tune.space import SEARCH_DIR, load_search_space
 from dgnn.tune.study import Objective, finish, open_study, optimize
 
@@ -123,7 +124,7 @@ def test_search_never_reads_test_labels(cora, space_file, tmp_path):
 
 KILLED_TUNE = """
 import sys
-from dgnn.experiment import load_inputs
+from dgnn.inputs import load_inputs
 from dgnn.tune.space import load_search_space
 from dgnn.tune.study import Objective, open_study, optimize
 study = open_study("cora-test", sys.argv[1], seed=0)

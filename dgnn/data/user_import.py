@@ -25,6 +25,7 @@ from dgnn.data.graph import Graph
 from dgnn.data.layout import FetchResult, dataset_dir, store_graph
 from dgnn.data.schemas import FIRST_ROWS, SPLITS, problems, raise_problems, user_edges_schema, user_nodes_schema
 from dgnn.data.store import file_sha256
+from dgnn.machine import available_memory
 
 _ID_COLUMNS = {"node_id": "string", "src": "string", "dst": "string"}
 _RESERVED = ("node_id", "label", "split")
@@ -62,7 +63,6 @@ def _check_csv(path: Path) -> None:
     """Refuse, before reading, a CSV whose reading would not fit in memory or that is not text: no
     line break in its first :data:`HEADER_MAX` bytes, NUL bytes or holes (a sparse file's holes
     read as NUL bytes: pandas took 15 GB for a 2 GB one)."""
-    from dgnn.node_store import available_memory  # here: it imports dgnn.data
 
     size, available = path.stat().st_size, available_memory()
     if size * CSV_MEMORY_FACTOR > available:

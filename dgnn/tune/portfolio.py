@@ -17,7 +17,7 @@ from dgnn.config import Portfolio, TrainConfig
 from dgnn.schedule import FitResult
 
 if TYPE_CHECKING:
-    from dgnn.experiment import Inputs
+    from dgnn.inputs import Inputs
 
 
 @dataclass

@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dgnn.config import Portfolio, TrainConfig, load_config
-from dgnn.experiment import Inputs
+from dgnn.inputs import Inputs
 from dgnn.processes import pid_alive
 from dgnn.schedule import FitResult, PassResult
 from dgnn.tune.space import SearchSpace
