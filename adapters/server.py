@@ -104,17 +104,22 @@ def _guarded_server_class():
     return GuardedServer
 
 
+def can_listen(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``host:port`` now."""
+    with socket.socket() as s:
+        # As servers bind (uvicorn too): a port whose last connection is in TIME_WAIT is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(preferred: int | None = None) -> int:
     """``preferred`` when a server could listen on it now, else a free port the system picks."""
-    if preferred:
-        with socket.socket() as s:
-            # As servers bind (uvicorn too): a port whose last connection is in TIME_WAIT is free.
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", preferred))
-                return preferred
-            except OSError:
-                pass
+    if preferred and can_listen(preferred):
+        return preferred
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 
 from benchmarks.report_sections import (CORE, acc_cell, arch_cell, authors_settings, find_row, hard_csbm_section,
-                                        levers_section, read_with_care, sampling_section, scale_section)
+                                        levers_section, read_with_care, sampling_section, scale_section,
+                                        tuned_peers_section)
 from benchmarks.plan import PEERS, REAL, plan
 from benchmarks.report_plots import LABELS, fmt, plot_accuracy_vs_time, plot_scaling
 
@@ -265,6 +266,7 @@ def build(results: Path = RESULTS, quick: bool = False, report_path: Path | None
         add("")
 
     L.extend(levers_section(results))
+    L.extend(tuned_peers_section(results))
     L.extend(sampling_section(results))
     L.extend(hard_csbm_section(results))
     L.extend(scale_section(results))

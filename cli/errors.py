@@ -1,5 +1,5 @@
 """One error policy for every ``dgnn`` command: one line on stderr, then exit status 2 for bad
-input (arguments, a config, the data: :data:`BAD_INPUT`), 1 for a run that failed (a full disk
+input (arguments, a config, the data: :func:`bad_input_types`), 1 for a run that failed (a full disk
 included: :class:`~dgnn.data.errors.NoSpace`), and 130 / 143 when Ctrl-C / SIGTERM stopped it
 (:func:`adapters.interrupts.report`)."""
 
@@ -10,10 +10,13 @@ import sys
 
 from pydantic import ValidationError
 
-from dgnn.data import DataError
-from dgnn.data.errors import NoSpace
 
-BAD_INPUT = (DataError, ValidationError, ValueError, FileNotFoundError)
+def bad_input_types() -> tuple[type[BaseException], ...]:
+    """What counts as bad input; the data layer's errors are imported when first needed, as its
+    package loads torch (`dgnn --help` does not)."""
+    from dgnn.data.errors import DataError
+
+    return DataError, ValidationError, ValueError, FileNotFoundError
 
 
 def one_line(err: BaseException) -> str:
@@ -37,7 +40,9 @@ def failed(what: str, err: BaseException) -> int:
 
 def status_of(what: str, err: BaseException) -> int:
     """2 after :func:`bad_input` for bad input, else 1 after :func:`failed`."""
-    if isinstance(err, BAD_INPUT) and not isinstance(err, NoSpace):
+    from dgnn.data.errors import NoSpace
+
+    if isinstance(err, bad_input_types()) and not isinstance(err, NoSpace):
         return bad_input(err)
     return failed(what, err)
 
@@ -63,7 +68,7 @@ def guarded(action, kept: str = KEPT):
     def handler(args: argparse.Namespace) -> int:
         try:
             action(args)
-        except BAD_INPUT as err:
+        except bad_input_types() as err:
             return status_of(args.command, err)
         except KeyboardInterrupt as err:
             return stopped(args.command, err, kept)

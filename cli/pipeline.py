@@ -174,9 +174,12 @@ def ui_command(host: str, port: int, uri: str | None = None) -> list[str]:
 
 def _ui(args: argparse.Namespace) -> int:
     from adapters import interrupts, settings, stores
-    from adapters.server import stop_process_group
+    from adapters.server import can_listen, stop_process_group
     from dgnn.processes import end_with_owner
 
+    if not can_listen(args.port, args.host):
+        return errors.bad_input(f"port {args.port} on {args.host} is in use (another server?): "
+                                "pass --port with a free one, or stop what listens there")
     if status := stores_error("ui", stores.prepare):
         return status
     uri = settings.tracking_uri()

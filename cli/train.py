@@ -8,14 +8,16 @@ import sys
 
 from cli import errors
 from dgnn.config import Portfolio, config_task, default_config_path, load_config
-from dgnn.data.layout import dataset_dir
-from dgnn.experiment import parse_seeds, train_seeds
-from dgnn.memory import check_fits
 
 
 def run_config(args: argparse.Namespace):
     """The run config named by ``--config`` or shipped for the dataset and task, CLI overrides applied."""
+    from dgnn.data.fetch import dataset_kind  # here: the data layer loads torch (`dgnn --help` does not)
+    from dgnn.data.layout import dataset_dir
+    from dgnn.memory import check_fits
+
     dataset_dir(args.dataset)  # a name no file system can hold is refused before it names a file
+    dataset_kind(args.dataset, args.data_dir)  # an unknown name, before any server starts
     path = args.config or default_config_path(args.dataset, args.task)
     config = load_config(path)
     if config_task(config) != args.task:
@@ -26,6 +28,8 @@ def run_config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> None:
+    from dgnn.experiment import parse_seeds, train_seeds
+
     config = run_config(args)
     train = config if isinstance(config, Portfolio) else config.train
     summary = train_seeds(args.dataset, train, parse_seeds(args.seeds), device=args.device,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+FeatureNorm = Literal["none", "row"]  # see dgnn.propagation.normalise_features
+FEATURE_NORMS = get_args(FeatureNorm)
 
 Activation = Literal["identity", "relu", "elu", "leaky_relu", "tanh", "sigmoid"]
 Task = Literal["classify", "cluster"]
@@ -149,7 +152,7 @@ class TrainConfig(_Strict):
         default=False,
         description="supervised modules keep their cross-entropy when a target exists (the paper drops it)",
     )
-    feature_norm: Literal["none", "row"] = "none"
+    feature_norm: FeatureNorm = "none"
     module_patience: int = Field(
         default=0, ge=0, description="evaluate every 10 steps and keep a module's best; 0 = off (paper)"
     )
@@ -256,6 +259,9 @@ def load_config(path: str | Path) -> RunConfig | Portfolio:
     the offending field."""
     try:
         raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} not found: give the path of a YAML run config "
+                         f"(the shipped ones are in {CONFIG_DIR})") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(raw, dict):

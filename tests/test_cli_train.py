@@ -94,3 +94,28 @@ def test_a_non_finite_loss_stops_its_step(env, tmp_path, capsys):
     assert train_main(["train", "--quiet", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: BT1-m1: the loss of module 1 is inf at SGD step 1; lower that module's lr (or eta) in the config"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "--dataset", "nope"], "error: unknown dataset 'nope': use one of cora"),
+    (["run", "--config", "nothere.yaml"], "error: config file nothere.yaml not found: give the path"),
+    (["train", "--config", "nothere.yaml"], "error: config file nothere.yaml not found: give the path"),
+])
+def test_a_bad_dataset_or_config_fails_before_any_server_starts(env, tmp_path, args, message):
+    """One line and status 2, and no Prefect server nor MLflow store was started for it."""
+    home = tmp_path / "prefect-home"
+    done = subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, cwd=tmp_path,
+                          env=env | {"PREFECT_HOME": str(home), "PREFECT_API_URL": "",
+                                     "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(message) and done.stderr.count("\n") == 1, done.stderr
+    assert not home.exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_parser_tree_loads_neither_torch_nor_the_tools():
+    """`dgnn --help` and argument errors answer without torch, Prefect, MLflow or pandas (they took
+    5.5 s to import); the handlers import what they use."""
+    probe = ("import sys; from cli.main import build_parser; build_parser().format_help(); "
+             "print(sorted(m for m in ('torch', 'prefect', 'mlflow', 'pandas', 'sklearn') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

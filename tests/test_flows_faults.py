@@ -65,7 +65,14 @@ def _start(project: dict, home: str) -> subprocess.Popen:
 
 def _stop(proc: subprocess.Popen, signum: int) -> tuple[int, str]:
     proc.send_signal(signum)
-    _, err = proc.communicate(timeout=180)
+    try:
+        _, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired as late:  # say where it was, then end it
+        tree = [f"{c.pid} {c.name()} {c.status()}" for c in psutil.Process(proc.pid).children(recursive=True)]
+        proc.kill()
+        tail = (late.stderr or b"").decode(errors="replace") if isinstance(late.stderr, bytes) else (late.stderr or "")
+        raise AssertionError(f"still running 180 s after {signal.Signals(signum).name}; children {tree}; "
+                             f"stderr tail:\n{tail[-4000:]}") from None
     return proc.returncode, err
 
 

@@ -50,3 +50,22 @@ def test_ui_settings_name_the_port_the_server_really_has(tmp_path, monkeypatch):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui-settings", timeout=30) as response:
             settings = json.loads(response.read())
     assert settings["api_url"] == api
+
+
+def test_ui_on_a_busy_port_fails_with_one_line_before_starting(tmp_path):
+    """`dgnn ui --port P` where something listens on P: status 2 and one line naming the port,
+    not a banner and uvicorn's "address already in use" then status 0."""
+    import os
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "cli.main", "ui", "--port", str(port)], capture_output=True,
+                              text=True, cwd=tmp_path, timeout=120,
+                              env=os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"error: port {port} on 127.0.0.1 is in use (another server?): pass --port with a free " \
+                          "one, or stop what listens there\n"

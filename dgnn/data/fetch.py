@@ -118,6 +118,25 @@ def default_mirror() -> str | None:
     return str(SHARED_MIRROR) if (SHARED_MIRROR / "SHA256SUMS").is_file() else None
 
 
+def dataset_kind(name: str, data_dir=None) -> str:
+    """Where ``name`` comes from: ``registry``, ``synthetic``, ``imported`` (its files kept in
+    ``imports/<name>/``, a DVC workspace) or ``stored`` (imported before into the data folder); a
+    DataError saying which names exist for any other, checked before anything starts."""
+    if name in REGISTRY:
+        return "registry"
+    if synthetic.parse_name(name) is not None:
+        return "synthetic"
+    if import_source_dir(name).is_dir():
+        return "imported"
+    if is_stored(graph_dir(name, data_dir)):
+        return "stored"
+    raise DataError(
+        f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}, "
+        f"{synthetic.PREFIX}[hard-]<nodes> (e.g. {synthetic.PRESETS[-1]}), or import your own graph "
+        "first with `dgnn import NAME --edges ... --nodes ...`"
+    )
+
+
 def fetch(name: str, data_dir=None, mirror=None, split_seed: int = 0) -> FetchResult:
     """Obtain, verify, validate and store ``name``; return counts, path and content hash.
 
@@ -125,21 +144,15 @@ def fetch(name: str, data_dir=None, mirror=None, split_seed: int = 0) -> FetchRe
     (a DVC workspace), are (re)built and written atomically; another imported name is described as
     stored. ``split_seed`` other than 0 also stores that split's masks.
     """
-    if name in REGISTRY:
-        mirror = mirror or default_mirror()
-        result = store_graph(_read_registry(REGISTRY[name], mirror), data_dir)
-    elif synthetic.parse_name(name) is not None:
+    kind = dataset_kind(name, data_dir)
+    if kind == "registry":
+        result = store_graph(_read_registry(REGISTRY[name], mirror or default_mirror()), data_dir)
+    elif kind == "synthetic":
         result = store_graph(synthetic.generate(name), data_dir)
-    elif import_source_dir(name).is_dir():
+    elif kind == "imported":
         result = store_graph(read_user_graph(name, *source_files(import_source_dir(name))), data_dir)
-    elif is_stored(graph_dir(name, data_dir)):
-        result = FetchResult.from_folder(require_intact(graph_dir(name, data_dir)))
     else:
-        raise DataError(
-            f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}, "
-            f"{synthetic.PREFIX}[hard-]<nodes> (e.g. {synthetic.PRESETS[-1]}), or import your own graph "
-            "first with `dgnn import NAME --edges ... --nodes ...`"
-        )
+        result = FetchResult.from_folder(require_intact(graph_dir(name, data_dir)))
     split = _split_dir(name, split_seed, data_dir)
     if split is not None:
         split_meta = read_meta(split)

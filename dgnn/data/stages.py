@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from dgnn.config import FEATURE_NORMS
 from dgnn.data.errors import DataError
 from dgnn.data.fetch import ensure_graph
 from dgnn.data.layout import FetchResult, damage_error, dataset_dir, require_intact
@@ -26,7 +27,6 @@ from dgnn.propagation import csr_tensor, normalise_features, normalised_adjacenc
 
 _CSR = ("indptr", "indices", "values")
 BLOCK_ROWS = 1 << 14  # default rows per propagation block: ~80 MiB of products at degree 10, 128 features
-FEATURE_NORMS = ("none", "row")  # see dgnn.propagation.normalise_features
 BlockKernel = Callable[[int, int], None]
 MapBlocks = Callable[[BlockKernel, list[tuple[int, int]]], None]
 
