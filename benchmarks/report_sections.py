@@ -229,7 +229,7 @@ QUOTED_CLUSTER = {"AGE": (0.768, 0.607), "NS4GC": (0.749, 0.594), "S3GC": (0.703
 
 def tuned_peers_section(results: Path) -> list[str]:
     """The tables of ``bench_peers.py`` (every method searched with the same budget), with when
-    their rows were measured and which are still missing, then the published figures, apart."""
+    their rows were measured and on which datasets, then the published figures, apart."""
     lines = []
     for task, stem in (("classify", "peers_tuned"), ("cluster", "peers_tuned_cluster")):
         table, rows = results / f"{stem}.md", results / f"{stem}.jsonl"
