@@ -1,6 +1,7 @@
 """Shared constants and set-up of the flows tests (a plain module: tests/ is on sys.path)."""
 
 import os
+import signal
 from contextlib import contextmanager
 
 import yaml
@@ -18,6 +19,13 @@ TINY = {
         ],
     },
 }
+
+
+def as_in_a_terminal() -> None:
+    """``preexec_fn`` of a child that a test interrupts: SIGINT at its default, as in a terminal.
+    A harness started as a background job of a script (``make test &``) hands its children SIGINT
+    ignored, and Python keeps it ignored, so a Ctrl-C test would wait forever."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @contextmanager

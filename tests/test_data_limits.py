@@ -18,7 +18,7 @@ import yaml
 
 from cli.main import main
 from dgnn.machine import available_memory
-from flows_conftest import TINY  # tests/ is on sys.path
+from flows_conftest import TINY, as_in_a_terminal  # tests/ is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,7 +182,7 @@ def test_an_interrupted_import_leaves_the_workspace_as_it_was(tmp_path, cora_use
     env = {k: v for k, v in os.environ.items() if k != "DGNN_DATA_DIR"} | {"DGNN_PROJECT_DIR": str(project)}
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "import", "papers", "--edges",
                              str(cora_user_files["edges"]), "--nodes", str(cora_user_files["nodes"])],
-                            cwd=project, env=env, stderr=subprocess.PIPE, text=True)
+                            cwd=project, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=as_in_a_terminal)
     tracked = project / "imports" / "papers.dvc"  # written by `dvc add`, before `dvc repro` builds the stages
     deadline = time.monotonic() + 180
     while not tracked.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from flows_conftest import TINY, wait_for as _wait_for  # tests/ is on sys.path
+from flows_conftest import TINY, as_in_a_terminal, wait_for as _wait_for  # tests/ is on sys.path
 
 DGNN = Path(sys.executable).with_name("dgnn")
 STEP_DONE = "Task run 'FT0-m1' - Finished"  # Prefect's log line once the first module step is saved
@@ -60,7 +60,7 @@ def _start(project: dict, home: str) -> subprocess.Popen:
     env = {**project["env"], "PREFECT_HOME": str(project["root"] / home)}
     return subprocess.Popen([str(DGNN), "run", "--dataset", "cora", "--config", str(project["root"] / "slow.yaml"),
                              "--device", "cpu"], cwd=project["root"], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_in_a_terminal)
 
 
 def _stop(proc: subprocess.Popen, signum: int) -> tuple[int, str]:
