@@ -15,6 +15,18 @@ def label_flow_run(name: str, tags: dict) -> None:
     with get_client(sync_client=True) as client:
         client.update_flow_run(flow_run.id, name=name,
                                tags=sorted({*flow_run.tags, *(f"{k}:{v}" for k, v in tags.items())}))
+    _NAMES[str(flow_run.id)] = name
+
+
+# The names given by :func:`label_flow_run` in this process: the engine hands its hooks a copy of
+# the flow run taken before, and a run's last words (the serve gone, the API with it) must name
+# it as the UI does.
+_NAMES: dict[str, str] = {}
+
+
+def flow_run_name(flow_run) -> str:
+    """The name of ``flow_run`` (a Prefect ``FlowRun``), as last set in this process."""
+    return _NAMES.get(str(flow_run.id), flow_run.name)
 
 
 def _served(tracking_uri: str) -> bool:

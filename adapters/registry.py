@@ -1,69 +1,122 @@
 """The model registry: a pipeline run adds a version of ``dgnn-<dataset>-<task>`` only when it
 brings something new.
 
-New means: its data or config differ from the latest version's (the version tags named in
-``identity``: ``data_version``, ``data_content_hash``, ``config_hash``), or its validation
-criterion beats the champion's. Either way the reason comes back as ``decision`` (the pipeline
-tags its run ``registry_decision``). The alias ``champion`` moves to a new version only if its
-criterion beats the current champion's.
+A run is compared with every version, not just the latest: one with the same data and config
+(the version tags named in ``identity``: ``data_version``, ``data_content_hash``, ``config_hash``),
+the same ``replica`` tags (seed, device) and the same validation criterion is its twin, and adds
+nothing (the pipeline then logs no second copy of the model). Otherwise a run adds a version when no
+version has its data and config, or when its criterion beats the champion's. Either way the reason
+comes back as ``decision`` (the pipeline tags its run ``registry_decision``). The alias ``champion``
+moves to a new version only if its criterion beats the current champion's; the run tag ``champion``
+follows the alias (the previous champion's run is retagged ``false``).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from adapters import tracking
+from dgnn.processes import owned_temp_dir
 
 CHAMPION = "champion"
 
 
+def log_and_register(mlflow_client: MlflowClient, run_id: str, save_model, name: str, criterion: float,
+                     criterion_name: str, identity: dict, replica: dict, tags: dict | None = None,
+                     description: str | None = None) -> dict:
+    """Log the run's model as artifact ``model`` (``save_model(folder)`` writes it) unless a twin
+    version holds it already, then :func:`register_model` it; tags the run with the outcome and its
+    model's URI (``run_model_uri``: the run's own, or the twin version's)."""
+    repeated = twin(mlflow_client, name, identity, replica, criterion)
+    if repeated is None:
+        with owned_temp_dir("model") as tmp:
+            folder = Path(tmp) / "model"
+            save_model(folder)
+            mlflow_client.log_artifacts(run_id, str(folder), "model")
+    registered = register_model(mlflow_client, name, run_id, "model", criterion, criterion_name, identity, tags,
+                                description, replica)
+    model_uri = f"runs:/{run_id}/model" if repeated is None else f"models:/{name}/{repeated}"
+    tracking.set_tags(mlflow_client, run_id, {"registered_model": name, "registered_version": registered["version"]
+                                              or "none", "registry_decision": registered["decision"],
+                                              "model_uri": model_uri})
+    return registered | {"run_model_uri": model_uri}
+
+
 def register_model(mlflow_client: MlflowClient, name: str, run_id: str, artifact_path: str,
                    criterion: float, criterion_name: str, identity: dict, tags: dict | None = None,
-                   description: str | None = None) -> dict:
+                   description: str | None = None, replica: dict | None = None) -> dict:
     """Register ``runs:/<run_id>/<artifact_path>`` as a new version of ``name`` (tagged with
-    ``identity`` and ``tags``, e.g. the tune that chose its config) if :func:`decide` says so."""
+    ``identity``, ``replica`` and ``tags``, e.g. the tune that chose its config) if :func:`decide`
+    says so."""
     source = f"{mlflow_client.get_run(run_id).info.artifact_uri}/{artifact_path}"
     with tracking.store_lock(mlflow_client.tracking_uri):  # decide and add as one step: sweeps run side by side
         _ensure_model(mlflow_client, name, description)
-        latest, (current, current_value) = _latest(mlflow_client, name), _champion(mlflow_client, name)
-        register, decision = decide(latest, identity, criterion, criterion_name, current, current_value)
+        versions, (current, current_value) = _versions(mlflow_client, name), _champion(mlflow_client, name)
+        register, decision = decide(versions, identity, replica or {}, criterion, criterion_name, current,
+                                    current_value)
         version = None
         if register:
             version = int(mlflow_client.create_model_version(
                 name, source, run_id=run_id,
                 tags={"criterion": criterion_name, "val_criterion": repr(float(criterion)),
-                      **{k: str(v) for k, v in {**identity, **(tags or {})}.items()}},
+                      **{k: str(v) for k, v in {**identity, **(replica or {}), **(tags or {})}.items()}},
             ).version)
         champion = register and (current is None or float(criterion) > current_value)
         if champion:
             mlflow_client.set_registered_model_alias(name, CHAMPION, str(version))
+            if current is not None and current.run_id and current.run_id != run_id:
+                tracking.set_tags(mlflow_client, current.run_id, {CHAMPION: "false"})
+        tracking.set_tags(mlflow_client, run_id, {CHAMPION: str(champion).lower()})
     return {
         "name": name,
         "version": version,
         "model_uri": None if version is None else f"models:/{name}/{version}",
         "champion": champion,
         "decision": decision,
-        "latest_version": None if latest is None else int(latest.version),
+        "latest_version": int(versions[0].version) if versions else None,
         "previous_champion": None if current is None else int(current.version),
         "previous_champion_criterion": None if current is None else current_value,
     }
 
 
-def decide(latest: ModelVersion | None, identity: dict, criterion: float, criterion_name: str,
+def twin(mlflow_client: MlflowClient, name: str, identity: dict, replica: dict, criterion: float) -> int | None:
+    """The version that a run with these tags and validation ``criterion`` would repeat, if any."""
+    found = _twin(_versions(mlflow_client, name), identity, replica, criterion)
+    return None if found is None else int(found.version)
+
+
+def decide(versions: list[ModelVersion], identity: dict, replica: dict, criterion: float, criterion_name: str,
            champion: ModelVersion | None, champion_value: float) -> tuple[bool, str]:
-    """Whether a run with ``identity`` and validation ``criterion`` adds a version, and why."""
-    if latest is None:
+    """Whether a run with ``identity``, ``replica`` and validation ``criterion`` adds a version to
+    ``versions`` (newest first), and why."""
+    if not versions:
         return True, "registered: first version"
-    changed = [k for k, v in identity.items() if latest.tags.get(k) != str(v)]
-    if changed:
-        return True, f"registered: {', '.join(changed)} changed since version {latest.version}"
+    repeated = _twin(versions, identity, replica, criterion)
+    if repeated is not None:
+        return False, (f"not registered: identical to version {repeated.version} (same data, config, "
+                       f"{', '.join(replica) or 'replica'} and {criterion_name} {criterion:.4f})")
+    same = next((v for v in versions if _has(v, identity)), None)
+    if same is None:
+        changed = [k for k, v in identity.items() if versions[0].tags.get(k) != str(v)]
+        return True, f"registered: {', '.join(changed)} changed since version {versions[0].version}"
     if champion is None or float(criterion) > champion_value:
         return True, f"registered: {criterion_name} {criterion:.4f} beats the champion's {champion_value:.4f}"
-    return False, (f"not registered: same data and config as version {latest.version}, and "
+    return False, (f"not registered: same data and config as version {same.version}, and "
                    f"{criterion_name} {criterion:.4f} does not beat the champion's {champion_value:.4f} "
                    f"(version {champion.version})")
+
+
+def _has(version: ModelVersion, tags: dict) -> bool:
+    return all(version.tags.get(k) == str(v) for k, v in tags.items())
+
+
+def _twin(versions: list[ModelVersion], identity: dict, replica: dict, criterion: float) -> ModelVersion | None:
+    return next((v for v in versions if replica and _has(v, {**identity, **replica})
+                 and v.tags.get("val_criterion") == repr(float(criterion))), None)
 
 
 def _ensure_model(mlflow_client: MlflowClient, name: str, description: str | None) -> None:
@@ -76,10 +129,16 @@ def _ensure_model(mlflow_client: MlflowClient, name: str, description: str | Non
             mlflow_client.update_registered_model(name, description=description)  # made before descriptions
 
 
-def _latest(mlflow_client: MlflowClient, name: str) -> ModelVersion | None:
-    found = mlflow_client.search_model_versions(f"name = '{name}'", max_results=1,
-                                                order_by=["version_number DESC"])
-    return found[0] if found else None
+def _versions(mlflow_client: MlflowClient, name: str) -> list[ModelVersion]:
+    """Every version of ``name``, newest first (versions are added only when new: a short list)."""
+    versions, token = [], None
+    while True:
+        page = mlflow_client.search_model_versions(f"name = '{name}'", max_results=1000,
+                                                   order_by=["version_number DESC"], page_token=token)
+        versions += list(page)
+        token = page.token
+        if not token:
+            return versions
 
 
 def _champion(mlflow_client: MlflowClient, name: str) -> tuple[ModelVersion | None, float]:

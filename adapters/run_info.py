@@ -1,8 +1,10 @@
 """What tells pipeline runs apart in MLflow and Prefect: names, the config's identity, the data
 input, and the descriptions of the experiment and registered model they write to.
 
-A run is named ``<dataset>-<config name>-seed<seed>`` (the dataset once when the config name
-starts with it), plus ``-sweep<id>`` when a sweep ran it.
+A run is named ``<label>-run<n>``: its label ``<dataset>-<config name>-seed<seed>`` (the dataset once
+when the config name starts with it, plus ``-sweep<id>`` when a sweep ran it) and the how-manieth
+run of that label in the experiment it is, so that reruns and scheduled retrains stay apart. Tags
+``run_label`` and ``run_number`` keep the two parts to filter by.
 The config name is ``tuned`` for a config ``dgnn tune`` chose (run tag ``tune_run_id``),
 ``portfolio-<candidate>`` for a portfolio's choice (tag ``config_choice``), else the config
 file's stem (``inline`` for a config given as a dict). ``config_file`` / ``config_sha256`` name
@@ -16,6 +18,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from dgnn.config import RunConfig, default_config_path
@@ -62,8 +65,19 @@ def run_name(dataset: str, name: str, seed: int, run_tags: dict | None) -> str:
     return f"{label}-seed{seed}" + (f"-sweep{sweep}" if sweep else "")
 
 
+def numbered(mlflow_client: MlflowClient, experiment_id: str, label: str) -> dict[str, str]:
+    """``name``, ``run_label`` and ``run_number`` of the next parent run labelled ``label``: one more
+    than the newest such run's number (two runs of one label started in the same instant could
+    share a number; identical runs are refused while one runs, so only a changed data version could)."""
+    newest = mlflow_client.search_runs([experiment_id], f"tags.run_label = '{label}'", run_view_type=ViewType.ALL,
+                                       max_results=1, order_by=["attributes.start_time DESC"])
+    number = int(newest[0].data.tags.get("run_number", "0")) + 1 if newest else 1
+    return {"name": f"{label}-run{number}", "run_label": label, "run_number": str(number)}
+
+
 def flow_run_name(parameters: dict) -> str:
-    """The Prefect flow run's name from the flow's parameters (a portfolio's choice comes later)."""
+    """The Prefect flow run's label from the flow's parameters, until the run is numbered (and a
+    portfolio's choice is known)."""
     dataset, task = parameters.get("dataset", "cora"), parameters.get("task", "classify")
     tags = parameters.get("run_tags") or {}
     config_file = tags.get("config_file") or str(config_path(parameters.get("config"), dataset, task) or "inline")
@@ -98,7 +112,7 @@ def log_training_data(mlflow_client: MlflowClient, run_id: str, dataset: str, da
 def experiment_description(dataset: str, task: str) -> str:
     # The UI renders the description as Markdown: names with <placeholders> go in code spans.
     return (f"dgnn pipeline runs on {dataset} ({task}). One parent run per training run, named "
-            "`<dataset>-<config>-seed<seed>`: config, data version, metrics, plots and the packaged model. "
+            "`<dataset>-<config>-seed<seed>-run<n>` (tags `run_label`, `run_number`): config, data version, metrics, plots and the packaged model. "
             "Under it one child run per module step (`FT<pass>-m<module>` forward, `BT<pass>-m<module>` "
             "backward) with its loss per SGD step and the module's checkpoint.")
 

@@ -5,7 +5,7 @@ runner: "coroutine 'Runner.astop' was never awaited"), leaves a run it was submi
 the next scheduled runs (90 or so) in the database, and its flow-run processes outlive a
 ``kill -9`` of the serve, finishing against a dead API. Here:
 
-* SIGTERM and SIGINT first stop the flow-run processes (with SIGTERM: each closes its MLflow runs
+* SIGTERM and SIGINT first stop the flow-run processes and wait for their end (with SIGTERM: each closes its MLflow runs
   KILLED and its Prefect run CRASHED through the server, still up), then the runner, on its event
   loop; afterwards the deployment's SCHEDULED runs are deleted and a run left PENDING or RUNNING
   is set CRASHED; the signal leaves as :class:`adapters.interrupts.Terminated` or
@@ -21,15 +21,21 @@ import asyncio
 import functools
 import multiprocessing
 import os
+import shlex
 import signal
 import socket
 import sys
+from pathlib import Path
 
-from adapters import interrupts, leftovers, lifeline
+from adapters import interrupts, leftovers, lifeline, prefect_links
+
+FLOW_RUN_GRACE_S = 120  # to close its MLflow and Prefect runs on a loaded machine; then astop kills it
 
 
-def serve(flow, *, name: str, parameters: dict, cron: str | None, interval: float | None, announce: bool) -> None:
-    """Serve ``flow`` as deployment ``name`` until a signal stops it (raised as described above)."""
+def serve(flow, *, name: str, parameters: dict, cron: str | None, interval: float | None, api_url: str,
+          announce: bool) -> None:
+    """Serve ``flow`` as deployment ``name`` of the Prefect server at ``api_url`` until a signal stops
+    it (raised as described above); ``announce``: say so, with a command that starts a run now."""
     from prefect.deployments.runner import EntrypointType
 
     runner = _runner_class()(name=name, limit=1)
@@ -39,7 +45,8 @@ def serve(flow, *, name: str, parameters: dict, cron: str | None, interval: floa
     leftovers.clean_up()  # after the deployment names this process: runs scheduled until then name the last one
     if announce:
         print(f"serving deployment '{flow.name}/{name}' ({f'cron {cron}' if cron else f'every {interval:g}s'}); "
-              "Ctrl-C or SIGTERM stops it", file=sys.stderr, flush=True)
+              f"Ctrl-C or SIGTERM stops it\na run now, from any shell: {trigger_command(flow.name, name, api_url)}",
+              file=sys.stderr, flush=True)
     previous = signal.signal(signal.SIGINT, runner.handle_sigterm)  # Ctrl-C stops it the same way
     try:
         asyncio.run(runner.start())
@@ -49,6 +56,14 @@ def serve(flow, *, name: str, parameters: dict, cron: str | None, interval: floa
                              lambda pid: f"dgnn serve (pid {pid}) stopped before the run ended")
     if runner.stopped_by is not None:
         _raise_for(runner.stopped_by)
+
+
+def trigger_command(flow_name: str, name: str, api_url: str) -> str:
+    """The shell command that starts a run of the deployment: it names the server (a shell without
+    ``PREFECT_API_URL`` would start an ephemeral one on the same database) and this Prefect."""
+    prefect = Path(sys.executable).with_name("prefect")
+    return (f"PREFECT_API_URL={shlex.quote(api_url)} {shlex.quote(str(prefect)) if prefect.exists() else 'prefect'} "
+            f"deployment run {shlex.quote(f'{flow_name}/{name}')}")
 
 
 def _raise_for(signum: int):
@@ -69,9 +84,16 @@ def _runner_class():
                 _raise_for(signum)
             if self.stopped_by is None:
                 self.stopped_by = signum
-                for process in multiprocessing.active_children():  # each flow run, started by the runner
+                flow_runs = multiprocessing.active_children()  # each flow run, started by the runner
+                for process in flow_runs:
                     process.terminate()
-                asyncio.get_running_loop().create_task(self.astop())
+                asyncio.get_running_loop().create_task(self._stop_after(flow_runs))
+
+        async def _stop_after(self, flow_runs: list) -> None:
+            """``astop`` SIGTERMs the flow runs again: wait until they have closed their runs first,
+            or the second signal lands in their handling of the first (a traceback in the log)."""
+            await asyncio.gather(*(asyncio.to_thread(process.join, FLOW_RUN_GRACE_S) for process in flow_runs))
+            await self.astop()
 
     return StoppingRunner
 
@@ -80,8 +102,9 @@ def _end_with_serve(flow, flow_run, state) -> None:
     """Flow hook, in the flow-run process: end the run once the serve process is gone."""
 
     def report(problem: str) -> int:
-        print(f"error: flow run {flow_run.name} failed: {problem}: finished steps are kept and its MLflow "
-              "runs closed as FAILED; the next dgnn serve or run closes its Prefect run", file=sys.stderr, flush=True)
+        print(f"error: flow run {prefect_links.flow_run_name(flow_run)} failed: {problem}: finished steps are kept "
+              "and its MLflow runs closed as FAILED; the next dgnn serve or run closes its Prefect run",
+              file=sys.stderr, flush=True)
         return 1
 
     lifeline.watch_until_exit(lifeline.parent_ended("dgnn serve"), report)

@@ -119,7 +119,8 @@ def _serve(args: argparse.Namespace) -> int:
             watch = lifeline.watching(lifeline.api_refused(api_url), report) if owned else contextlib.nullcontext()
             with watch:
                 serving.serve(train_pipeline, name=args.name or f"dgnn-{args.dataset}-{args.task}",
-                              parameters=parameters, cron=args.cron, interval=args.interval, announce=not args.quiet)
+                              parameters=parameters, cron=args.cron, interval=args.interval, api_url=api_url,
+                              announce=not args.quiet)
     except BaseException as err:  # noqa: BLE001
         return errors.stopped("serve", err, "the flow run in progress was stopped (its finished steps are kept) "
                                             "and the scheduled runs removed; rerun the same command to serve again")

@@ -204,17 +204,12 @@ def report_task(tracked: TrackedRun, fit: FitResult, step_records: list[dict], d
             plots.save(plots.pass_figure([asdict(p) | {"is_best_final": p.pass_index == fit.best_pass}
                                           for p in fit.passes]), plot_dir / "metric_per_pass.png")
         client.log_artifacts(parent, str(plot_dir), "plots")
-        save_packaged_model(load_tensors(spec.run_dir / "model-payload.pt"), tmp / "model")
-        client.log_artifacts(parent, str(tmp / "model"), "model")
-    registered = registry.register_model(
-        client, tracking.experiment_name(spec.dataset, spec.train.task), parent, "model", fit.criterion,
-        criterion_name, tracked.model_identity, tracked.model_tags,
+    registered = registry.log_and_register(
+        client, parent, lambda folder: save_packaged_model(load_tensors(spec.run_dir / "model-payload.pt"), folder),
+        tracking.experiment_name(spec.dataset, spec.train.task), fit.criterion, criterion_name,
+        tracked.model_identity, {"seed": spec.seed, "device": spec.device}, tracked.model_tags,
         run_info.model_description(spec.dataset, spec.train.task, criterion_name))
-    tracking.set_tags(client, parent, {"registered_model": registered["name"],
-                                       "registered_version": registered["version"] or "none",
-                                       "registry_decision": registered["decision"],
-                                       "champion": str(registered["champion"]).lower(),
-                                       "warnings": " | ".join(summary["warnings"]) or "none"})
+    tracking.set_tags(client, parent, {"warnings": " | ".join(summary["warnings"]) or "none"})
     summary |= {
         "mlflow_run_id": parent,
         "experiment": tracked.experiment,
@@ -222,7 +217,7 @@ def report_task(tracked: TrackedRun, fit: FitResult, step_records: list[dict], d
         "tracking_uri": tracked.tracking_uri,
         "data_version": tracked.data_version,
         "data_content_hash": spec.data_content_hash,
-        "model_uri": f"runs:/{parent}/model",
+        "model_uri": registered.pop("run_model_uri"),
         "registered_model": registered,
         "run_key": spec.key,
         "checkpoint_dir": str(spec.run_dir),
@@ -285,8 +280,9 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
             "seed": seed, "split_seed": split_seed, "device": device,
             **run_info.config_source(config, dataset, task, run_tags)}
         config_name = run_info.config_name(params["config_file"], run_tags)
-        parent_name = run_info.run_name(dataset, config_name, seed, run_tags)
-        tags = {"dataset": dataset, "task": task, "seed": seed, "config_name": config_name,
+        numbered = run_info.numbered(client, experiment_id, run_info.run_name(dataset, config_name, seed, run_tags))
+        parent_name = numbered.pop("name")
+        tags = {"dataset": dataset, "task": task, "seed": seed, "config_name": config_name, **numbered,
                 "levers": "+".join(train.levers()) or "none", "architecture": train.describe(),
                 "config_hash": run_info.config_hash(run_config), "prefect.flow_run_id": flow_run.id or "",
                 "prefect.flow_run_name": parent_name, **tracking.git_commit(), **(run_tags or {})}

@@ -117,7 +117,7 @@ def test_identical_run_is_refused_while_one_runs_then_ctrl_c_exits_130(project):
     runs = _runs(project)
     killed = [r for r in runs if r.data.tags.get("interrupted") == "SIGINT"]
     assert {r.info.status for r in killed} == {"KILLED"}
-    assert {r.info.run_name for r in killed} >= {"cora-slow-seed0"}  # parent (config file name), step
+    assert {r.info.run_name for r in killed} >= {"cora-slow-seed0-run1"}  # parent (config file name), step
     assert not [r for r in runs if r.info.status == "RUNNING"]
     refused = [r for r in runs if "already running" in r.data.tags.get("error", "")]
     assert len(refused) == 1 and refused[0].info.status == "FAILED"

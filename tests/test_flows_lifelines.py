@@ -82,7 +82,7 @@ def test_server_killed_under_a_run_ends_it_in_seconds_and_a_ctrl_c_never_reaches
                                     f"as FAILED; {RESUME}")
     assert "Traceback" not in err and "Connection refused" not in err, err[-3000:]
     problem = f"the Prefect server (pid {server.pid}) stopped during the run (killed by SIGKILL)"
-    assert _runs(project) == {"cora-slow-seed0": ("FAILED", problem), "FT0-m1": ("FINISHED", ""),
+    assert _runs(project) == {"cora-slow-seed0-run1": ("FAILED", problem), "FT0-m1": ("FINISHED", ""),
                               "FT0-m2": ("FAILED", problem)}
     root = project["root"]
     for store in (root / "mlruns", root / ".dgnn_cache" / "runs", root / ".prefect"):
@@ -124,8 +124,8 @@ def _serve_killed_then_stopped(project: dict, args: tuple, env: dict) -> None:
     err = killed.communicate(timeout=120)[1]  # the flow-run process writes to the same stderr
     assert not _running(flow_run)
     ended = f"dgnn serve (pid {killed.pid}) ended during the run"
-    assert f"error: flow run cora-slow-seed0 failed: {ended}: finished steps are kept" in err, err[-3000:]
-    assert _runs(project) == {"cora-slow-seed0": ("FAILED", ended), "FT0-m1": ("FINISHED", ""),
+    assert f"error: flow run cora-slow-seed0-run1 failed: {ended}: finished steps are kept" in err, err[-3000:]
+    assert _runs(project) == {"cora-slow-seed0-run1": ("FAILED", ended), "FT0-m1": ("FINISHED", ""),
                               "FT0-m2": ("FAILED", ended)}
 
     stopped = _start(project, *args, **fast_poll)

@@ -144,7 +144,8 @@ def test_logged_model_has_an_input_example_and_pins_numpy_and_pandas(env, first)
 def test_parent_run_names_its_config_and_experiment_and_model_are_described(env, first):
     client = _client(env)
     parent = client.get_run(first["mlflow_run_id"])
-    assert parent.info.run_name == "cora-tiny-seed0"
+    assert parent.info.run_name == "cora-tiny-seed0-run1"
+    assert (parent.data.tags["run_label"], parent.data.tags["run_number"]) == ("cora-tiny-seed0", "1")
     assert parent.data.params["config_file"] == str(env["config"].resolve())
     assert parent.data.params["config_sha256"] == hashlib.sha256(env["config"].read_bytes()).hexdigest()
     assert parent.data.tags["config_name"] == "tiny" and len(parent.data.tags["config_hash"]) == 64
@@ -219,11 +220,16 @@ def test_prefect_flow_run_is_tagged_linked_and_its_tasks_plainly_named(env, firs
 def test_second_identical_run_is_cached_and_faster(env, first):
     second = _run(env)
     client = _client(env)
-    registered = second["registered_model"]  # same data, config and validation: no new version
+    registered = second["registered_model"]  # same data, config, seed and validation: no new version
     assert registered["version"] is None and registered["model_uri"] is None and not registered["champion"]
-    assert registered["decision"].startswith("not registered: same data and config as version 1")
-    assert client.get_run(second["mlflow_run_id"]).data.tags["registry_decision"] == registered["decision"]
+    assert registered["decision"].startswith("not registered: identical to version 1 (same data, config, seed")
+    rerun = client.get_run(second["mlflow_run_id"])
+    assert rerun.data.tags["registry_decision"] == registered["decision"]
     assert len(client.search_model_versions("name = 'dgnn-cora-classify'")) == 1
+    assert rerun.info.run_name == "cora-tiny-seed0-run2"  # a rerun is told apart by its number
+    # The twin's model is not stored again: the rerun points at version 1, which holds it.
+    assert second["model_uri"] == rerun.data.tags["model_uri"] == "models:/dgnn-cora-classify/1"
+    assert not client.list_artifacts(second["mlflow_run_id"], "model")
     assert {"fetch", "normalise", "propagate"} <= set(second["cached_tasks"])
     assert second["task_states"]["fetch"] == "Cached"
     assert second["wall_seconds"] < first["wall_seconds"]
@@ -378,6 +384,30 @@ def test_registry_adds_a_version_only_for_new_data_config_or_a_better_model(env,
     better = registry.register_model(client, name, run, "model", 0.7, "val_acc", {**same, "data_version": "d2"})
     assert better["version"] == 3 and better["champion"] and "beats" in better["decision"]
     assert len(client.search_model_versions(f"name = '{name}'")) == 3
+
+
+def test_registry_compares_with_every_version_and_the_champion_tag_follows_the_alias(env, first):
+    from adapters import registry
+
+    client = _client(env)
+    name = "dgnn-test-twins"
+    experiment = client.create_experiment("registry-twins")  # runs of its own: none of the pipeline's is retagged
+    runs = [client.create_run(experiment).info.run_id for _ in range(4)]
+    a, b = {"data_version": "d1", "config_hash": "a"}, {"data_version": "d1", "config_hash": "b"}
+    seed0 = {"seed": 0, "device": "cpu"}
+    one = registry.register_model(client, name, runs[0], "model", 0.5, "val_acc", a, replica=seed0)
+    two = registry.register_model(client, name, runs[1], "model", 0.6, "val_acc", b, replica=seed0)
+    assert (one["version"], two["version"], two["champion"]) == (1, 2, True)
+    # Config a again, same seed and score: version 1's twin, although version 2 is the latest.
+    again = registry.register_model(client, name, runs[2], "model", 0.5, "val_acc", a, replica=seed0)
+    assert again["version"] is None and again["decision"].startswith("not registered: identical to version 1")
+    assert registry.twin(client, name, a, seed0, 0.5) == 1 and registry.twin(client, name, a, seed0, 0.51) is None
+    # Config a with another seed: same data and config as version 1, and it does not beat the champion.
+    other_seed = registry.register_model(client, name, runs[3], "model", 0.55, "val_acc", a,
+                                         replica={"seed": 1, "device": "cpu"})
+    assert other_seed["version"] is None and "same data and config as version 1" in other_seed["decision"]
+    tags = [client.get_run(r).data.tags["champion"] for r in runs]
+    assert tags == ["false", "true", "false", "false"]  # run 0 was champion until version 2 took the alias
 
 
 def test_crashed_run_is_reaped_as_failed(env):

@@ -130,6 +130,19 @@ def test_serve_schedule_fires(project):
                                               "tags.seed = '7' and attributes.status = 'FINISHED'")
         assert finished, (project["root"] / "serve.log").read_text()[-3000:]
         assert finished[0].data.tags["prefect.flow_run_id"]
+        _trigger_as_printed(project)
     finally:
         stop_process_group(server, timeout=40)
         log.close()
+
+
+def _trigger_as_printed(project) -> None:
+    """The command serve prints starts a run from a new shell, which knows no Prefect server."""
+    said = (project["root"] / "serve.log").read_text()
+    command = next(line.split("from any shell: ", 1)[1] for line in said.splitlines() if "from any shell: " in line)
+    new_shell = {k: v for k, v in project["env"].items() if not k.startswith("PREFECT_")}
+    new_shell["PREFECT_HOME"] = str(project["root"] / "new-shell-prefect")
+    triggered = subprocess.run(["bash", "-c", command], env=new_shell, cwd=project["root"], capture_output=True,
+                               text=True, timeout=180)
+    assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+    assert "Created flow run" in triggered.stdout and "Traceback" not in triggered.stderr, triggered.stdout
