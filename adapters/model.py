@@ -79,8 +79,9 @@ def _outputs(trainer, config: TrainConfig) -> dict:
     return {"prediction": trainer.predict().cpu(), "probability": probability}
 
 
-def save_packaged_model(payload: dict, path: Path) -> Path:
-    """Write the pyfunc model folder at ``path`` (which must not exist yet)."""
+def save_packaged_model(payload: dict, path: Path, mlflow_model=None) -> Path:
+    """Write the pyfunc model folder at ``path`` (which must not exist yet); ``mlflow_model``: the
+    ``MLmodel`` of the Logged Model it becomes (:mod:`adapters.logged_model`)."""
     import mlflow.pyfunc
     import pandas as pd
     from mlflow.models import ModelSignature
@@ -100,6 +101,7 @@ def save_packaged_model(payload: dict, path: Path) -> Path:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         mlflow.pyfunc.save_model(
             path,
+            mlflow_model=mlflow_model,
             python_model=str(CODE),
             code_paths=[str(LIBRARY)],
             artifacts={"model": str(weights)},

@@ -13,46 +13,42 @@ follows the alias (the previous champion's run is retagged ``false``).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from adapters import tracking
-from dgnn.processes import owned_temp_dir
+from adapters import logged_model, tracking
 
 CHAMPION = "champion"
 
 
-def log_and_register(mlflow_client: MlflowClient, run_id: str, save_model, name: str, criterion: float,
-                     criterion_name: str, identity: dict, replica: dict, tags: dict | None = None,
-                     description: str | None = None) -> dict:
-    """Log the run's model as artifact ``model`` (``save_model(folder)`` writes it) unless a twin
-    version holds it already, then :func:`register_model` it; tags the run with the outcome and its
-    model's URI (``run_model_uri``: the run's own, or the twin version's)."""
+def log_and_register(mlflow_client: MlflowClient, run_id: str, save_model, metrics: dict, name: str,
+                     criterion: float, criterion_name: str, identity: dict, replica: dict,
+                     tags: dict | None = None, description: str | None = None) -> dict:
+    """Log the run's model as a Logged Model (``save_model(folder, mlflow_model)`` writes it) with
+    the run's ``metrics`` linked to it, unless a twin version holds it already (then the metrics go
+    to the run alone), and :func:`register_model` it; tags the run with the outcome and its model's
+    URI (``run_model_uri``: its own ``models:/m-<id>``, or the twin version's)."""
     repeated = twin(mlflow_client, name, identity, replica, criterion)
+    model_id = None
     if repeated is None:
-        with owned_temp_dir("model") as tmp:
-            folder = Path(tmp) / "model"
-            save_model(folder)
-            mlflow_client.log_artifacts(run_id, str(folder), "model")
-    registered = register_model(mlflow_client, name, run_id, "model", criterion, criterion_name, identity, tags,
+        model_id = logged_model.log_model(mlflow_client, run_id, save_model, {**identity, **replica})
+    tracking.log_batch(mlflow_client, run_id, metrics=tracking.metric_items(metrics, model_id=model_id))
+    registered = register_model(mlflow_client, name, run_id, model_id, criterion, criterion_name, identity, tags,
                                 description, replica)
-    model_uri = f"runs:/{run_id}/model" if repeated is None else f"models:/{name}/{repeated}"
+    model_uri = f"models:/{model_id}" if repeated is None else f"models:/{name}/{repeated}"
     tracking.set_tags(mlflow_client, run_id, {"registered_model": name, "registered_version": registered["version"]
                                               or "none", "registry_decision": registered["decision"],
                                               "model_uri": model_uri})
     return registered | {"run_model_uri": model_uri}
 
 
-def register_model(mlflow_client: MlflowClient, name: str, run_id: str, artifact_path: str,
+def register_model(mlflow_client: MlflowClient, name: str, run_id: str, model_id: str | None,
                    criterion: float, criterion_name: str, identity: dict, tags: dict | None = None,
                    description: str | None = None, replica: dict | None = None) -> dict:
-    """Register ``runs:/<run_id>/<artifact_path>`` as a new version of ``name`` (tagged with
-    ``identity``, ``replica`` and ``tags``, e.g. the tune that chose its config) if :func:`decide`
-    says so."""
-    source = f"{mlflow_client.get_run(run_id).info.artifact_uri}/{artifact_path}"
+    """Register Logged Model ``model_id`` of run ``run_id`` as a new version of ``name`` (tagged
+    with ``identity``, ``replica`` and ``tags``, e.g. the tune that chose its config) if
+    :func:`decide` says so (never for a twin's run, which logged no model: ``model_id`` None)."""
     with tracking.store_lock(mlflow_client.tracking_uri):  # decide and add as one step: sweeps run side by side
         _ensure_model(mlflow_client, name, description)
         versions, (current, current_value) = _versions(mlflow_client, name), _champion(mlflow_client, name)
@@ -61,7 +57,7 @@ def register_model(mlflow_client: MlflowClient, name: str, run_id: str, artifact
         version = None
         if register:
             version = int(mlflow_client.create_model_version(
-                name, source, run_id=run_id,
+                name, f"models:/{model_id}", run_id=run_id, model_id=model_id,
                 tags={"criterion": criterion_name, "val_criterion": repr(float(criterion)),
                       **{k: str(v) for k, v in {**identity, **(replica or {}), **(tags or {})}.items()}},
             ).version)

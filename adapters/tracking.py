@@ -239,9 +239,10 @@ def fail_open_runs(message: str) -> None:
         fail_run(mlflow_client, run_id, message)
 
 
-def metric_items(metrics: dict, step: int = 0) -> list[Metric]:
+def metric_items(metrics: dict, step: int = 0, model_id: str | None = None) -> list[Metric]:
+    """``metrics`` at ``step``, linked to Logged Model ``model_id`` if given."""
     now = now_ms()
-    return [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
+    return [Metric(k, float(v), now, step, model_id=model_id) for k, v in metrics.items() if v is not None]
 
 
 def series_items(key: str, values, start: int = 1, times: list[float] | None = None) -> list[Metric]:

@@ -193,7 +193,7 @@ def report_task(tracked: TrackedRun, fit: FitResult, step_records: list[dict], d
              "resumed_steps": sum(r["resumed"] for r in step_records)}
     per_pass = [item for p in fit.passes
                 for item in tracking.metric_items({f"pass_{k}": v for k, v in p.metrics.items()}, p.pass_index)]
-    tracking.log_batch(client, parent, metrics=[*tracking.metric_items(final), *per_pass])
+    tracking.log_batch(client, parent, metrics=per_pass)  # the final ones go with the model
     losses = [{**r, "losses": run.losses(r["index"])} for r in step_records]
     with owned_temp_dir("report") as tmp:
         tmp = Path(tmp)
@@ -205,7 +205,8 @@ def report_task(tracked: TrackedRun, fit: FitResult, step_records: list[dict], d
                                           for p in fit.passes]), plot_dir / "metric_per_pass.png")
         client.log_artifacts(parent, str(plot_dir), "plots")
     registered = registry.log_and_register(
-        client, parent, lambda folder: save_packaged_model(load_tensors(spec.run_dir / "model-payload.pt"), folder),
+        client, parent, lambda folder, mlflow_model: save_packaged_model(
+            load_tensors(spec.run_dir / "model-payload.pt"), folder, mlflow_model), final,
         tracking.experiment_name(spec.dataset, spec.train.task), fit.criterion, criterion_name,
         tracked.model_identity, {"seed": spec.seed, "device": spec.device}, tracked.model_tags,
         run_info.model_description(spec.dataset, spec.train.task, criterion_name))

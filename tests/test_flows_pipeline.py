@@ -125,20 +125,44 @@ def test_registered_model_predicts_like_in_process(env, first):
     assert fit.metrics["test_acc"] == first["test_acc_mean"]
 
 
+def test_the_model_is_an_mlflow_logged_model_with_the_run_metrics(env, first):
+    """The run's Models column, the experiment's Models tab and the registry all name the model."""
+    from mlflow.entities import LoggedModelStatus
+
+    client = _client(env)
+    run = client.get_run(first["mlflow_run_id"])
+    model_id = first["model_uri"].removeprefix("models:/")
+    assert model_id.startswith("m-") and run.data.tags["model_uri"] == first["model_uri"]
+    assert [o.model_id for o in run.outputs.model_outputs] == [model_id]
+    found = client.search_logged_models([run.info.experiment_id],
+                                        filter_string=f"source_run_id = '{run.info.run_id}'")
+    assert [m.model_id for m in found] == [model_id] and found[0].status == LoggedModelStatus.READY
+    assert found[0].tags["seed"] == "0" and found[0].params["config_file"]
+    linked = {m.key: m.value for m in found[0].metrics}
+    assert linked["val_acc"] == run.data.metrics["val_acc"] and "test_acc" in linked
+    version = client.get_model_version("dgnn-cora-classify", str(first["registered_model"]["version"]))
+    assert version.source == first["model_uri"]  # (the sqlite registry keeps no model_id column)
+
+
 def test_logged_model_has_an_input_example_and_pins_numpy_and_pandas(env, first):
     from importlib.metadata import version
 
+    import mlflow
     from mlflow.models import Model
 
     from adapters.model import load
 
-    path = _client(env).download_artifacts(first["mlflow_run_id"], "model", str(env["root"] / "dl-model"))
+    path = mlflow.artifacts.download_artifacts(first["model_uri"], dst_path=str(env["root"] / "dl-model"),
+                                               tracking_uri=env["uri"])
+    assert Model.load(path).model_id == first["model_uri"].removeprefix("models:/")
     example = Model.load(path).load_input_example(path)
     assert example["node"].tolist() == [0, 1, 2]
     requirements = (Path(path) / "requirements.txt").read_text().split()
     assert {f"numpy=={version('numpy')}", f"pandas=={version('pandas')}"} <= set(requirements)
     predicted = load(first["model_uri"]).predict(example)
     assert predicted["prediction"].tolist() == first["predictions"]["prediction"][:3].tolist()
+    by_run = load(f"runs:/{first['mlflow_run_id']}/model").predict(example)  # MLflow finds the run's model
+    assert by_run["prediction"].tolist() == predicted["prediction"].tolist()
 
 
 def test_parent_run_names_its_config_and_experiment_and_model_are_described(env, first):
@@ -229,7 +253,8 @@ def test_second_identical_run_is_cached_and_faster(env, first):
     assert rerun.info.run_name == "cora-tiny-seed0-run2"  # a rerun is told apart by its number
     # The twin's model is not stored again: the rerun points at version 1, which holds it.
     assert second["model_uri"] == rerun.data.tags["model_uri"] == "models:/dgnn-cora-classify/1"
-    assert not client.list_artifacts(second["mlflow_run_id"], "model")
+    assert not rerun.outputs.model_outputs and not client.search_logged_models(
+        [rerun.info.experiment_id], filter_string=f"source_run_id = '{rerun.info.run_id}'")
     assert {"fetch", "normalise", "propagate"} <= set(second["cached_tasks"])
     assert second["task_states"]["fetch"] == "Cached"
     assert second["wall_seconds"] < first["wall_seconds"]
@@ -353,15 +378,21 @@ def test_child_runs_span_their_steps_and_a_changed_config_registers(env, first, 
     assert len(client.search_model_versions("name = 'dgnn-cora-classify'")) == 2
 
 
+def _logged(client, run_id: str) -> str:
+    """A Logged Model of run ``run_id`` for the registry to register (named apart from the run's own)."""
+    return client.create_logged_model(client.get_run(run_id).info.experiment_id, name="registry-test",
+                                      source_run_id=run_id).model_id
+
+
 def test_champion_alias_moves_only_on_improvement(env, first):
     from adapters import registry
 
     client = _client(env)
     name = "dgnn-test-alias"
     run = first["mlflow_run_id"]
-    a = registry.register_model(client, name, run, "model", 0.5, "val_acc", {"config_hash": "a"})
-    b = registry.register_model(client, name, run, "model", 0.4, "val_acc", {"config_hash": "b"})
-    c = registry.register_model(client, name, run, "model", 0.6, "val_acc", {"config_hash": "c"})
+    a = registry.register_model(client, name, run, _logged(client, run), 0.5, "val_acc", {"config_hash": "a"})
+    b = registry.register_model(client, name, run, _logged(client, run), 0.4, "val_acc", {"config_hash": "b"})
+    c = registry.register_model(client, name, run, _logged(client, run), 0.6, "val_acc", {"config_hash": "c"})
     assert (a["version"], b["version"], c["version"]) == (1, 2, 3)  # each config is new
     assert (a["champion"], b["champion"], c["champion"]) == (True, False, True)
     assert int(client.get_model_version_by_alias(name, "champion").version) == c["version"]
@@ -374,14 +405,14 @@ def test_registry_adds_a_version_only_for_new_data_config_or_a_better_model(env,
     name = "dgnn-test-registry"
     run = first["mlflow_run_id"]
     same = {"data_version": "d1", "config_hash": "c1"}
-    assert registry.register_model(client, name, run, "model", 0.6, "val_acc", same)["decision"] == \
+    assert registry.register_model(client, name, run, _logged(client, run), 0.6, "val_acc", same)["decision"] == \
         "registered: first version"
-    again = registry.register_model(client, name, run, "model", 0.6, "val_acc", same)
+    again = registry.register_model(client, name, run, _logged(client, run), 0.6, "val_acc", same)
     assert again["version"] is None and again["decision"].startswith("not registered")
-    new_data = registry.register_model(client, name, run, "model", 0.5, "val_acc", {**same, "data_version": "d2"})
+    new_data = registry.register_model(client, name, run, _logged(client, run), 0.5, "val_acc", {**same, "data_version": "d2"})
     assert new_data["version"] == 2 and new_data["decision"] == "registered: data_version changed since version 1"
     assert not new_data["champion"]
-    better = registry.register_model(client, name, run, "model", 0.7, "val_acc", {**same, "data_version": "d2"})
+    better = registry.register_model(client, name, run, _logged(client, run), 0.7, "val_acc", {**same, "data_version": "d2"})
     assert better["version"] == 3 and better["champion"] and "beats" in better["decision"]
     assert len(client.search_model_versions(f"name = '{name}'")) == 3
 
@@ -395,15 +426,15 @@ def test_registry_compares_with_every_version_and_the_champion_tag_follows_the_a
     runs = [client.create_run(experiment).info.run_id for _ in range(4)]
     a, b = {"data_version": "d1", "config_hash": "a"}, {"data_version": "d1", "config_hash": "b"}
     seed0 = {"seed": 0, "device": "cpu"}
-    one = registry.register_model(client, name, runs[0], "model", 0.5, "val_acc", a, replica=seed0)
-    two = registry.register_model(client, name, runs[1], "model", 0.6, "val_acc", b, replica=seed0)
+    one = registry.register_model(client, name, runs[0], _logged(client, runs[0]), 0.5, "val_acc", a, replica=seed0)
+    two = registry.register_model(client, name, runs[1], _logged(client, runs[1]), 0.6, "val_acc", b, replica=seed0)
     assert (one["version"], two["version"], two["champion"]) == (1, 2, True)
     # Config a again, same seed and score: version 1's twin, although version 2 is the latest.
-    again = registry.register_model(client, name, runs[2], "model", 0.5, "val_acc", a, replica=seed0)
+    again = registry.register_model(client, name, runs[2], _logged(client, runs[2]), 0.5, "val_acc", a, replica=seed0)
     assert again["version"] is None and again["decision"].startswith("not registered: identical to version 1")
     assert registry.twin(client, name, a, seed0, 0.5) == 1 and registry.twin(client, name, a, seed0, 0.51) is None
     # Config a with another seed: same data and config as version 1, and it does not beat the champion.
-    other_seed = registry.register_model(client, name, runs[3], "model", 0.55, "val_acc", a,
+    other_seed = registry.register_model(client, name, runs[3], _logged(client, runs[3]), 0.55, "val_acc", a,
                                          replica={"seed": 1, "device": "cpu"})
     assert other_seed["version"] is None and "same data and config as version 1" in other_seed["decision"]
     tags = [client.get_run(r).data.tags["champion"] for r in runs]
