@@ -56,8 +56,8 @@ def register_model(mlflow_client: MlflowClient, name: str, run_id: str, model_id
                                     current_value)
         version = None
         if register:
-            version = int(mlflow_client.create_model_version(
-                name, f"models:/{model_id}", run_id=run_id, model_id=model_id,
+            version = int(_create_version(
+                mlflow_client, name, f"models:/{model_id}", run_id=run_id, model_id=model_id,
                 tags={"criterion": criterion_name, "val_criterion": repr(float(criterion)),
                       **{k: str(v) for k, v in {**identity, **(replica or {}), **(tags or {})}.items()}},
             ).version)
@@ -77,6 +77,16 @@ def register_model(mlflow_client: MlflowClient, name: str, run_id: str, model_id
         "previous_champion": None if current is None else int(current.version),
         "previous_champion_criterion": None if current is None else current_value,
     }
+
+
+def _create_version(mlflow_client: MlflowClient, name: str, source: str, **kwargs) -> ModelVersion:
+    """``create_model_version`` of a ``models:/m-<id>`` source: the sqlite registry looks the logged
+    model up with a client of the process's tracking URI, not this client's, so that URI is this
+    client's meanwhile (under :func:`register_model`'s store lock)."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _use_tracking_uri(mlflow_client.tracking_uri):
+        return mlflow_client.create_model_version(name, source, **kwargs)
 
 
 def twin(mlflow_client: MlflowClient, name: str, identity: dict, replica: dict, criterion: float) -> int | None:

@@ -658,3 +658,16 @@ def test_out_of_core_run_gets_the_in_memory_numbers_and_resumes_from_its_files(e
     model = mlflow.pyfunc.load_model(resumed["model_uri"])  # predictions stored, no graph shipped
     rows = model.predict(pd.DataFrame({"node": [0, 5, 9]}))
     assert rows["prediction"].tolist() == first["predictions"]["prediction"][[0, 5, 9]].tolist()
+
+
+def test_a_logged_model_registers_in_a_store_other_than_the_environments(tmp_path):
+    """The registry finds the logged model in the client's own store (MLFLOW_TRACKING_URI names another)."""
+    from adapters import registry, tracking
+
+    client = tracking.client(f"sqlite:///{tmp_path / 'elsewhere' / 'mlflow.db'}")
+    assert client.tracking_uri != os.environ.get("MLFLOW_TRACKING_URI")
+    run = client.create_run(client.create_experiment("elsewhere")).info.run_id
+    model_id = _logged(client, run)
+    registered = registry.register_model(client, "dgnn-elsewhere", run, model_id, 0.5, "val_acc", {"config_hash": "a"})
+    assert registered["version"] == 1
+    assert client.get_model_version("dgnn-elsewhere", "1").source == f"models:/{model_id}"
