@@ -16,18 +16,20 @@ notes and do not make the data differ.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 
 def lineage(run_id: str, project_dir=None, tracking_uri: str | None = None) -> dict:
-    """The run's recorded lineage and its comparison with the workspace, as a dict."""
+    """The run's recorded lineage and its comparison with the workspace, as a dict; ``run_id`` may
+    also be a unique prefix of the id or the run's name (:func:`find_run`)."""
     from mlflow.tracking import MlflowClient
 
     from adapters import dvc, settings, tracking
 
     project = Path(project_dir).resolve() if project_dir else settings.project_dir()
     uri = tracking_uri or settings.tracking_uri()
-    run = MlflowClient(tracking_uri=uri).get_run(run_id)
+    run = find_run(MlflowClient(tracking_uri=uri), run_id)
     tags = run.data.tags
     dataset = tags.get("dataset") or run.data.params.get("dataset")
     if not dataset:
@@ -60,6 +62,36 @@ def lineage(run_id: str, project_dir=None, tracking_uri: str | None = None) -> d
         "differences": differences,
         "notes": notes,
     }
+
+
+def find_run(client, ref: str):
+    """The run ``ref`` names: its id, a unique prefix of it (at least 6 characters, as the UI shows
+    ids shortened), or its run name (``cora-classify-seed0-run3``: unique for pipeline runs)."""
+    from mlflow.entities import ViewType
+    from mlflow.exceptions import MlflowException
+
+    if len(ref) == 32:
+        with contextlib.suppress(MlflowException):
+            return client.get_run(ref)
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    matches = []
+    if experiments and "'" not in ref:
+        matches = client.search_runs(experiments, f"attributes.run_name = '{ref}'", ViewType.ALL, max_results=10)
+    if not matches and len(ref) >= 6 and all(c in "0123456789abcdef" for c in ref):
+        matches, token = [], None
+        while True:
+            page = client.search_runs(experiments, "", ViewType.ALL, max_results=1000, page_token=token)
+            matches += [r for r in page if r.info.run_id.startswith(ref)]
+            token = page.token
+            if not token:
+                break
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ValueError(f"no run has the id, id prefix (6 characters or more) or name {ref!r}")
+    ids = ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in matches[:3])
+    raise ValueError(f"{ref!r} names {len(matches)} runs ({ids}{', ...' if len(matches) > 3 else ''}): "
+                     "give the whole run id")
 
 
 def content_difference(dataset: str, recorded: str | None, project: Path) -> str | None:

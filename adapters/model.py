@@ -111,7 +111,22 @@ def save_packaged_model(payload: dict, path: Path, mlflow_model=None) -> Path:
             metadata={"dataset": payload["dataset"], "task": payload["task"]},
         )
     weights.unlink()
+    _without_build_paths(path / "MLmodel")
     return path
+
+
+def _without_build_paths(mlmodel: Path) -> None:
+    """Drop what ``save_model`` records of where the model was built: the absolute path of this
+    clone's code and of the temporary payload. No loader reads them (they take the file names
+    inside the folder), and they differ between clones of one model."""
+    from mlflow.models import Model
+
+    model = Model.load(mlmodel)
+    flavor = model.flavors["python_function"]
+    flavor["model_code_path"] = Path(flavor["model_code_path"]).name
+    for artifact in flavor.get("artifacts", {}).values():
+        artifact["uri"] = artifact["path"]
+    model.save(mlmodel)
 
 
 class ModelRefused(RuntimeError):

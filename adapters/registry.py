@@ -13,6 +13,8 @@ follows the alias (the previous champion's run is retagged ``false``).
 
 from __future__ import annotations
 
+import os
+
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -82,11 +84,21 @@ def register_model(mlflow_client: MlflowClient, name: str, run_id: str, model_id
 def _create_version(mlflow_client: MlflowClient, name: str, source: str, **kwargs) -> ModelVersion:
     """``create_model_version`` of a ``models:/m-<id>`` source: the sqlite registry looks the logged
     model up with a client of the process's tracking URI, not this client's, so that URI is this
-    client's meanwhile (under :func:`register_model`'s store lock)."""
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+    client's meanwhile (under :func:`register_model`'s store lock), and then what it was again.
 
-    with _use_tracking_uri(mlflow_client.tracking_uri):
+    Not MLflow's ``_use_tracking_uri``: restoring an unset URI it deletes ``$MLFLOW_TRACKING_URI``,
+    and every later run of the process (a sweep's, a served one) would go to the default store."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils  # what set_tracking_uri set (no public getter)
+
+    saved_uri, saved_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(mlflow_client.tracking_uri)
+    try:
         return mlflow_client.create_model_version(name, source, **kwargs)
+    finally:
+        mlflow.set_tracking_uri(saved_uri)
+        if saved_env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
 
 
 def twin(mlflow_client: MlflowClient, name: str, identity: dict, replica: dict, criterion: float) -> int | None:

@@ -8,7 +8,8 @@ run of that label in the experiment it is, so that reruns and scheduled retrains
 The config name is ``tuned`` for a config ``dgnn tune`` chose (run tag ``tune_run_id``),
 ``portfolio-<candidate>`` for a portfolio's choice (tag ``config_choice``), else the config
 file's stem (``inline`` for a config given as a dict). ``config_file`` / ``config_sha256`` name
-the file and hash its bytes; ``config_hash`` hashes the resolved run config (after a portfolio
+the file (relative to the project folder when inside it, so that runs of two clones compare equal)
+and hash its bytes; ``config_hash`` hashes the resolved run config (after a portfolio
 choice), which is what the registry compares.
 """
 
@@ -23,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from dgnn.config import RunConfig, default_config_path
 from dgnn.data.layout import dataset_dir
-from adapters import tracking
+from adapters import settings, tracking
 
 SOURCE_KEYS = ("config_file", "config_sha256")
 
@@ -45,7 +46,13 @@ def config_source(config, dataset: str, task: str, run_tags: dict | None) -> dic
     if path is None:
         data = config.model_dump(mode="json") if hasattr(config, "model_dump") else config
         return {"config_file": "inline", "config_sha256": _sha256_json(data)}
-    return {"config_file": str(path.resolve()), "config_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {"config_file": project_relative(path), "config_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def project_relative(path: Path) -> str:
+    """``path`` relative to the project folder when inside it, else absolute."""
+    path, project = path.resolve(), settings.project_dir()
+    return str(path.relative_to(project)) if path.is_relative_to(project) else str(path)
 
 
 def config_name(config_file: str, run_tags: dict | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import getpass
 import json
 import os
 import socket
@@ -197,6 +198,17 @@ def flatten(value, prefix: str = "") -> dict[str, str]:
             out |= flatten(v, f"{prefix}{i}.")
         return out
     return {prefix.rstrip("."): str(value)}
+
+
+def provenance(source_name: str) -> dict[str, str]:
+    """The tags MLflow's fluent API would set and ``create_run`` does not: who ran it ("Created by"
+    in the UI), from what, and at which commit (see :func:`git_commit`)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container's uid with no passwd entry and no $USER
+        user = str(os.getuid())
+    return {"mlflow.user": user, "mlflow.source.type": "LOCAL",
+            "mlflow.source.name": source_name, **git_commit()}
 
 
 def git_commit(folder: Path | None = None) -> dict[str, str]:

@@ -57,7 +57,8 @@ def register(subparsers) -> None:
         "lineage", help="data, stage hashes, commit and params of a tracked run; does the workspace match?",
         description="Reads the MLflow run and compares the data it recorded (dataset, DVC stage hashes, "
                     "content hash) with dvc.lock and the files of the workspace.")
-    p.add_argument("run_id", metavar="RUN_ID", help="MLflow run id (the pipeline's parent run)")
+    p.add_argument("run_id", metavar="RUN",
+                   help="the pipeline's parent run: its MLflow run id, a unique prefix of it, or its name")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--project-dir", help="project folder (default: $DGNN_PROJECT_DIR or the current folder)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the project's store)")

@@ -286,7 +286,7 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
         tags = {"dataset": dataset, "task": task, "seed": seed, "config_name": config_name, **numbered,
                 "levers": "+".join(train.levers()) or "none", "architecture": train.describe(),
                 "config_hash": run_info.config_hash(run_config), "prefect.flow_run_id": flow_run.id or "",
-                "prefect.flow_run_name": parent_name, **tracking.git_commit(), **(run_tags or {})}
+                "prefect.flow_run_name": parent_name, **tracking.provenance("train-pipeline"), **(run_tags or {})}
         parent = tracking.start_run(client, experiment_id, parent_name, tags=tags, params=params)
         try:
             prefect_links.label_flow_run(parent_name, {"dataset": dataset, "task": task, "config": config_name,

@@ -21,7 +21,7 @@ from dgnn.experiment import resolve_device
 from dgnn.threads import apply_threads
 from dgnn.tune.space import default_search_space, load_search_space
 from dgnn.tune.study import KEEP, Objective, candidates_of, finish, open_study, optimize, study_name
-from adapters import settings, stores, tracking, tune_tracking
+from adapters import run_info, settings, stores, tracking, tune_tracking
 from dgnn.stepwise import stage_inputs
 from flows.pipeline import run_data_tasks
 
@@ -90,9 +90,9 @@ def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | N
     parent = tracking.start_run(
         client, experiment_id, label,
         tags={"dataset": dataset, "task": task, "study": name, "optuna_storage": job["storage"],
-              "data_version": data["data_version"], **tracking.git_commit()},
+              "data_version": data["data_version"], **tracking.provenance("dgnn-tune")},
         params={"trials": trials, "budget_seconds": budget_seconds, "workers": workers, "seeds": seeds, "keep": keep,
-                "split_seed": split_seed, "space_file": space_file, "device": job["device"]})
+                "split_seed": split_seed, "space_file": run_info.project_relative(Path(space_file)), "device": job["device"]})
     job["parent_run_id"] = parent
     try:
         open_study(name, job["storage"], seeds[0])  # created here, so parallel workers only load it

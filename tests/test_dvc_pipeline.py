@@ -276,6 +276,14 @@ def test_lineage_of_a_tracked_run(project, inside, tmp_path, monkeypatch, capsys
     assert args.handler(args) == 2
     assert "error: cannot read the lineage" in capsys.readouterr().err
 
+    for ref in (run.info.run_id[:8], "parent"):  # a short id as the UI shows it, or the run's name
+        args = parser.parse_args(["lineage", ref, "--json"])
+        assert args.handler(args) == 0 and json.loads(capsys.readouterr().out)["run_id"] == run.info.run_id
+    client.create_run(experiment, run_name="parent")
+    args = parser.parse_args(["lineage", "parent"])
+    assert args.handler(args) == 2
+    assert "'parent' names 2 runs" in capsys.readouterr().err
+
 
 def _fast_config(path: Path) -> Path:
     """A short run (the data path is what these tests check): the flows tests' tiny config, FT_0 only."""

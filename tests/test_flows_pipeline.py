@@ -155,6 +155,9 @@ def test_logged_model_has_an_input_example_and_pins_numpy_and_pandas(env, first)
     path = mlflow.artifacts.download_artifacts(first["model_uri"], dst_path=str(env["root"] / "dl-model"),
                                                tracking_uri=env["uri"])
     assert Model.load(path).model_id == first["model_uri"].removeprefix("models:/")
+    flavor = Model.load(path).flavors["python_function"]  # nothing of the clone or the temp folder it was built in
+    assert flavor["model_code_path"] == "packaged_model.py"
+    assert flavor["artifacts"]["model"]["uri"] == flavor["artifacts"]["model"]["path"] == "artifacts/model-model.pt"
     example = Model.load(path).load_input_example(path)
     assert example["node"].tolist() == [0, 1, 2]
     requirements = (Path(path) / "requirements.txt").read_text().split()
@@ -170,13 +173,28 @@ def test_parent_run_names_its_config_and_experiment_and_model_are_described(env,
     parent = client.get_run(first["mlflow_run_id"])
     assert parent.info.run_name == "cora-tiny-seed0-run1"
     assert (parent.data.tags["run_label"], parent.data.tags["run_number"]) == ("cora-tiny-seed0", "1")
-    assert parent.data.params["config_file"] == str(env["config"].resolve())
+    assert parent.data.params["config_file"] == "tiny.yaml"  # relative to the project folder it lies in
+    assert parent.data.tags["mlflow.user"] and parent.data.tags["mlflow.source.type"] == "LOCAL"
+    assert parent.data.tags["mlflow.source.name"] == "train-pipeline"
     assert parent.data.params["config_sha256"] == hashlib.sha256(env["config"].read_bytes()).hexdigest()
     assert parent.data.tags["config_name"] == "tiny" and len(parent.data.tags["config_hash"]) == 64
     assert parent.data.tags["registry_decision"] == "registered: first version"
     note = client.get_experiment(parent.info.experiment_id).tags["mlflow.note.content"]
     assert note.startswith("dgnn pipeline runs on cora (classify)")
     assert client.get_registered_model("dgnn-cora-classify").description.startswith("Decoupled GNN (classify)")
+
+
+def test_a_config_inside_the_project_is_named_relative_to_it(tmp_path, monkeypatch):
+    """Runs of two clones compare equal in the MLflow UI: no clone's path in ``config_file``."""
+    from adapters import run_info
+
+    monkeypatch.setenv("DGNN_PROJECT_DIR", str(tmp_path))
+    (tmp_path / "configs").mkdir()
+    config = tmp_path / "configs" / "mine.yaml"
+    config.write_text("train: {}\n")
+    assert run_info.config_source(config, "cora", "classify", None)["config_file"] == "configs/mine.yaml"
+    monkeypatch.setenv("DGNN_PROJECT_DIR", str(tmp_path / "elsewhere"))
+    assert run_info.config_source(config, "cora", "classify", None)["config_file"] == str(config.resolve())
 
 
 def test_run_names_tell_configs_seeds_and_sweeps_apart():
@@ -664,10 +682,12 @@ def test_a_logged_model_registers_in_a_store_other_than_the_environments(tmp_pat
     """The registry finds the logged model in the client's own store (MLFLOW_TRACKING_URI names another)."""
     from adapters import registry, tracking
 
+    environment = os.environ.get("MLFLOW_TRACKING_URI")
     client = tracking.client(f"sqlite:///{tmp_path / 'elsewhere' / 'mlflow.db'}")
-    assert client.tracking_uri != os.environ.get("MLFLOW_TRACKING_URI")
+    assert environment and client.tracking_uri != environment
     run = client.create_run(client.create_experiment("elsewhere")).info.run_id
     model_id = _logged(client, run)
     registered = registry.register_model(client, "dgnn-elsewhere", run, model_id, 0.5, "val_acc", {"config_hash": "a"})
     assert registered["version"] == 1
     assert client.get_model_version("dgnn-elsewhere", "1").source == f"models:/{model_id}"
+    assert os.environ.get("MLFLOW_TRACKING_URI") == environment  # later runs of the process still find their store
