@@ -1,7 +1,12 @@
 """What a pipeline's Prefect flow run shows: the MLflow parent run's name, tags to filter runs by
-(``dataset:cora``, ``task:classify``, ``config:tiny``) and a link artifact to the MLflow run."""
+(``dataset:cora``, ``task:classify``, ``config:tiny``), and keyed artifacts: a link to the MLflow
+run, the final metrics as a table and the registry's decision. Keyed, because Prefect's Artifacts
+page lists keyed artifacts only, each key with its history over the runs (the key is the MLflow
+experiment's name, e.g. ``dgnn-cora-classify-metrics``)."""
 
 from __future__ import annotations
+
+import re
 
 # The page ``dgnn ui`` serves for a sqlite store (a tracking server serves its own).
 LOCAL_UI = "http://127.0.0.1:5000"
@@ -38,10 +43,28 @@ def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def link_mlflow_run(tracking_uri: str, experiment_id: str, run_id: str, run_name: str) -> None:
+def artifact_key(experiment: str, what: str) -> str:
+    """``<experiment>-<what>`` in the characters Prefect allows in a key (lowercase, digits, dashes)."""
+    return re.sub(r"[^a-z0-9-]+", "-", f"{experiment}-{what}".lower())
+
+
+def link_mlflow_run(tracking_uri: str, experiment: str, experiment_id: str, run_id: str, run_name: str) -> None:
     """A link artifact on the current flow run to its MLflow parent run."""
     from prefect.artifacts import create_link_artifact
 
-    create_link_artifact(link=mlflow_run_url(tracking_uri, experiment_id, run_id), link_text=f"MLflow run {run_name}",
+    create_link_artifact(key=artifact_key(experiment, "mlflow-run"),
+                         link=mlflow_run_url(tracking_uri, experiment_id, run_id), link_text=f"MLflow run {run_name}",
                          description=f"MLflow run `{run_id}` in `{tracking_uri}`"
                          + ("" if _served(tracking_uri) else " (serve it with `dgnn ui`)"))
+
+
+def report_results(experiment: str, metrics: dict, registered: dict) -> None:
+    """The run's final metrics (a table) and what the registry did with its model (markdown)."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    create_table_artifact(key=artifact_key(experiment, "metrics"),
+                          table=[{"metric": k, "value": v} for k, v in metrics.items()],
+                          description="final metrics of the run (the pass is chosen on validation)")
+    create_markdown_artifact(key=artifact_key(experiment, "registry"),
+                             markdown=f"{registered['decision']}\n\nmodel: `{registered['run_model_uri']}`",
+                             description="the model registry's decision")

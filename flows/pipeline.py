@@ -211,6 +211,7 @@ def report_task(tracked: TrackedRun, fit: FitResult, step_records: list[dict], d
         tracked.model_identity, {"seed": spec.seed, "device": spec.device}, tracked.model_tags,
         run_info.model_description(spec.dataset, spec.train.task, criterion_name))
     tracking.set_tags(client, parent, {"warnings": " | ".join(summary["warnings"]) or "none"})
+    prefect_links.report_results(tracked.experiment, final, registered)
     summary |= {
         "mlflow_run_id": parent,
         "experiment": tracked.experiment,
@@ -291,7 +292,7 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
         try:
             prefect_links.label_flow_run(parent_name, {"dataset": dataset, "task": task, "config": config_name,
                                                        "levers": tags["levers"]})
-            prefect_links.link_mlflow_run(uri, experiment_id, parent, parent_name)
+            prefect_links.link_mlflow_run(uri, experiment, experiment_id, parent, parent_name)
             data = run_data_tasks(dataset, split_seed, train)
             threads = apply_threads(data["nodes"], threads)
             on_disk = out_of_core_for(out_of_core, data["nodes"], data["features"], train)

@@ -251,12 +251,25 @@ def test_prefect_flow_run_is_tagged_linked_and_its_tasks_plainly_named(env, firs
         task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
     assert flow_run.name == parent.info.run_name
     assert {"dataset:cora", "task:classify", "config:tiny"} <= set(flow_run.tags)
-    [link] = artifacts  # Prefect 3.8 stores a link artifact as markdown
-    assert link.data == (f"[MLflow run {parent.info.run_name}](http://127.0.0.1:5000/#/experiments/"
-                         f"{parent.info.experiment_id}/runs/{parent.info.run_id})")
+    # Keyed, so the Artifacts page lists them (Prefect 3.8 stores a link artifact as markdown).
+    by_key = {a.key: a for a in artifacts}
+    assert set(by_key) == {"dgnn-cora-classify-mlflow-run", "dgnn-cora-classify-metrics", "dgnn-cora-classify-registry"}
+    assert by_key["dgnn-cora-classify-mlflow-run"].data == (
+        f"[MLflow run {parent.info.run_name}](http://127.0.0.1:5000/#/experiments/"
+        f"{parent.info.experiment_id}/runs/{parent.info.run_id})")
+    table = json.loads(by_key["dgnn-cora-classify-metrics"].data)
+    assert {row["metric"]: row["value"] for row in table}["val_acc"] == parent.data.metrics["val_acc"]
+    assert by_key["dgnn-cora-classify-registry"].data.startswith(parent.data.tags["registry_decision"])
+    assert first["model_uri"] in by_key["dgnn-cora-classify-registry"].data
     assert sorted(t.name for t in task_runs) == sorted([
         "fetch-cora", "validate-cora", "normalise-cora", "propagate-cora", "FT0-m1", "FT0-m2", "BT1-m2", "BT1-m1",
         "FT1-m1", "FT1-m2", "evaluate", "report"])
+
+
+def test_artifact_keys_of_imported_dataset_names_are_keys_prefect_accepts():
+    from adapters.prefect_links import artifact_key
+
+    assert artifact_key("dgnn-My_Graph.v2-classify", "metrics") == "dgnn-my-graph-v2-classify-metrics"
 
 
 def test_second_identical_run_is_cached_and_faster(env, first):
