@@ -70,5 +70,13 @@ def artifact_root(uri: str) -> str | None:
     return None if db is None else (db.parent / "artifacts").as_uri()
 
 
+def tuned_dir() -> Path:
+    """Where ``dgnn tune`` writes its chosen config, ``<dataset>-<task>.yaml`` (the latest tune's), for
+    ``dgnn run --config``: in the project, not under ``.dgnn_cache`` that ``make clean`` deletes."""
+    folder = project_dir() / "tuned"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def runs_dir() -> Path:
     return Path(os.environ.get("DGNN_RUNS_DIR") or project_dir() / ".dgnn_cache" / "runs")

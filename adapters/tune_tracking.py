@@ -8,6 +8,7 @@ its state: FINISHED (complete), KILLED (pruned) or FAILED.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import optuna
@@ -103,7 +104,9 @@ def plot_importances(study: optuna.Study, path: Path) -> Path:
     fig = plots.figure(6, 3.6)
     ax = fig.subplots()
     try:
-        importances = optuna.importance.get_param_importances(study)
+        with warnings.catch_warnings():  # a short tune always has sparse regimes: a warning per parameter says nothing
+            warnings.simplefilter("ignore", UserWarning)
+            importances = optuna.importance.get_param_importances(study)
     except (ValueError, RuntimeError) as err:
         importances = {}
         ax.text(0.5, 0.5, f"not enough complete trials: {err}", ha="center", wrap=True, fontsize=7)

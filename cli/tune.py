@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from cli import errors
 from cli.run_setup import prepare, with_server
@@ -39,7 +40,9 @@ def _tune(args: argparse.Namespace) -> int:
               f"{summary['criterion']:.4f}; final {shown}; trials {summary['trials']}")
         kept = "; ".join(f"{name}: {arch}" for name, arch in summary["kept"].items())
         print(f"kept (chosen per seed on validation): {kept}")
-        print(f"best config: {summary['best_config_file']}; mlflow run {summary['mlflow_run_id']}")
+        best = Path(summary["best_config_file"])
+        where = best.relative_to(Path.cwd()) if best.is_relative_to(Path.cwd()) else best
+        print(f"best config: {where} (train it: dgnn run --config {where}); mlflow run {summary['mlflow_run_id']}")
     return 0
 
 

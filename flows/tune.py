@@ -12,13 +12,14 @@ from pathlib import Path
 
 import flows  # noqa: F401 - environment defaults before prefect/mlflow are imported
 import yaml
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from dgnn.config import first_train
 from dgnn.data.layout import data_root
 from dgnn.experiment import resolve_device
 from dgnn.threads import apply_threads
+from dgnn.tune.progress import TrialLines
 from dgnn.tune.space import default_search_space, load_search_space
 from dgnn.tune.study import KEEP, Objective, candidates_of, finish, open_study, optimize, study_name
 from adapters import run_info, settings, stores, tracking, tune_tracking
@@ -36,7 +37,8 @@ def trials_task(worker: int, job: dict) -> None:
                                        job["label"])
     objective = Objective(inputs, load_search_space(job["space_file"]), seeds=job["seeds"], device=job["device"],
                           keep=job["keep"])
-    optimize(study, objective, trials=job["trials"], budget_seconds=job["budget_seconds"], callbacks=[logger])
+    lines = TrialLines(get_run_logger().info, job["trials"], job["budget_seconds"])
+    optimize(study, objective, trials=job["trials"], budget_seconds=job["budget_seconds"], callbacks=[logger, lines])
 
 
 @task(name="tune-report", task_run_name="tune-report", cache_policy=NO_CACHE, persist_result=False)
@@ -47,9 +49,9 @@ def report_task(job: dict) -> dict:
     study = open_study(job["study"], job["storage"], job["seeds"][0])
     result = finish(study, inputs, seeds=job["seeds"], device=job["device"], keep=job["keep"])
     config = result.run_config(job["dataset"], job["split_seed"])
-    best_file = settings.runs_dir() / "tune" / f"{job['study']}.yaml"
-    best_file.parent.mkdir(parents=True, exist_ok=True)
-    best_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    best_file = settings.tuned_dir() / f"{job['dataset']}-{job['task']}.yaml"
+    best_file.write_text(f"# dgnn tune, study {job['study']}, MLflow run {job['parent_run_id']}\n"
+                         + yaml.safe_dump(config, sort_keys=False))
     client = tracking.client(job["tracking_uri"])
     parent = job["parent_run_id"]
     tracking.log_batch(client, parent, metrics=tracking.metric_items(
@@ -82,7 +84,7 @@ def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | N
     seeds = list(range(seed, seed + trial_seeds))
     name = study_name(dataset, task, split_seed, space_file, seeds)
     label = f"tune-{dataset}-{task}"
-    job = {"dataset": dataset, "split_seed": split_seed, "data_root": str(data_root().resolve()),
+    job = {"dataset": dataset, "task": task, "split_seed": split_seed, "data_root": str(data_root().resolve()),
            "data_content_hash": data["data_content_hash"], "space_file": space_file,
            "storage": stores.optuna_storage(), "study": name, "seeds": seeds,
            "device": str(resolve_device(device)), "trials": trials, "budget_seconds": budget_seconds, "keep": keep,

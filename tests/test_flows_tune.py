@@ -71,6 +71,9 @@ def test_tune_tracks_every_trial_under_one_parent(project, tuned):
         assert isinstance(best, RunConfig) and len(tuned["kept"]) == 1
         best_train = best.train
     assert best_train.model_dump(mode="json") == tuned["config"]
+    named = project["root"] / "tuned" / "cora-classify.yaml"  # where a user finds it after make clean
+    assert tuned["best_config_file"] == str(named)
+    assert load_config(named).model_dump(mode="json") == best.model_dump(mode="json")
 
 
 def test_run_with_tune_resumes_the_study_and_names_it_on_the_model(project, tuned):

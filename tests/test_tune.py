@@ -234,3 +234,23 @@ def test_finish_reuses_the_trials_own_fits_which_equal_a_retraining(cora, space_
     assert set(objective.fits) == {t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
     reused = finish(study, cora, seeds=[0], device="cpu", fits=objective.fits)
     assert reused.metrics == finish(study, cora, seeds=[0], device="cpu").metrics
+
+
+def test_every_finished_trial_prints_one_line_with_the_best_so_far_and_the_budget():
+    from dgnn.tune.progress import TrialLines
+
+    lines = []
+
+    def objective(trial):
+        trial.report(0.5 + trial.number / 10, 0)
+        if trial.number == 1:
+            raise optuna.TrialPruned()
+        return 0.5 + trial.number / 10
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=3, callbacks=[TrialLines(lines.append, trials=3, budget_seconds=120)])
+    assert len(lines) == 3
+    assert lines[0].startswith("trial 0 complete: criterion 0.5000 (best 0.5000, trial 0) in ")
+    assert lines[0].endswith("s of 120s") and "; 1/3 trials, " in lines[0]
+    assert lines[1].startswith("trial 1 pruned: criterion 0.6000 at pass 0 (best 0.5000, trial 0)")
+    assert lines[2].startswith("trial 2 complete: criterion 0.7000 (best 0.7000, trial 2)") and "3/3 trials" in lines[2]
