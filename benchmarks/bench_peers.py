@@ -82,7 +82,9 @@ def measure(method: str, dataset: str, graph, data: PeerData, s: Settings) -> tu
 
 
 def write_report(files: dict[str, Path], s: Settings, datasets: list[str]) -> None:
+    """The table of every dataset measured so far (``datasets`` first), not only this run's."""
     rows = report.latest_rows(files["rows"])
+    datasets = list(dict.fromkeys([*datasets, *(d for d, _ in rows)]))
     names = {m: LABELS[m] for m in METHODS[s.task]}
     intro = (f"`benchmarks/bench_peers.py --task {s.task}`: each method's search gets the same wall-clock "
              f"budget (the `budget s` column), on the same machine, split, features and trial seeds; the choice "
