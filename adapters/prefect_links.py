@@ -58,9 +58,19 @@ def link_mlflow_run(tracking_uri: str, experiment: str, experiment_id: str, run_
                          + ("" if _served(tracking_uri) else " (serve it with `dgnn ui`)"))
 
 
+def result_line(metrics: dict, registered: dict) -> str:
+    """One line of the run's result, for the task log: what a served deployment's terminal shows per run."""
+    shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith(("_acc", "nmi", "f1", "auc")))
+    return f"result: {shown}; {registered['decision']}"
+
+
 def report_results(experiment: str, metrics: dict, registered: dict) -> None:
-    """The run's final metrics (a table) and what the registry did with its model (markdown)."""
+    """The run's final metrics (a table, and one line of the task's log) and what the registry did
+    with its model (markdown)."""
+    from prefect import get_run_logger
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    get_run_logger().info(result_line(metrics, registered))
 
     create_table_artifact(key=artifact_key(experiment, "metrics"),
                           table=[{"metric": k, "value": v} for k, v in metrics.items()],

@@ -612,6 +612,8 @@ def test_module_steps_report_progress_on_stderr_and_in_the_task_log(env):
         for text in (out.stderr, task_log):
             assert started in text and ended in text, step
             assert text.index(started) < text.index(ended)
+    # one result line per run, which a served deployment's terminal shows too
+    assert "Task run 'report' - result: train_acc=" in task_log and f"test_acc={summary['test_acc_mean']:.4f}" in task_log
     trainer = DecoupledTrainer(load_graph("cora"), RunConfig.model_validate(TINY).train, seed=1,
                                adj=load_adjacency("cora"))
     fit = trainer.fit()
