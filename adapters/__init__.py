@@ -3,11 +3,7 @@ plots, the packaged model), DVC (stages, lineage, imports), the Prefect API (ser
 cached results, leftovers of killed runs) and the process (settings, signals, log levels).
 None defines a Prefect flow or task; those are in :mod:`flows`.
 
-Importing the package applies the environment defaults of :mod:`adapters.settings` (only
-variables that are unset), so Prefect and MLflow, imported later, keep their state under the
-project.
+Importing the package changes nothing: the environment defaults of :mod:`adapters.settings` are
+applied by the entry points (``cli.run_setup.apply_defaults``, the tests' ``conftest``) before
+Prefect and MLflow are imported.
 """
-
-from adapters.settings import apply_defaults as _apply_defaults
-
-_apply_defaults()

@@ -118,22 +118,23 @@ def _dvc_lock(project: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def dvc_env() -> dict[str, str]:
-    """The environment for ``dvc``: this interpreter's ``bin`` first on PATH (the stages run
-    ``python -m cli.main``), analytics off."""
-    env = dict(os.environ)
+def dvc_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for ``dvc``: this process's plus ``extra``, this interpreter's ``bin`` first
+    on PATH (the stages run ``python -m cli.main``), analytics off."""
+    env = {**os.environ, **(extra or {})}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["DVC_NO_ANALYTICS"] = "1"
     return env
 
 
-def run_dvc(*args: str, project_dir=None) -> str:
-    """Run ``dvc ARGS`` in the project folder; return its stdout or raise :class:`DvcError`."""
+def run_dvc(*args: str, project_dir=None, env: dict[str, str] | None = None) -> str:
+    """Run ``dvc ARGS`` in the project folder, ``env`` added to its environment; return its stdout
+    or raise :class:`DvcError`."""
     project = project_path(project_dir)
     with _dvc_lock(project):
         # Its own session: on Ctrl-C or SIGTERM here, dvc and the stage it runs get SIGINT and are
         # waited for (subprocess.run would SIGKILL dvc and leave the stage running on).
-        with subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=project, env=dvc_env(), text=True,
+        with subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=project, env=dvc_env(env), text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True) as proc:
             try:
                 stdout, stderr = proc.communicate()
@@ -204,9 +205,10 @@ def in_dvc(dataset: str, project: Path) -> bool:
     return in_workspace(project) and any(lock_hashes(dataset, project).values())
 
 
-def repro(stage: str, dataset: str, project: Path) -> None:
-    """``dvc repro <stage>@<dataset>`` (its upstream stages are checked too: a no-op when current)."""
-    out = run_dvc("repro", stage_name(stage, dataset), project_dir=project)
+def repro(stage: str, dataset: str, project: Path, env: dict[str, str] | None = None) -> None:
+    """``dvc repro <stage>@<dataset>`` (its upstream stages are checked too: a no-op when current),
+    ``env`` added to the stages' environment."""
+    out = run_dvc("repro", stage_name(stage, dataset), project_dir=project, env=env)
     for line in out.splitlines():
         if line.startswith(("Running stage", "Stage ")):
             logger().info("dvc: %s", line)

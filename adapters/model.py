@@ -10,7 +10,6 @@ dgnn's own code only.
 
 from __future__ import annotations
 
-import os
 import types
 import warnings
 from importlib.metadata import version
@@ -98,7 +97,6 @@ def save_packaged_model(payload: dict, path: Path, mlflow_model=None) -> Path:
     signature = ModelSignature(inputs=Schema([ColSpec("long", "node")]), outputs=Schema(outputs))
     with warnings.catch_warnings(), log_levels.warnings_only("mlflow.pyfunc"):
         warnings.simplefilter("ignore", UserWarning)  # predict has no type hints: the signature says it
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         mlflow.pyfunc.save_model(
             path,
             mlflow_model=mlflow_model,

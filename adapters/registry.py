@@ -13,7 +13,6 @@ follows the alias (the previous champion's run is retagged ``false``).
 
 from __future__ import annotations
 
-import os
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -86,19 +85,18 @@ def _create_version(mlflow_client: MlflowClient, name: str, source: str, **kwarg
     model up with a client of the process's tracking URI, not this client's, so that URI is this
     client's meanwhile (under :func:`register_model`'s store lock), and then what it was again.
 
-    Not MLflow's ``_use_tracking_uri``: restoring an unset URI it deletes ``$MLFLOW_TRACKING_URI``,
-    and every later run of the process (a sweep's, a served one) would go to the default store."""
-    import mlflow
-    from mlflow.tracking._tracking_service import utils  # what set_tracking_uri set (no public getter)
+    MLflow's module global is swapped, not ``mlflow.set_tracking_uri``: that also writes
+    ``$MLFLOW_TRACKING_URI``, which then outlives the swap (MLflow's ``_use_tracking_uri`` restores an
+    unset URI by deleting the variable), and every later run of the process (a sweep's, a served
+    one) would go to the wrong store."""
+    from mlflow.tracking._tracking_service import utils  # the URI set_tracking_uri sets (no public setter without the env)
 
-    saved_uri, saved_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(mlflow_client.tracking_uri)
+    saved = utils._tracking_uri
+    utils._tracking_uri = mlflow_client.tracking_uri
     try:
         return mlflow_client.create_model_version(name, source, **kwargs)
     finally:
-        mlflow.set_tracking_uri(saved_uri)
-        if saved_env is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = saved_env
+        utils._tracking_uri = saved
 
 
 def twin(mlflow_client: MlflowClient, name: str, identity: dict, replica: dict, criterion: float) -> int | None:

@@ -141,8 +141,10 @@ def wait_healthy(url: str, timeout: float, process: subprocess.Popen | None = No
 
 
 @contextlib.contextmanager
-def prefect_server(port: int | None = 4200, scheduler_loop_seconds: int = 10, timeout: float = 120):
-    """Yield the API URL of a Prefect server started on 127.0.0.1 (stopped on exit).
+def prefect_server(port: int | None = 4200, scheduler_loop_seconds: int = 10, timeout: float = 120,
+                   env: dict[str, str] | None = None):
+    """Yield the API URL of a Prefect server started on 127.0.0.1 (stopped on exit), with this
+    process's environment plus ``env``.
 
     ``port`` when it is free, else any free port. The server's settings name the port it really
     has: ``prefect server start --port`` does not change them, and its UI asks ``/ui-settings``
@@ -152,6 +154,7 @@ def prefect_server(port: int | None = 4200, scheduler_loop_seconds: int = 10, ti
     api = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
+        **(env or {}),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": str(scheduler_loop_seconds),
         "PREFECT_SERVER_API_HOST": "127.0.0.1",

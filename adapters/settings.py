@@ -1,4 +1,4 @@
-"""Environment defaults for Prefect and MLflow, applied before either is imported.
+"""Environment defaults for Prefect and MLflow, which the entry points apply before either is imported.
 
 Everything lands under the *project* folder: ``$DGNN_PROJECT_DIR``, else the current directory.
 A variable the user already set is never changed.
@@ -11,6 +11,7 @@ A variable the user already set is never changed.
 | ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` | ``90`` |
 | ``MLFLOW_TRACKING_URI`` | ``sqlite:///<project>/mlruns/mlflow.db`` (artifacts in ``mlruns/artifacts``) |
 | ``MLFLOW_DISABLE_TELEMETRY`` | ``true`` |
+| ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`` | ``false`` |
 
 ``DGNN_RUNS_DIR`` (default ``<project>/.dgnn_cache/runs``) holds the per-step trainer checkpoints
 that let a failed pipeline run resume; ``DGNN_OPTUNA_STORAGE`` (default ``optuna.db`` beside the
@@ -42,14 +43,13 @@ def defaults(project: Path | None = None) -> dict[str, str]:
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
         "MLFLOW_TRACKING_URI": default_tracking_uri(project),
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a bar per packaged model on stderr
     }
 
 
-def apply_defaults(project: Path | None = None) -> dict[str, str]:
-    """Set every default that is not already in the environment; return the ones set."""
-    applied = {k: v for k, v in defaults(project).items() if not os.environ.get(k)}
-    os.environ.update(applied)
-    return applied
+def missing_defaults(project: Path | None = None) -> dict[str, str]:
+    """The defaults whose variable is unset (or empty) in this process: what an entry point sets."""
+    return {k: v for k, v in defaults(project).items() if not os.environ.get(k)}
 
 
 def tracking_uri() -> str:

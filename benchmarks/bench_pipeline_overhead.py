@@ -65,7 +65,9 @@ def _environment(work: Path) -> dict[str, str]:
 
 def in_process(configs: list[str], dataset: str, seed: int, repeats: int) -> dict:
     t0 = time.perf_counter()
-    import flows  # noqa: F401
+    from cli.run_setup import apply_defaults
+
+    apply_defaults()  # before Prefect and MLflow are imported, as the dgnn command does
     from dgnn.config import load_config
     from dgnn.experiment import train_seeds
     from flows.pipeline import run_pipeline
@@ -216,13 +218,12 @@ def main(argv=None) -> int:
     if not args.no_cli:
         from adapters.server import prefect_server
 
-        os.environ.update(_environment(WORK))  # the running server keeps its state in WORK too
         cases = [(c, args.dataset) for c in (shipped, *([str(paper)] if paper.exists() else []))]
         cases.append((str(SCALE_CONFIG), SCALE_DATASET))
         build = [DGNN, "train", "--dataset", SCALE_DATASET, "--config", str(SCALE_CONFIG), "--device", "cpu",
                  "--quiet"]
         subprocess.run(build, env=env, check=True, capture_output=True, cwd=REPO)  # data built once, untimed
-        with prefect_server(port=None) as api:
+        with prefect_server(port=None, env=_environment(WORK)) as api:  # its state in WORK too
             result["whole_commands"] = [{"dataset": dataset, **whole_commands(c, dataset, args.seed, env,
                                                                               args.repeats, api)}
                                         for c, dataset in cases]

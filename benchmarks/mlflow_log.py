@@ -7,8 +7,9 @@ Tracking URI and artifact location: the project's (:func:`adapters.settings.trac
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from cli.run_setup import apply_defaults
 
 EXPERIMENT = "benchmarks"
 PARAMS = ("group", "method", "dataset", "nodes", "edges", "features", "status", "seeds_run", "threads",
@@ -16,7 +17,7 @@ PARAMS = ("group", "method", "dataset", "nodes", "edges", "features", "status", 
 
 
 def log_results(results: Path, report: Path, quick: bool = False) -> str:
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    apply_defaults()  # before MLflow is imported, as the dgnn command does
     import mlflow
 
     from benchmarks.report import read_csv

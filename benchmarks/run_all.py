@@ -125,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else WORK / "data"
     work = (WORK / "runs" / time.strftime("%Y%m%d-%H%M%S"))
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("DGNN_DATA_MIRROR", str(REPO.parent / "shared" / "datasets"))
     work.mkdir(parents=True, exist_ok=True)
     log_file = open(work / "run.log", "a")
 

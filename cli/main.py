@@ -7,7 +7,7 @@ import functools
 import gc
 import sys
 
-from cli import data, lineage, pipeline, propagate, train, tune
+from cli import data, lineage, pipeline, propagate, run_setup, train, tune
 
 
 def _import(name, edges, nodes, data_dir):
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    run_setup.apply_defaults()
     status = args.handler(args)
     # Exempt what is alive now from the interpreter's last garbage collection: with torch,
     # Prefect and MLflow loaded that traversal alone took 1-2.5 s at exit (2 cores). Everything

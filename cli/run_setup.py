@@ -11,6 +11,17 @@ from pathlib import Path
 from cli import errors
 
 
+def apply_defaults() -> dict[str, str]:
+    """Set the project's environment defaults that are unset (:mod:`adapters.settings`), before
+    Prefect or MLflow is imported (both read their settings then); returns the ones set. The one
+    place, with the tests' ``conftest``, where the process environment is written at start."""
+    from adapters.settings import missing_defaults
+
+    applied = missing_defaults()
+    os.environ.update(applied)
+    return applied
+
+
 def prepare(args: argparse.Namespace) -> int:
     """Environment shared by the pipeline commands (before Prefect is imported), and the stores
     (:mod:`adapters.stores`): 0, or 1 after one line when a store cannot be used."""

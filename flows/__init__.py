@@ -1,4 +1,3 @@
 """Prefect flows and tasks around the ``dgnn`` library: thin, they call the library and
-:mod:`adapters` (importing it applies the project's environment defaults first)."""
-
-import adapters  # noqa: F401
+:mod:`adapters`. The entry point applies the project's environment defaults before importing them
+(``cli.run_setup.apply_defaults``)."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import flows  # noqa: F401 - environment defaults before prefect is imported
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait

@@ -36,7 +36,7 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE, CacheKeyFnPoli
 
 from adapters import dvc, settings
 from adapters.json_results import SERIALIZER, PlainJsonOnly
-from flows.dask_cluster import block_runner
+from flows.dask_cluster import ADDRESS_ENV, block_runner, flow_dask_address
 from dgnn.data import verify
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored
@@ -138,11 +138,12 @@ def propagate_data(dataset: str, orders: list[int], feature_norm: str) -> dict:
     """
     project = settings.project_dir()
     orders = sorted({int(k) for k in orders})
+    address = flow_dask_address()  # the blocks go to the run's Dask cluster, if any
     entry = dvc.tracked_entry(dataset, project)
     if entry is None:
         from dgnn.data import propagate_stage
 
-        propagate_stage(dataset, orders or [1], feature_norm=feature_norm, map_blocks=block_runner(),
+        propagate_stage(dataset, orders or [1], feature_norm=feature_norm, map_blocks=block_runner(address),
                         on_hop=get_run_logger().info)
         return dvc.stage_result(dataset, "propagate", False, project, orders=orders or [1], feature_norm=feature_norm)
     params = entry.get("propagate") or {}
@@ -154,7 +155,7 @@ def propagate_data(dataset: str, orders: list[int], feature_norm: str) -> dict:
             "orders %s, feature_norm %r): the trainer computes them in memory. Add them to "
             "params.yaml and run `dvc repro` to store and version them.",
             dataset, orders, feature_norm, stage_orders, stage_norm)
-    dvc.repro("propagate", dataset, project)  # on the run's Dask cluster, if any: flows.dask_cluster
+    dvc.repro("propagate", dataset, project, env={ADDRESS_ENV: address} if address else None)
     return dvc.stage_result(dataset, "propagate", True, project, orders=stage_orders, feature_norm=stage_norm)
 
 

@@ -25,7 +25,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import adapters  # noqa: F401 - environment defaults before prefect/mlflow are imported
 import torch
 import yaml
 from prefect import flow, get_run_logger, task
@@ -47,7 +46,7 @@ from dgnn.tune.portfolio import choose
 from adapters import dvc, plots, prefect_links, registry, run_info, settings, step_runs, tracking
 from adapters.step_progress import StepProgress, done_line
 from flows import data_tasks
-from flows.dask_cluster import block_runner, cluster_exported
+from flows.dask_cluster import block_runner, flow_dask_address
 from adapters.tracked_run import TrackedRun
 
 # -- configuration ----------------------------------------------------------------------------------
@@ -260,82 +259,82 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
     """
     from prefect.runtime import flow_run
 
-    with cluster_exported():  # the propagation blocks go to the run's Dask cluster, if any
-        started = time.perf_counter()
-        run_config = resolve_config(dataset, task, config)
-        split_seed = run_config.split_seed if split_seed is None else split_seed
-        device = str(resolve_device(device))
-        choice = None
-        if isinstance(run_config, Portfolio):
-            data = run_data_tasks(dataset, split_seed, first_train(run_config))
-            threads = apply_threads(data["nodes"], threads)
-            choice = choose_task(dataset, run_config, seed, split_seed, device, data["data_content_hash"])
-            run_config = RunConfig(dataset=dataset, split_seed=split_seed, train=choice["train"])
-            run_tags = {**(run_tags or {}), "config_choice": choice["name"]}
-        train = run_config.train
-        uri = settings.tracking_uri()
-        client = tracking.client(uri)
-        experiment = tracking.experiment_name(dataset, task)
-        experiment_id = tracking.ensure_experiment(client, experiment, run_info.experiment_description(dataset, task))
-        tracking.reap_stale_runs(client, experiment_id)
-        params = tracking.flatten(run_config.model_dump(mode="json") | {"dataset": dataset}) | {
-            "seed": seed, "split_seed": split_seed, "device": device,
-            **run_info.config_source(config, dataset, task, run_tags)}
-        config_name = run_info.config_name(params["config_file"], run_tags)
-        numbered = run_info.numbered(client, experiment_id, run_info.run_name(dataset, config_name, seed, run_tags))
-        parent_name = numbered.pop("name")
-        tags = {"dataset": dataset, "task": task, "seed": seed, "config_name": config_name, **numbered,
-                "levers": "+".join(train.levers()) or "none", "architecture": train.describe(),
-                "config_hash": run_info.config_hash(run_config), "prefect.flow_run_id": flow_run.id or "",
-                "prefect.flow_run_name": parent_name, **tracking.provenance("train-pipeline"), **(run_tags or {})}
-        parent = tracking.start_run(client, experiment_id, parent_name, tags=tags, params=params)
-        try:
-            prefect_links.label_flow_run(parent_name, {"dataset": dataset, "task": task, "config": config_name,
-                                                       "levers": tags["levers"]})
-            prefect_links.link_mlflow_run(uri, experiment, experiment_id, parent, parent_name)
-            data = run_data_tasks(dataset, split_seed, train)
-            threads = apply_threads(data["nodes"], threads)
-            on_disk = out_of_core_for(out_of_core, data["nodes"], data["features"], train)
-            run = StepwiseRun(RunSpec(dataset, train, seed, split_seed, device, str(data_root().resolve()),
-                                      data["data_content_hash"], settings.runs_dir(), on_disk), block_runner())
-            run_dir = run.spec.run_dir
-            run_dir.mkdir(parents=True, exist_ok=True)
-            config_text = yaml.safe_dump(run_config.model_dump(mode="json"), sort_keys=False)
-            write_atomically(run_dir / "config.yaml", lambda tmp: tmp.write_text(config_text))  # an identical run may write it too
-            tracking.set_tags(client, parent, {
-                "data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
-                "data_tracked": str(data["data_version"] != "untracked").lower(), "run_key": run.spec.key,
-                "threads": threads, "out_of_core": str(on_disk).lower(),
-                **{dvc.stage_tag(k): v for k, v in data["versions"].items() if k != "data_version"}})
-            client.log_artifact(parent, str(run_dir / "config.yaml"))
-            run_info.log_training_data(client, parent, dataset, data)
-            if choice is not None:
-                tracking.log_metrics(client, parent, {f"candidate_criterion.{name}": value
-                                                      for name, value in choice["scores"].items()})
-            tracked = TrackedRun(
-                run, uri, experiment, experiment_id, parent, data["data_version"], threads,
-                model_identity={"data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
-                                "config_hash": tags["config_hash"]},
-                model_tags={k: v for k, v in (run_tags or {}).items() if k.startswith("tune") or k == "config_choice"})
-            records = []
-            with tracking.background_logging(parent) as child_logger, run.lock():
-                index = 0
-                while index < len(run.plan):  # a stage that stops early skips to the next one
-                    records.append(module_task(tracked, index, run.plan[index].name))
-                    index = records[-1]["next"]
-                if train.correct_smooth or train.cluster_refine:
-                    post_process_task(tracked, records, "correct-and-smooth" if train.correct_smooth else "refine-clusters")
-                summary = report_task(tracked, evaluate_task(tracked, records), records, data)
-                child_logger.drain()
-                if not keep_checkpoints:
-                    run.remove_checkpoints(records)
-            summary["pipeline_seconds"] = time.perf_counter() - started
-            tracking.log_metrics(client, parent, {"pipeline_seconds": summary["pipeline_seconds"]})
-            tracking.end_run(client, parent)
-            return summary
-        except BaseException as err:
-            tracking.fail_run(client, parent, err)
-            raise
+    started = time.perf_counter()
+    run_config = resolve_config(dataset, task, config)
+    split_seed = run_config.split_seed if split_seed is None else split_seed
+    device = str(resolve_device(device))
+    choice = None
+    if isinstance(run_config, Portfolio):
+        data = run_data_tasks(dataset, split_seed, first_train(run_config))
+        threads = apply_threads(data["nodes"], threads)
+        choice = choose_task(dataset, run_config, seed, split_seed, device, data["data_content_hash"])
+        run_config = RunConfig(dataset=dataset, split_seed=split_seed, train=choice["train"])
+        run_tags = {**(run_tags or {}), "config_choice": choice["name"]}
+    train = run_config.train
+    uri = settings.tracking_uri()
+    client = tracking.client(uri)
+    experiment = tracking.experiment_name(dataset, task)
+    experiment_id = tracking.ensure_experiment(client, experiment, run_info.experiment_description(dataset, task))
+    tracking.reap_stale_runs(client, experiment_id)
+    params = tracking.flatten(run_config.model_dump(mode="json") | {"dataset": dataset}) | {
+        "seed": seed, "split_seed": split_seed, "device": device,
+        **run_info.config_source(config, dataset, task, run_tags)}
+    config_name = run_info.config_name(params["config_file"], run_tags)
+    numbered = run_info.numbered(client, experiment_id, run_info.run_name(dataset, config_name, seed, run_tags))
+    parent_name = numbered.pop("name")
+    tags = {"dataset": dataset, "task": task, "seed": seed, "config_name": config_name, **numbered,
+            "levers": "+".join(train.levers()) or "none", "architecture": train.describe(),
+            "config_hash": run_info.config_hash(run_config), "prefect.flow_run_id": flow_run.id or "",
+            "prefect.flow_run_name": parent_name, **tracking.provenance("train-pipeline"), **(run_tags or {})}
+    parent = tracking.start_run(client, experiment_id, parent_name, tags=tags, params=params)
+    try:
+        prefect_links.label_flow_run(parent_name, {"dataset": dataset, "task": task, "config": config_name,
+                                                   "levers": tags["levers"]})
+        prefect_links.link_mlflow_run(uri, experiment, experiment_id, parent, parent_name)
+        data = run_data_tasks(dataset, split_seed, train)
+        threads = apply_threads(data["nodes"], threads)
+        on_disk = out_of_core_for(out_of_core, data["nodes"], data["features"], train)
+        run = StepwiseRun(RunSpec(dataset, train, seed, split_seed, device, str(data_root().resolve()),
+                                  data["data_content_hash"], settings.runs_dir(), on_disk),
+                          block_runner(flow_dask_address()))
+        run_dir = run.spec.run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_text = yaml.safe_dump(run_config.model_dump(mode="json"), sort_keys=False)
+        write_atomically(run_dir / "config.yaml", lambda tmp: tmp.write_text(config_text))  # an identical run may write it too
+        tracking.set_tags(client, parent, {
+            "data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
+            "data_tracked": str(data["data_version"] != "untracked").lower(), "run_key": run.spec.key,
+            "threads": threads, "out_of_core": str(on_disk).lower(),
+            **{dvc.stage_tag(k): v for k, v in data["versions"].items() if k != "data_version"}})
+        client.log_artifact(parent, str(run_dir / "config.yaml"))
+        run_info.log_training_data(client, parent, dataset, data)
+        if choice is not None:
+            tracking.log_metrics(client, parent, {f"candidate_criterion.{name}": value
+                                                  for name, value in choice["scores"].items()})
+        tracked = TrackedRun(
+            run, uri, experiment, experiment_id, parent, data["data_version"], threads,
+            model_identity={"data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
+                            "config_hash": tags["config_hash"]},
+            model_tags={k: v for k, v in (run_tags or {}).items() if k.startswith("tune") or k == "config_choice"})
+        records = []
+        with tracking.background_logging(parent) as child_logger, run.lock():
+            index = 0
+            while index < len(run.plan):  # a stage that stops early skips to the next one
+                records.append(module_task(tracked, index, run.plan[index].name))
+                index = records[-1]["next"]
+            if train.correct_smooth or train.cluster_refine:
+                post_process_task(tracked, records, "correct-and-smooth" if train.correct_smooth else "refine-clusters")
+            summary = report_task(tracked, evaluate_task(tracked, records), records, data)
+            child_logger.drain()
+            if not keep_checkpoints:
+                run.remove_checkpoints(records)
+        summary["pipeline_seconds"] = time.perf_counter() - started
+        tracking.log_metrics(client, parent, {"pipeline_seconds": summary["pipeline_seconds"]})
+        tracking.end_run(client, parent)
+        return summary
+    except BaseException as err:
+        tracking.fail_run(client, parent, err)
+        raise
 
 
 def prepare_process(uri: str | None = None) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 import uuid
 
-import flows  # noqa: F401 - environment defaults before prefect/mlflow are imported
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 

@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cli.run_setup import apply_defaults
+
 # The stores of this test process (each pytest-xdist worker is one) live in a scratch folder, set
-# before any test module imports ``adapters``, whose defaults would put them in the checkout, where
-# two workers (or a developer's own runs) would share one Prefect database. Tests that need other
+# before any test module imports Prefect or MLflow; the project's defaults would put them in the
+# checkout, where two workers (or a developer's own runs) would share one Prefect database. Tests that need other
 # stores set their own.
 SCRATCH = Path(tempfile.mkdtemp(prefix="dgnn-tests-"))
 os.environ.update({
@@ -22,6 +24,7 @@ os.environ.update({
     "MLFLOW_TRACKING_URI": f"sqlite:///{SCRATCH / 'mlruns' / 'mlflow.db'}",
     "DGNN_RUNS_DIR": str(SCRATCH / ".dgnn_cache" / "runs"),
 })
+apply_defaults()  # the rest of the project's defaults, as the dgnn command applies them
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,7 +1,8 @@
 """The import rules of docs/architecture.md: the library ``dgnn`` imports neither the orchestration
 stack (Prefect, MLflow, DVC, Dask) nor the project's other packages; ``adapters`` never imports
 ``flows`` or ``cli``; ``flows`` never imports ``cli``; no module is over 400 lines and ``flows``
-stays under 1,000; no two modules import each other, directly or round a circle."""
+stays under 1,000; no two modules import each other, directly or round a circle; nothing below
+``cli`` writes the process environment."""
 
 from __future__ import annotations
 
@@ -125,3 +126,37 @@ def test_no_import_circles():
 def test_the_circle_finder_finds_a_circle():
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _circles({"a": {"b"}, "b": set()}) == []
+
+
+ENVIRON_WRITES = {"update", "setdefault", "pop", "popitem", "clear"}
+
+
+def _environ_writes(source: str) -> list[int]:
+    """Lines of ``source`` that change the process environment: ``os.environ[k] = v`` / ``del``, a
+    mutating method of ``os.environ``, ``os.putenv`` / ``os.unsetenv``. A copy (``{**os.environ}``,
+    ``dict(os.environ)``) written to is not one."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [getattr(node, "target", None)]
+        if any(isinstance(t, ast.Subscript) and ast.unparse(t.value) == "os.environ" for t in targets):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+                (ast.unparse(node.func.value) == "os.environ" and node.func.attr in ENVIRON_WRITES)
+                or ast.unparse(node.func) in ("os.putenv", "os.unsetenv")):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_entry_points_write_the_environment():
+    """Settings travel as parameters: nothing below ``cli`` (and the tests) changes ``os.environ``,
+    so no behaviour depends on which module was imported or ran first."""
+    offenders = {str(p.relative_to(ROOT)): _environ_writes(p.read_text())
+                 for package in PACKAGES if package != "cli" for p in (ROOT / package).rglob("*.py")}
+    assert not {k: v for k, v in offenders.items() if v}, offenders
+
+
+def test_the_environment_write_finder_finds_writes():
+    found = _environ_writes("import os\nos.environ['A'] = '1'\ndel os.environ['A']\nos.environ.update(a=1)\n"
+                            "os.environ.setdefault('B', '2')\nos.putenv('C', '3')\nenv = {**os.environ}\n"
+                            "env['D'] = '4'\nx = os.environ.get('E')\n")
+    assert found == [2, 3, 4, 5, 6]

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import flows  # noqa: F401 - environment defaults first
 import pytest
 import torch
 import yaml
