@@ -246,6 +246,20 @@ def start_run(mlflow_client: MlflowClient, experiment_id: str, name: str, *, tag
 _OPEN: dict[str, MlflowClient] = {}
 
 
+@contextlib.contextmanager
+def run_closed_by_itself(mlflow_client: MlflowClient, experiment_id: str, name: str, *, tags: dict | None = None,
+                         params: dict | None = None):
+    """:func:`start_run`, yielding its id; ended FINISHED when the block completes, else FAILED or
+    KILLED (:func:`fail_run`) and the error re-raised."""
+    run_id = start_run(mlflow_client, experiment_id, name, tags=tags, params=params)
+    try:
+        yield run_id
+    except BaseException as err:
+        fail_run(mlflow_client, run_id, err)
+        raise
+    end_run(mlflow_client, run_id)
+
+
 def fail_open_runs(message: str) -> None:
     for run_id, mlflow_client in list(_OPEN.items()):
         fail_run(mlflow_client, run_id, message)

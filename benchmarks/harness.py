@@ -74,15 +74,7 @@ def run(spec: Spec, work: Path, data_dir: Path, log=print, threads: int = 1) -> 
     out, progress = work / f"{spec.name}.jsonl", work / f"{spec.name}.progress.jsonl"
     for f in (out, progress):
         f.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "benchmarks.child", "--method", spec.trainer, "--dataset", spec.dataset,
-           "--seeds", ",".join(map(str, spec.seeds)), "--data-dir", str(data_dir), "--out", str(out),
-           "--progress", str(progress), "--feature-norm", spec.feature_norm, "--threads", str(threads)]
-    if spec.config:
-        cmd += ["--config", str(spec.config)]
-    if spec.epochs:
-        cmd += ["--epochs", str(spec.epochs)]
-    if spec.budget_s:
-        cmd += ["--budget", str(spec.budget_s)]
+    cmd = _child_command(spec, data_dir, out, progress, threads)
     stderr_path = work / f"{spec.name}.stderr"
     record = Record(spec, "ok", load_before=os.getloadavg()[0])
     start = time.perf_counter()
@@ -129,6 +121,19 @@ def run(spec: Spec, work: Path, data_dir: Path, log=print, threads: int = 1) -> 
     if record.status == "error":
         log(record.error)
     return record
+
+
+def _child_command(spec: Spec, data_dir: Path, out: Path, progress: Path, threads: int) -> list[str]:
+    cmd = [sys.executable, "-m", "benchmarks.child", "--method", spec.trainer, "--dataset", spec.dataset,
+           "--seeds", ",".join(map(str, spec.seeds)), "--data-dir", str(data_dir), "--out", str(out),
+           "--progress", str(progress), "--feature-norm", spec.feature_norm, "--threads", str(threads)]
+    if spec.config:
+        cmd += ["--config", str(spec.config)]
+    if spec.epochs:
+        cmd += ["--epochs", str(spec.epochs)]
+    if spec.budget_s:
+        cmd += ["--budget", str(spec.budget_s)]
+    return cmd
 
 
 def _alive(pid: int) -> bool:

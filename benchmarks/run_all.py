@@ -108,7 +108,7 @@ def machine() -> dict:
             "processor": platform.processor() or platform.machine()}
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="Cora + two tiny CSBMs, few seeds (smoke test)")
     p.add_argument("--out", help="results folder (default: benchmarks/results, or benchmarks/work/quick with --quick)")
@@ -119,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="re-run only these processes (e.g. dgnn-cora dgnn-paper-cora) and replace their rows "
                         "in the existing CSVs; the rest of the results stay as they are")
     p.add_argument("--no-mlflow", action="store_true")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
     out = Path(args.out) if args.out else (WORK / "quick" if args.quick else RESULTS)
     data_dir = Path(args.data_dir) if args.data_dir else WORK / "data"
     work = (WORK / "runs" / time.strftime("%Y%m%d-%H%M%S"))

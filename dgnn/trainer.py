@@ -43,6 +43,14 @@ from dgnn.schedule import FitResult, PassResult, SgdProgress, Step, StepResult, 
 from dgnn.self_training import pseudo_labels
 
 
+def _check_fit(graph: Graph, config: TrainConfig, store) -> None:  # one line why it cannot, before any work
+    if config.task == "classify" and graph.num_classes < 2:
+        raise ValueError(f"dataset {graph.name!r} has no labels to classify with")
+    if config.label_input is not None and store is not None and store.out_of_core:
+        raise ValueError("label_input keeps its label features in memory: train this config with "
+                         "--out-of-core off")
+
+
 class DecoupledTrainer(ModuleTraining):
     """Trains the module stack on ``graph`` according to ``config``.
 
@@ -75,24 +83,17 @@ class DecoupledTrainer(ModuleTraining):
         self.seed = seed
         self.device = torch.device(device)
         self.supervised = config.task == "classify"
-        if self.supervised and graph.num_classes < 2:
-            raise ValueError(f"dataset {graph.name!r} has no labels to classify with")
-        if config.label_input is not None and store is not None and store.out_of_core:
-            raise ValueError("label_input keeps its label features in memory: train this config with "
-                             "--out-of-core off")
+        _check_fit(graph, config, store)
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
-
         x = normalise_features(graph.x.float(), config.feature_norm)
         if store is None:
-            if adj is None:
-                adj = normalised_adjacency(graph.edge_index, graph.num_nodes, graph.edge_weight)
+            adj = normalised_adjacency(graph.edge_index, graph.num_nodes, graph.edge_weight) if adj is None else adj
             store = MemoryStore(adj.to(self.device))
         self.store = store
         self.labels = graph.y.to(self.device)
-        self.train_idx = graph.train_mask.nonzero().flatten()
-        self.val_idx = graph.val_mask.nonzero().flatten()
-        self.test_idx = graph.test_mask.nonzero().flatten()
+        self.train_idx, self.val_idx, self.test_idx = (
+            mask.nonzero().flatten() for mask in (graph.train_mask, graph.val_mask, graph.test_mask))
         self.split = Split(self.train_idx, self.val_idx, self.test_idx)
         self.edges = None if self.supervised else EdgeLookup(graph.edge_index.to(self.device), graph.num_nodes)
         # What the classifier trains on: the training nodes' labels, plus pseudo-labels in later

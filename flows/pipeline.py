@@ -22,32 +22,28 @@ import contextlib
 import functools
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
-import yaml
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from dgnn.checkpoint import load_tensors
 from dgnn.config import Portfolio, RunConfig, TrainConfig, config_task, default_config_path, first_train, load_config
 from dgnn.data import content_hash
 from dgnn.data.layout import data_root, dataset_dir
-from dgnn.data.store import is_stored, read_meta, write_atomically
-from dgnn.evaluation import criterion_name as selected_by
+from dgnn.data.store import is_stored, read_meta
 from dgnn.experiment import resolve_device, summarise
 from dgnn.node_store import out_of_core_for
-from dgnn.processes import owned_temp_dir
 from dgnn.stepwise import RunSpec, StepwiseRun, stage_inputs
 from dgnn.threads import apply_threads
 from dgnn.schedule import FitResult
 from dgnn.tune.portfolio import choose
-from adapters import dvc, plots, prefect_links, registry, run_info, settings, step_runs, tracking
+from adapters import dvc, run_info, settings, step_runs, tracking
+from adapters.pipeline_record import pipeline_record, report
 from adapters.step_progress import StepProgress, done_line
+from adapters.tracked_run import TrackedRun
 from flows import data_tasks
 from flows.dask_cluster import block_runner, flow_dask_address
-from adapters.tracked_run import TrackedRun
 
 # -- configuration ----------------------------------------------------------------------------------
 
@@ -180,57 +176,11 @@ def evaluate_task(tracked: TrackedRun, records: list[dict]) -> FitResult:
 @task(name="report", task_run_name="report", cache_policy=NO_CACHE, persist_result=False)
 def report_task(tracked: TrackedRun, fit: FitResult, step_records: list[dict], data: dict) -> dict:
     """Parent-run metrics and plots, the packaged model (logged and registered), the JSON summary."""
-    from adapters.model import save_packaged_model
-
-    client = tracking.client(tracked.tracking_uri)
-    parent, run, spec = tracked.parent_run_id, tracked.run, tracked.run.spec
-    summary = summarise(spec.dataset, spec.train.task, [spec.seed], [fit], run.inputs().graph.num_classes)
+    spec = tracked.run.spec
+    summary = summarise(spec.dataset, spec.train.task, [spec.seed], [fit], tracked.run.inputs().graph.num_classes)
     for warning in summary["warnings"]:
         print(f"warning: {warning}")
-    criterion_name = selected_by(spec.train)
-    final = {**fit.metrics, "best_pass": fit.best_pass, "train_seconds": fit.train_seconds,
-             "resumed_steps": sum(r["resumed"] for r in step_records)}
-    per_pass = [item for p in fit.passes
-                for item in tracking.metric_items({f"pass_{k}": v for k, v in p.metrics.items()}, p.pass_index)]
-    tracking.log_batch(client, parent, metrics=per_pass)  # the final ones go with the model
-    losses = [{**r, "losses": run.losses(r["index"])} for r in step_records]
-    with owned_temp_dir("report") as tmp:
-        tmp = Path(tmp)
-        plot_dir = tmp / "plots"
-        plot_dir.mkdir()
-        plots.save(plots.loss_figure(losses), plot_dir / "loss_curves.png")
-        if len(fit.passes) > 1:  # one pass is no curve: its metrics are the run's
-            plots.save(plots.pass_figure([asdict(p) | {"is_best_final": p.pass_index == fit.best_pass}
-                                          for p in fit.passes]), plot_dir / "metric_per_pass.png")
-        client.log_artifacts(parent, str(plot_dir), "plots")
-    registered = registry.log_and_register(
-        client, parent, lambda folder, mlflow_model: save_packaged_model(
-            load_tensors(spec.run_dir / "model-payload.pt"), folder, mlflow_model), final,
-        tracking.experiment_name(spec.dataset, spec.train.task), fit.criterion, criterion_name,
-        tracked.model_identity, {"seed": spec.seed, "device": spec.device}, tracked.model_tags,
-        run_info.model_description(spec.dataset, spec.train.task, criterion_name))
-    tracking.set_tags(client, parent, {"warnings": " | ".join(summary["warnings"]) or "none"})
-    prefect_links.report_results(tracked.experiment, final, registered)
-    summary |= {
-        "mlflow_run_id": parent,
-        "experiment": tracked.experiment,
-        "experiment_id": tracked.experiment_id,
-        "tracking_uri": tracked.tracking_uri,
-        "data_version": tracked.data_version,
-        "data_content_hash": spec.data_content_hash,
-        "model_uri": registered.pop("run_model_uri"),
-        "registered_model": registered,
-        "run_key": spec.key,
-        "checkpoint_dir": str(spec.run_dir),
-        "cached_tasks": data["cached"],
-        "task_states": data["states"],
-        "resumed_steps": [r["name"] for r in step_records if r["resumed"]],
-        "child_runs": len(step_records),
-        "threads": tracked.threads,
-        "out_of_core": spec.out_of_core,
-    }
-    tracking.log_json(client, parent, summary, "summary.json")
-    return summary
+    return report(tracked, fit, step_records, data, summary)
 
 
 # -- the flow ---------------------------------------------------------------------------------------
@@ -260,81 +210,52 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
     from prefect.runtime import flow_run
 
     started = time.perf_counter()
-    run_config = resolve_config(dataset, task, config)
+    run_config, device = resolve_config(dataset, task, config), str(resolve_device(device))
     split_seed = run_config.split_seed if split_seed is None else split_seed
-    device = str(resolve_device(device))
-    choice = None
-    if isinstance(run_config, Portfolio):
-        data = run_data_tasks(dataset, split_seed, first_train(run_config))
-        threads = apply_threads(data["nodes"], threads)
-        choice = choose_task(dataset, run_config, seed, split_seed, device, data["data_content_hash"])
-        run_config = RunConfig(dataset=dataset, split_seed=split_seed, train=choice["train"])
-        run_tags = {**(run_tags or {}), "config_choice": choice["name"]}
+    run_config, choice, threads = _chosen_config(run_config, dataset, seed, split_seed, device, threads)
+    run_tags = {**(run_tags or {}), **({"config_choice": choice["name"]} if choice else {})}
     train = run_config.train
-    uri = settings.tracking_uri()
-    client = tracking.client(uri)
-    experiment = tracking.experiment_name(dataset, task)
-    experiment_id = tracking.ensure_experiment(client, experiment, run_info.experiment_description(dataset, task))
-    tracking.reap_stale_runs(client, experiment_id)
-    params = tracking.flatten(run_config.model_dump(mode="json") | {"dataset": dataset}) | {
-        "seed": seed, "split_seed": split_seed, "device": device,
-        **run_info.config_source(config, dataset, task, run_tags)}
-    config_name = run_info.config_name(params["config_file"], run_tags)
-    numbered = run_info.numbered(client, experiment_id, run_info.run_name(dataset, config_name, seed, run_tags))
-    parent_name = numbered.pop("name")
-    tags = {"dataset": dataset, "task": task, "seed": seed, "config_name": config_name, **numbered,
-            "levers": "+".join(train.levers()) or "none", "architecture": train.describe(),
-            "config_hash": run_info.config_hash(run_config), "prefect.flow_run_id": flow_run.id or "",
-            "prefect.flow_run_name": parent_name, **tracking.provenance("train-pipeline"), **(run_tags or {})}
-    parent = tracking.start_run(client, experiment_id, parent_name, tags=tags, params=params)
-    try:
-        prefect_links.label_flow_run(parent_name, {"dataset": dataset, "task": task, "config": config_name,
-                                                   "levers": tags["levers"]})
-        prefect_links.link_mlflow_run(uri, experiment, experiment_id, parent, parent_name)
+    with pipeline_record(run_config, dataset=dataset, task=task, seed=seed, split_seed=split_seed, device=device,
+                         config=config, run_tags=run_tags, flow_run_id=flow_run.id or "") as record:
+        record.link_prefect(dataset, task)
         data = run_data_tasks(dataset, split_seed, train)
         threads = apply_threads(data["nodes"], threads)
         on_disk = out_of_core_for(out_of_core, data["nodes"], data["features"], train)
         run = StepwiseRun(RunSpec(dataset, train, seed, split_seed, device, str(data_root().resolve()),
                                   data["data_content_hash"], settings.runs_dir(), on_disk),
                           block_runner(flow_dask_address()))
-        run_dir = run.spec.run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_text = yaml.safe_dump(run_config.model_dump(mode="json"), sort_keys=False)
-        write_atomically(run_dir / "config.yaml", lambda tmp: tmp.write_text(config_text))  # an identical run may write it too
-        tracking.set_tags(client, parent, {
-            "data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
-            "data_tracked": str(data["data_version"] != "untracked").lower(), "run_key": run.spec.key,
-            "threads": threads, "out_of_core": str(on_disk).lower(),
-            **{dvc.stage_tag(k): v for k, v in data["versions"].items() if k != "data_version"}})
-        client.log_artifact(parent, str(run_dir / "config.yaml"))
-        run_info.log_training_data(client, parent, dataset, data)
-        if choice is not None:
-            tracking.log_metrics(client, parent, {f"candidate_criterion.{name}": value
-                                                  for name, value in choice["scores"].items()})
-        tracked = TrackedRun(
-            run, uri, experiment, experiment_id, parent, data["data_version"], threads,
-            model_identity={"data_version": data["data_version"], "data_content_hash": data["data_content_hash"],
-                            "config_hash": tags["config_hash"]},
-            model_tags={k: v for k, v in (run_tags or {}).items() if k.startswith("tune") or k == "config_choice"})
-        records = []
-        with tracking.background_logging(parent) as child_logger, run.lock():
-            index = 0
-            while index < len(run.plan):  # a stage that stops early skips to the next one
-                records.append(module_task(tracked, index, run.plan[index].name))
-                index = records[-1]["next"]
-            if train.correct_smooth or train.cluster_refine:
-                post_process_task(tracked, records, "correct-and-smooth" if train.correct_smooth else "refine-clusters")
-            summary = report_task(tracked, evaluate_task(tracked, records), records, data)
-            child_logger.drain()
-            if not keep_checkpoints:
-                run.remove_checkpoints(records)
-        summary["pipeline_seconds"] = time.perf_counter() - started
-        tracking.log_metrics(client, parent, {"pipeline_seconds": summary["pipeline_seconds"]})
-        tracking.end_run(client, parent)
-        return summary
-    except BaseException as err:
-        tracking.fail_run(client, parent, err)
-        raise
+        summary = train_and_report(record.data_ready(run, run_config, data, threads, choice), data, keep_checkpoints)
+        return record.finish(summary, time.perf_counter() - started)
+
+
+def _chosen_config(run_config: RunConfig | Portfolio, dataset: str, seed: int, split_seed: int, device: str,
+                   threads: int | None) -> tuple[RunConfig, dict | None, int | None]:
+    """A run config as it is, or a portfolio's candidate chosen on validation (after the data tasks
+    of its first input); with the choice (None for a run config) and the threads then applied."""
+    if not isinstance(run_config, Portfolio):
+        return run_config, None, threads
+    data = run_data_tasks(dataset, split_seed, first_train(run_config))
+    threads = apply_threads(data["nodes"], threads)
+    choice = choose_task(dataset, run_config, seed, split_seed, device, data["data_content_hash"])
+    return RunConfig(dataset=dataset, split_seed=split_seed, train=choice["train"]), choice, threads
+
+
+def train_and_report(tracked: TrackedRun, data: dict, keep_checkpoints: bool) -> dict:
+    """One task per module step (a stage that stops early skips to the next one), the config's
+    post-processing, evaluate and report; the checkpoints then go unless ``keep_checkpoints``."""
+    run, train = tracked.run, tracked.run.spec.train
+    records, index = [], 0
+    with tracking.background_logging(tracked.parent_run_id) as child_logger, run.lock():
+        while index < len(run.plan):
+            records.append(module_task(tracked, index, run.plan[index].name))
+            index = records[-1]["next"]
+        if train.correct_smooth or train.cluster_refine:
+            post_process_task(tracked, records, "correct-and-smooth" if train.correct_smooth else "refine-clusters")
+        summary = report_task(tracked, evaluate_task(tracked, records), records, data)
+        child_logger.drain()
+        if not keep_checkpoints:
+            run.remove_checkpoints(records)
+    return summary
 
 
 def prepare_process(uri: str | None = None) -> None:

@@ -69,10 +69,7 @@ def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | N
     """Search configs of ``dataset`` on validation data; returns the best config and its metrics."""
     started = time.perf_counter()
     space_file = str(Path(space_file or default_search_space(task)).resolve())
-    space = load_search_space(space_file)
-    if space.task != task:
-        raise ValueError(f"{space_file} searches {space.task!r} configs but the task is {task!r}")
-    portfolio = candidates_of(space.candidates)
+    portfolio = candidates_of(_search_space(space_file, task).candidates)
     data = run_data_tasks(dataset, split_seed, first_train(portfolio) if portfolio else None)
     uri = settings.tracking_uri()
     client = tracking.client(uri)
@@ -88,27 +85,27 @@ def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | N
            "storage": stores.optuna_storage(), "study": name, "seeds": seeds,
            "device": str(resolve_device(device)), "trials": trials, "budget_seconds": budget_seconds, "keep": keep,
            "threads": threads, "workers": max(1, workers), "tracking_uri": uri, "experiment_id": experiment_id, "label": label}
-    parent = tracking.start_run(
-        client, experiment_id, label,
-        tags={"dataset": dataset, "task": task, "study": name, "optuna_storage": job["storage"],
-              "data_version": data["data_version"], **tracking.provenance("dgnn-tune")},
-        params={"trials": trials, "budget_seconds": budget_seconds, "workers": workers, "seeds": seeds, "keep": keep,
-                "split_seed": split_seed, "space_file": run_info.project_relative(Path(space_file)), "device": job["device"]})
-    job["parent_run_id"] = parent
-    try:
+    tags = {"dataset": dataset, "task": task, "study": name, "optuna_storage": job["storage"],
+            "data_version": data["data_version"], **tracking.provenance("dgnn-tune")}
+    params = {"trials": trials, "budget_seconds": budget_seconds, "workers": workers, "seeds": seeds, "keep": keep,
+              "split_seed": split_seed, "space_file": run_info.project_relative(Path(space_file)), "device": job["device"]}
+    with tracking.run_closed_by_itself(client, experiment_id, label, tags=tags, params=params) as parent:
+        job["parent_run_id"] = parent
         open_study(name, job["storage"], seeds[0])  # created here, so parallel workers only load it
-        futures = [trials_task.submit(worker, job) for worker in range(max(1, workers))]
-        for future in futures:
+        for future in [trials_task.submit(worker, job) for worker in range(max(1, workers))]:
             future.result()
-        summary = report_task(job)
-        summary |= {"mlflow_run_id": parent, "experiment_id": experiment_id, "storage": job["storage"],
-                    "data_version": data["data_version"], "seconds": time.perf_counter() - started}
+        summary = report_task(job) | {"mlflow_run_id": parent, "experiment_id": experiment_id,
+                                      "storage": job["storage"], "data_version": data["data_version"],
+                                      "seconds": time.perf_counter() - started}
         tracking.log_metrics(client, parent, {"tune_seconds": summary["seconds"]})
-        tracking.end_run(client, parent)
         return summary
-    except BaseException as err:
-        tracking.fail_run(client, parent, err)
-        raise
+
+
+def _search_space(space_file: str, task: str):
+    space = load_search_space(space_file)
+    if space.task != task:
+        raise ValueError(f"{space_file} searches {space.task!r} configs but the task is {task!r}")
+    return space
 
 
 def run_tune(*, workers: int = 1, dask_address: str | None = None, **parameters) -> dict:

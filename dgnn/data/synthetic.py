@@ -44,6 +44,39 @@ def parse_name(name: str) -> int | None:
     return round(float(match[2]) * {"": 1, "k": 10**3, "m": 10**6}[match[3]])
 
 
+def _features(rng: np.random.Generator, y: np.ndarray, num_classes: int, num_features: int,
+              feature_signal: float) -> np.ndarray:
+    """``feature_signal * mean[class] + noise``, both N(0, 1/num_features) per entry, by chunks."""
+    num_nodes = len(y)
+    scale = np.float32(1 / np.sqrt(num_features))
+    means = rng.standard_normal((num_classes, num_features), dtype=np.float32) * scale
+    x = np.empty((num_nodes, num_features), dtype=np.float32)
+    for lo in range(0, num_nodes, CHUNK):
+        hi = min(lo + CHUNK, num_nodes)
+        rng.standard_normal(dtype=np.float32, out=x[lo:hi])  # in place: no chunk-sized temporaries
+        x[lo:hi] *= scale
+        for a in range(lo, hi, CHUNK // 16):
+            b = min(a + CHUNK // 16, hi)
+            x[a:b] += np.float32(feature_signal) * means[y[a:b]]
+    return x
+
+
+def _edges(rng: np.random.Generator, y: np.ndarray, members: np.ndarray, sizes: np.ndarray, starts: np.ndarray,
+           num_edges: int, homophily: float) -> np.ndarray:
+    """``num_edges`` edges from uniform sources, each to the source's class with probability
+    ``homophily``, else to a uniformly chosen other class; ``members`` lists the nodes by class."""
+    num_nodes, num_classes = len(y), len(sizes)
+    edges = np.empty((2, num_edges), dtype=np.int64)
+    for lo in range(0, num_edges, CHUNK):
+        k = min(CHUNK, num_edges - lo)
+        src = rng.integers(0, num_nodes, k)
+        other = (y[src] + rng.integers(1, num_classes, k)) % num_classes
+        cls = np.where(rng.random(k) < homophily, y[src], other)
+        edges[0, lo : lo + k] = src
+        edges[1, lo : lo + k] = members[starts[cls] + (rng.random(k) * sizes[cls]).astype(np.int64)]
+    return edges
+
+
 def csbm(
     num_nodes: int,
     num_classes: int = 10,
@@ -78,26 +111,8 @@ def csbm(
     sizes = np.bincount(y, minlength=num_classes)
     starts = np.cumsum(sizes) - sizes
 
-    scale = np.float32(1 / np.sqrt(num_features))
-    means = rng.standard_normal((num_classes, num_features), dtype=np.float32) * scale
-    x = np.empty((num_nodes, num_features), dtype=np.float32)
-    for lo in range(0, num_nodes, CHUNK):
-        hi = min(lo + CHUNK, num_nodes)
-        rng.standard_normal(dtype=np.float32, out=x[lo:hi])  # in place: no chunk-sized temporaries
-        x[lo:hi] *= scale
-        for a in range(lo, hi, CHUNK // 16):
-            b = min(a + CHUNK // 16, hi)
-            x[a:b] += np.float32(feature_signal) * means[y[a:b]]
-
-    num_edges = round(num_nodes * avg_degree / 2)
-    edges = np.empty((2, num_edges), dtype=np.int64)
-    for lo in range(0, num_edges, CHUNK):
-        k = min(CHUNK, num_edges - lo)
-        src = rng.integers(0, num_nodes, k)
-        other = (y[src] + rng.integers(1, num_classes, k)) % num_classes
-        cls = np.where(rng.random(k) < homophily, y[src], other)
-        edges[0, lo : lo + k] = src
-        edges[1, lo : lo + k] = members[starts[cls] + (rng.random(k) * sizes[cls]).astype(np.int64)]
+    x = _features(rng, y, num_classes, num_features, feature_signal)
+    edges = _edges(rng, y, members, sizes, starts, round(num_nodes * avg_degree / 2), homophily)
 
     params = {"num_nodes": num_nodes, "num_classes": num_classes, "avg_degree": avg_degree,
               "homophily": homophily, "num_features": num_features,
