@@ -216,7 +216,7 @@ def main(argv=None) -> int:
         "date": time.strftime("%Y-%m-%d"),
     }
     if not args.no_cli:
-        from adapters.server import prefect_server
+        from adapters.prefect.server import prefect_server
 
         cases = [(c, args.dataset) for c in (shipped, *([str(paper)] if paper.exists() else []))]
         cases.append((str(SCALE_CONFIG), SCALE_DATASET))

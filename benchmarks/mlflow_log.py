@@ -1,7 +1,7 @@
 """Log a benchmark run to MLflow, experiment ``benchmarks``: a parent run with the report, CSVs and
 plots as artifacts, and one nested run per (method, dataset) with its metrics.
 
-Tracking URI and artifact location: the project's (:func:`adapters.settings.tracking_uri`).
+Tracking URI and artifact location: the project's (:func:`adapters.process.settings.tracking_uri`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def log_results(results: Path, report: Path, quick: bool = False) -> str:
 
     from benchmarks.report import read_csv
 
-    from adapters import settings, tracking
+    from adapters.mlflow import tracking
+    from adapters.process import settings
 
     uri = settings.tracking_uri()
     mlflow.set_tracking_uri(uri)

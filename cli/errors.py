@@ -1,7 +1,7 @@
 """One error policy for every ``dgnn`` command: one line on stderr, then exit status 2 for bad
 input (arguments, a config, the data: :func:`bad_input_types`), 1 for a run that failed (a full disk
 included: :class:`~dgnn.data.errors.NoSpace`), and 130 / 143 when Ctrl-C / SIGTERM stopped it
-(:func:`adapters.interrupts.report`)."""
+(:func:`adapters.process.interrupts.report`)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def status_of(what: str, err: BaseException) -> int:
 def stopped(what: str, err: BaseException, resume_hint: str) -> int:
     """The status of a command whose run raised ``err``: 130 / 143 for an interruption (saying
     ``resume_hint``), 2 for bad input, else 1 ("``what`` failed")."""
-    from adapters import interrupts  # here: only a pipeline command gets this far
+    from adapters.process import interrupts  # here: only a pipeline command gets this far
 
     status = interrupts.report(err, resume_hint)
     if status is not None:

@@ -1,4 +1,4 @@
-"""``dgnn lineage RUN_ID``: print a run's lineage (:func:`adapters.lineage.lineage`) and whether
+"""``dgnn lineage RUN_ID``: print a run's lineage (:func:`adapters.dvc.lineage.lineage`) and whether
 the workspace still matches it.
 
 Exit status: 0 when the workspace matches the run ("matches"), 1 when anything differs
@@ -39,7 +39,7 @@ def _print(report: dict) -> None:
 
 def _handler(args: argparse.Namespace) -> int:
     try:
-        from adapters.lineage import lineage  # here: loads MLflow and the project settings
+        from adapters.dvc.lineage import lineage  # here: loads MLflow and the project settings
 
         report = lineage(args.run_id, args.project_dir, args.tracking_uri)
     except Exception as err:  # run not found, store unreadable, dvc failing: one line, exit 2

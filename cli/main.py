@@ -13,8 +13,8 @@ from cli import data, lineage, pipeline, propagate, run_setup, train, tune
 def _import(name, edges, nodes, data_dir):
     """``dgnn import``, versioned by DVC in a DVC workspace (the adapter is imported only now);
     SIGTERM leaves like Ctrl-C, through the import's undo."""
-    from adapters.imports import import_command
-    from adapters.interrupts import sigterm_raising
+    from adapters.dvc.imports import import_command
+    from adapters.process.interrupts import sigterm_raising
 
     with sigterm_raising():
         return import_command(name, edges, nodes, data_dir)

@@ -96,8 +96,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if status := prepare(args):
         return status
-    from adapters import lifeline, serving
-    from adapters.server import prefect_server
+    from adapters.prefect import serving
+    from adapters.process import lifeline
+    from adapters.prefect.server import prefect_server
 
     owned = not os.environ.get("PREFECT_API_URL")
     # The ephemeral server has no scheduler: run a real one for as long as we serve.
@@ -162,7 +163,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def ui_command(host: str, port: int, uri: str | None = None) -> list[str]:
     """The ``mlflow ui`` command line against the project's store (single worker, no job runner)."""
-    from adapters import settings
+    from adapters.process import settings
 
     uri = uri or settings.tracking_uri()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
@@ -174,8 +175,8 @@ def ui_command(host: str, port: int, uri: str | None = None) -> list[str]:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from adapters import interrupts, settings, stores
-    from adapters.server import can_listen, stop_process_group
+    from adapters.process import interrupts, settings, stores
+    from adapters.prefect.server import can_listen, stop_process_group
     from dgnn.processes import end_with_owner
 
     if not can_listen(args.port, args.host):
@@ -220,7 +221,7 @@ def _predict(args: argparse.Namespace) -> int:
     import warnings
 
     warnings.filterwarnings("ignore", module="mlflow")
-    from adapters.model import predict
+    from adapters.mlflow.model import predict
 
     try:
         frame = predict(args.model_uri, nodes)

@@ -12,10 +12,10 @@ from cli import errors
 
 
 def apply_defaults() -> dict[str, str]:
-    """Set the project's environment defaults that are unset (:mod:`adapters.settings`), before
+    """Set the project's environment defaults that are unset (:mod:`adapters.process.settings`), before
     Prefect or MLflow is imported (both read their settings then); returns the ones set. The one
     place, with the tests' ``conftest``, where the process environment is written at start."""
-    from adapters.settings import missing_defaults
+    from adapters.process.settings import missing_defaults
 
     applied = missing_defaults()
     os.environ.update(applied)
@@ -24,7 +24,7 @@ def apply_defaults() -> dict[str, str]:
 
 def prepare(args: argparse.Namespace) -> int:
     """Environment shared by the pipeline commands (before Prefect is imported), and the stores
-    (:mod:`adapters.stores`): 0, or 1 after one line when a store cannot be used."""
+    (:mod:`adapters.process.stores`): 0, or 1 after one line when a store cannot be used."""
     if getattr(args, "data_dir", None):
         os.environ["DGNN_DATA_DIR"] = str(Path(args.data_dir).resolve())
     if getattr(args, "quiet", False):
@@ -32,7 +32,7 @@ def prepare(args: argparse.Namespace) -> int:
     import warnings
 
     warnings.filterwarnings("ignore", module="mlflow")
-    from adapters import interrupts, stores  # here, not at import: `dgnn train` loads no adapter
+    from adapters.process import interrupts, stores  # here, not at import: `dgnn train` loads no adapter
 
     interrupts.raise_on_sigterm()  # leaves like Ctrl-C: open MLflow runs are closed on the way out
     return stores_error(args.command, stores.prepare)
@@ -40,7 +40,7 @@ def prepare(args: argparse.Namespace) -> int:
 
 def stores_error(what: str, action) -> int:
     """0 after ``action()``, else the status of its error (one line)."""
-    from adapters.stores import StoreError
+    from adapters.process.stores import StoreError
 
     try:
         action()
@@ -54,15 +54,16 @@ def with_server(work, what: str = "pipeline", kept: str = "finished steps are ke
     (the run's imports overlap its boot); returns work's result plus the server's start figures.
 
     First the Prefect runs and temporary folders of killed commands are closed and removed, and
-    the runs ``work()`` creates name this process (:mod:`adapters.leftovers`). Should the ephemeral
+    the runs ``work()`` creates name this process (:mod:`adapters.prefect.leftovers`). Should the ephemeral
     server stop meanwhile, the command ends within a second: one line saying so and what was
-    ``kept``, status 1 (:mod:`adapters.lifeline`)."""
+    ``kept``, status 1 (:mod:`adapters.process.lifeline`)."""
     wait_for_server = None
     if not os.environ.get("PREFECT_API_URL"):
-        from adapters.server import start_ephemeral
+        from adapters.prefect.server import start_ephemeral
 
         wait_for_server = start_ephemeral()
-    from adapters import leftovers, lifeline
+    from adapters.prefect import leftovers
+    from adapters.process import lifeline
     from flows.pipeline import prepare_process
 
     prepare_process()  # while the server boots

@@ -51,7 +51,7 @@ def end_with_owner(pid: int, group: bool = False) -> subprocess.Popen:
 
     A watchdog process, not ``prctl(PR_SET_PDEATHSIG)`` in the child: that signal needs code run
     in the child before it executes (a hook Popen callers such as Prefect do not offer), and it
-    fires when the *thread* that forked the child ends, not its process (``adapters.server`` starts
+    fires when the *thread* that forked the child ends, not its process (``adapters.prefect.server`` starts
     the ephemeral server on a thread that ends once it answers). The watchdog runs in
     its own session, so Ctrl-C in a terminal leaves it alone; it exits when ``pid`` does.
     """

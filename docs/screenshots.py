@@ -31,8 +31,9 @@ from pathlib import Path
 from PIL import Image
 from websockets.sync.client import connect
 
-from adapters import settings, tracking
-from adapters.server import free_port, stop_process_group, wait_healthy
+from adapters.mlflow import tracking
+from adapters.process import settings
+from adapters.prefect.server import free_port, stop_process_group, wait_healthy
 
 IMAGES = Path(__file__).resolve().parent / "img"
 WINDOW = (1440, 900)

@@ -21,7 +21,7 @@ from functools import partial
 import distributed
 
 from dgnn.data.stages import BlockKernel, MapBlocks, run_blocks
-from adapters import log_levels
+from adapters.process import log_levels
 
 ADDRESS_ENV = "DGNN_DASK_ADDRESS"  # read by `dgnn propagate` (the DVC stage) as its --dask-address
 
@@ -67,7 +67,7 @@ def shared_prefect_api():
     if url:
         yield url
         return
-    from adapters.server import ephemeral_server
+    from adapters.prefect.server import ephemeral_server
 
     server = ephemeral_server()
     server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))

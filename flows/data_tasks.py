@@ -4,7 +4,7 @@
 ``normalise@<dataset>``, ``propagate@<dataset>``, parameters in ``params.yaml``). The tasks here
 run them with ``dvc repro <stage>@<dataset>`` in the project folder (``$DGNN_PROJECT_DIR``, else
 the current directory), so ``dvc.lock`` always describes what the pipeline used, and
-:func:`adapters.dvc.data_version` reads the hashes every MLflow run records from ``dvc.lock``.
+:func:`adapters.dvc.repo.data_version` reads the hashes every MLflow run records from ``dvc.lock``.
 
 Untracked data. A dataset that is not listed in ``params.yaml`` (a synthetic graph, or a graph
 imported outside a DVC workspace) or a data folder (``$DGNN_DATA_DIR``) other than
@@ -12,17 +12,17 @@ imported outside a DVC workspace) or a data folder (``$DGNN_DATA_DIR``) other th
 :mod:`dgnn.data` stage function directly; its result has ``tracked: False``, :func:`data_version`
 reports ``"untracked"`` (the run is tagged ``data_tracked=false``), and ``dgnn lineage`` reports
 the workspace as differing. To version such data, add it to ``params.yaml`` (``dgnn import`` in
-the project does that for a user's graph: :mod:`adapters.imports`), train from ``<project>/data``
+the project does that for a user's graph: :mod:`adapters.dvc.imports`), train from ``<project>/data``
 and run ``dvc repro``.
 
 Every task returns a small dict (paths, hashes), never arrays. Results are cached across
-processes (``persist_result=True``, as plain JSON: :mod:`adapters.json_results`) on the inputs,
+processes (``persist_result=True``, as plain JSON: :mod:`adapters.prefect.json_results`) on the inputs,
 the task source, the data folder and the dataset's ``params.yaml`` entry: a key known before the first run and unchanged after it, so an
 identical second run is answered from the cache. :func:`run_stage` runs a stage anyway (and
 refreshes its entry) when its output is missing. :func:`validate_data` is never cached: it is the
 check that output files are what was written and what ``dvc.lock`` says, so a corrupted output is
 never used because a cached task skipped over it. :func:`fetch_data` retries network failures
-(never a checksum mismatch or a full disk). What reads and runs DVC is :mod:`adapters.dvc`.
+(never a checksum mismatch or a full disk). What reads and runs DVC is :mod:`adapters.dvc.repo`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from urllib.error import URLError
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE, CacheKeyFnPolicy
 
-from adapters import dvc, settings
-from adapters.json_results import SERIALIZER, PlainJsonOnly
+from adapters.dvc import repo as dvc
+from adapters.process import settings
+from adapters.prefect.json_results import SERIALIZER, PlainJsonOnly
 from flows.dask_cluster import ADDRESS_ENV, block_runner, flow_dask_address
 from dgnn.data import verify
 from dgnn.data.layout import data_root, dataset_dir
@@ -105,7 +106,7 @@ def validate_data(dataset: str) -> dict:
 
     Every stored folder must match the content hash in its ``meta.json`` (``dgnn.data.verify``),
     and, for a dataset with DVC stages, no output may differ from ``dvc.lock``
-    (:func:`adapters.dvc.check_lock`). Outputs not built yet are fine (the next stage builds them).
+    (:func:`adapters.dvc.repo.check_lock`). Outputs not built yet are fine (the next stage builds them).
     """
     result = verify(dataset)  # raises naming the folder whose files changed
     folders = sorted(str(p.resolve()) for p in dataset_dir(dataset).iterdir() if is_stored(p))

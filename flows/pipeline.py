@@ -10,7 +10,7 @@
   network failures (never a full disk).
 * A module task runs one step of the library's :class:`dgnn.stepwise.StepwiseRun` (which keeps
   the checkpoints in ``<runs dir>/<run key>/`` and resumes a rerun after a failure from the
-  finished steps) and logs one MLflow child run (:mod:`adapters.step_runs`). One run at a time holds
+  finished steps) and logs one MLflow child run (:mod:`adapters.mlflow.step_runs`). One run at a time holds
   a run folder: an identical run started meanwhile fails at once (``dgnn.checkpoint.run_lock``).
 * Every MLflow run this flow opens is closed: FINISHED, FAILED with the error as a tag, or KILLED
   with an ``interrupted`` tag on Ctrl-C / SIGTERM.
@@ -38,10 +38,12 @@ from dgnn.stepwise import RunSpec, StepwiseRun, stage_inputs
 from dgnn.threads import apply_threads
 from dgnn.schedule import FitResult
 from dgnn.tune.portfolio import choose
-from adapters import dvc, run_info, settings, step_runs, tracking
-from adapters.pipeline_record import pipeline_record, report
-from adapters.step_progress import StepProgress, done_line
-from adapters.tracked_run import TrackedRun
+from adapters.dvc import repo as dvc
+from adapters.mlflow import run_info, step_runs, tracking
+from adapters.process import settings
+from adapters.mlflow.pipeline_record import pipeline_record, report
+from adapters.prefect.step_progress import StepProgress, done_line
+from adapters.mlflow.tracked_run import TrackedRun
 from flows import data_tasks
 from flows.dask_cluster import block_runner, flow_dask_address
 
@@ -165,7 +167,7 @@ def post_process_task(tracked: TrackedRun, records: list[dict], kind: str) -> di
 @task(name="evaluate", task_run_name="evaluate", cache_policy=NO_CACHE, persist_result=False)
 def evaluate_task(tracked: TrackedRun, records: list[dict]) -> FitResult:
     """Restore the selected pass; save predictions, embedding and the model payload."""
-    from adapters.model import model_payload
+    from adapters.mlflow.model import model_payload
 
     fit, trainer = tracked.run.evaluate(records)
     spec = tracked.run.spec

@@ -27,7 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from dgnn.config import first_train
 from dgnn.metrics import mean_std
 from dgnn.threads import choose_threads
-from adapters import run_info, tracking
+from adapters.mlflow import run_info, tracking
 from flows.dask_cluster import on_dask
 from flows.pipeline import resolve_config, run_data_tasks, train_pipeline
 

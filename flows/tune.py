@@ -1,7 +1,7 @@
 """``dgnn tune`` as a Prefect flow: data tasks, trial workers (in process or on Dask), report.
 
 One MLflow parent run per tune in experiment ``<dataset>-<task>-tune``, one child run per trial
-(:mod:`adapters.tune_tracking`). The Optuna study lives in :func:`adapters.stores.optuna_storage`, so
+(:mod:`adapters.mlflow.tune_tracking`). The Optuna study lives in :func:`adapters.process.stores.optuna_storage`, so
 the same command resumes a killed tune, and every worker of a Dask cluster shares it.
 """
 
@@ -21,7 +21,8 @@ from dgnn.threads import apply_threads
 from dgnn.tune.progress import TrialLines
 from dgnn.tune.space import default_search_space, load_search_space
 from dgnn.tune.study import KEEP, Objective, candidates_of, finish, open_study, optimize, study_name
-from adapters import run_info, settings, stores, tracking, tune_tracking
+from adapters.mlflow import run_info, tracking, tune_tracking
+from adapters.process import settings, stores
 from dgnn.stepwise import stage_inputs
 from flows.pipeline import run_data_tasks
 

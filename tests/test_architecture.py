@@ -160,3 +160,13 @@ def test_the_environment_write_finder_finds_writes():
                             "os.environ.setdefault('B', '2')\nos.putenv('C', '3')\nenv = {**os.environ}\n"
                             "env['D'] = '4'\nx = os.environ.get('E')\n")
     assert found == [2, 3, 4, 5, 6]
+
+
+ROOMS = {"mlflow", "dvc", "prefect", "process"}
+
+
+def test_adapters_are_one_room_per_outside_tool():
+    """Every adapter lives in the room of the tool it adapts (``adapters/<room>/``), none loose."""
+    loose = [str(p.relative_to(ROOT)) for p in (ROOT / "adapters").rglob("*.py")
+             if p.parent.name not in ROOMS and p != ROOT / "adapters" / "__init__.py"]
+    assert not loose, loose

@@ -152,7 +152,7 @@ def test_push_delete_pull_gives_identical_files(project):
 
 def test_a_corrupted_output_is_detected_never_used(project, inside, monkeypatch):
     from dgnn.data import DataError
-    from adapters import dvc
+    from adapters.dvc import repo as dvc
     from flows import data_tasks
 
     assert data_tasks.validate_data.fn("cora")["dvc"] == "matches dvc.lock"
@@ -190,7 +190,7 @@ def test_validate_reuses_a_clean_dvc_verdict_only_for_the_same_outputs(project, 
     """`dvc status` is skipped for outputs and dvc.lock it already cleared, and runs again (and
     refuses) once an output is rewritten consistently with its meta.json."""
     from dgnn.data import DataError, propagate_stage
-    from adapters import dvc
+    from adapters.dvc import repo as dvc
     from flows import data_tasks
 
     assert data_tasks.validate_data.fn("cora")["dvc"] == "matches dvc.lock"
@@ -211,7 +211,7 @@ def test_validate_reuses_a_clean_dvc_verdict_only_for_the_same_outputs(project, 
 
 
 def test_tasks_run_the_dvc_stages(project, inside, monkeypatch):
-    from adapters import dvc
+    from adapters.dvc import repo as dvc
     from flows import data_tasks
 
     version = dvc.data_version("cora")
@@ -235,7 +235,7 @@ def test_lineage_of_a_tracked_run(project, inside, tmp_path, monkeypatch, capsys
 
     from mlflow.tracking import MlflowClient
 
-    from adapters import dvc
+    from adapters.dvc import repo as dvc
     from cli import lineage
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -323,7 +323,7 @@ def test_pipeline_run_then_lineage(project):
 
 def test_data_version_is_untracked_for_another_data_folder(project, inside, tmp_path, monkeypatch):
     """dvc.lock describes <project>/data only: data read elsewhere has no DVC version."""
-    from adapters import dvc
+    from adapters.dvc import repo as dvc
 
     assert dvc.data_version("cora")["data_version"] != "untracked"
     monkeypatch.setenv("DGNN_DATA_DIR", str(tmp_path / "elsewhere"))
@@ -333,7 +333,7 @@ def test_data_version_is_untracked_for_another_data_folder(project, inside, tmp_
 def test_run_on_another_data_folder_is_untracked_and_lineage_differs(project):
     """`dgnn run` with DGNN_DATA_DIR outside the DVC workspace: tagged untracked (not dvc.lock's
     hashes), and `dgnn lineage` finds its content hash differs from the workspace's data."""
-    from adapters.lineage import content_difference
+    from adapters.dvc.lineage import content_difference
 
     elsewhere = project.parent / "elsewhere-data"
     env = {**project.env, "DGNN_PROJECT_DIR": str(project), "DGNN_DATA_DIR": str(elsewhere),
@@ -430,8 +430,8 @@ def test_import_outside_a_dvc_workspace_is_kept_unversioned(project, inside, cor
     """Outside a DVC workspace the graph is imported as before and the note says why it is not
     versioned; in the workspace a registry name is refused before anything is written."""
     from dgnn.data import DataError
-    from adapters import dvc
-    from adapters.imports import import_command
+    from adapters.dvc import repo as dvc
+    from adapters.dvc.imports import import_command
 
     with pytest.raises(DataError, match="'acm' is the name of a registry or synthetic dataset"):
         import_command("acm", cora_user_files["edges"], cora_user_files["nodes"])

@@ -38,7 +38,7 @@ def test_the_levers_are_named_on_the_mlflow_run_and_the_prefect_flow_run(run):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from adapters import tracking
+    from adapters.mlflow import tracking
 
     project, summary = run
     client = tracking.client(project["uri"])
@@ -63,7 +63,7 @@ def test_the_levers_are_named_on_the_mlflow_run_and_the_prefect_flow_run(run):
 def test_the_run_equals_the_library_fit_and_its_model_predicts_like_the_trainer(run):
     import pandas as pd
 
-    from adapters.model import load
+    from adapters.mlflow.model import load
     from dgnn.config import RunConfig
     from dgnn.data import load_adjacency, load_graph
     from dgnn.trainer import DecoupledTrainer

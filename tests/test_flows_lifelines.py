@@ -106,7 +106,7 @@ def test_serve_killed_takes_its_flow_run_along_and_sigterm_stops_it_cleanly(proj
     """kill -9 of `dgnn serve`: its flow-run process ends too (no run finishes against a dead
     API), and the next serve closes what it left; SIGTERM: the flow run in progress is stopped and
     closed, no run is left PENDING or SCHEDULED, exit 143."""
-    from adapters.server import prefect_server
+    from adapters.prefect.server import prefect_server
 
     args = ("serve", "--dataset", "cora", "--config", str(project["root"] / "slow.yaml"), "--interval", "5",
             "--device", "cpu")
@@ -146,7 +146,7 @@ def _serve_killed_then_stopped(project: dict, args: tuple, env: dict) -> None:
 
 def test_ui_killed_takes_its_mlflow_server_along(project):
     """kill -9 of `dgnn ui` ends the MLflow server it started too (SIGTERM: test_flows_services)."""
-    from adapters.server import free_port
+    from adapters.prefect.server import free_port
 
     ui = _start(project, "ui", "--port", str(free_port()))
     _wait_for(ui, "MLflow UI for ")  # the server is starting
@@ -183,7 +183,7 @@ def test_a_damaged_mlflow_database_fails_at_once_naming_it(project, monkeypatch,
 
 
 def test_stores_are_created_owner_only(project, monkeypatch):
-    from adapters import stores
+    from adapters.process import stores
 
     root = project["root"]
     for key in ("DGNN_PROJECT_DIR", "MLFLOW_TRACKING_URI"):

@@ -50,7 +50,7 @@ def first(env):
 
 
 def _client(env):
-    from adapters import tracking
+    from adapters.mlflow import tracking
 
     return tracking.client(env["uri"])
 
@@ -108,7 +108,7 @@ def test_registered_model_predicts_like_in_process(env, first):
     from dgnn.trainer import DecoupledTrainer
     import pandas as pd
 
-    from adapters.model import load
+    from adapters.mlflow.model import load
 
     registered = first["registered_model"]
     assert registered["name"] == "dgnn-cora-classify" and registered["champion"]
@@ -149,7 +149,7 @@ def test_logged_model_has_an_input_example_and_pins_numpy_and_pandas(env, first)
     import mlflow
     from mlflow.models import Model
 
-    from adapters.model import load
+    from adapters.mlflow.model import load
 
     path = mlflow.artifacts.download_artifacts(first["model_uri"], dst_path=str(env["root"] / "dl-model"),
                                                tracking_uri=env["uri"])
@@ -185,7 +185,7 @@ def test_parent_run_names_its_config_and_experiment_and_model_are_described(env,
 
 def test_a_config_inside_the_project_is_named_relative_to_it(tmp_path, monkeypatch):
     """Runs of two clones compare equal in the MLflow UI: no clone's path in ``config_file``."""
-    from adapters import run_info
+    from adapters.mlflow import run_info
 
     monkeypatch.setenv("DGNN_PROJECT_DIR", str(tmp_path))
     (tmp_path / "configs").mkdir()
@@ -197,7 +197,7 @@ def test_a_config_inside_the_project_is_named_relative_to_it(tmp_path, monkeypat
 
 
 def test_run_names_tell_configs_seeds_and_sweeps_apart():
-    from adapters import run_info
+    from adapters.mlflow import run_info
 
     def name(config_file, seed=0, tags=None, dataset="cora"):
         return run_info.run_name(dataset, run_info.config_name(config_file, tags), seed, tags)
@@ -266,7 +266,7 @@ def test_prefect_flow_run_is_tagged_linked_and_its_tasks_plainly_named(env, firs
 
 
 def test_artifact_keys_of_imported_dataset_names_are_keys_prefect_accepts():
-    from adapters.prefect_links import artifact_key
+    from adapters.prefect.links import artifact_key
 
     assert artifact_key("dgnn-My_Graph.v2-classify", "metrics") == "dgnn-my-graph-v2-classify-metrics"
 
@@ -308,7 +308,7 @@ def test_data_task_cache_hit_reads_plain_json_and_never_unpickles_a_planted_reco
     from prefect.serializers import PickleSerializer
 
     from flows import data_tasks
-    from adapters.json_results import is_plain_json
+    from adapters.prefect.json_results import is_plain_json
 
     hit = data_tasks.run_stage("fetch", "cora", 0)
     assert hit.name == "Cached"
@@ -415,7 +415,7 @@ def _logged(client, run_id: str) -> str:
 
 
 def test_champion_alias_moves_only_on_improvement(env, first):
-    from adapters import registry
+    from adapters.mlflow import registry
 
     client = _client(env)
     name = "dgnn-test-alias"
@@ -429,7 +429,7 @@ def test_champion_alias_moves_only_on_improvement(env, first):
 
 
 def test_registry_adds_a_version_only_for_new_data_config_or_a_better_model(env, first):
-    from adapters import registry
+    from adapters.mlflow import registry
 
     client = _client(env)
     name = "dgnn-test-registry"
@@ -448,7 +448,7 @@ def test_registry_adds_a_version_only_for_new_data_config_or_a_better_model(env,
 
 
 def test_registry_compares_with_every_version_and_the_champion_tag_follows_the_alias(env, first):
-    from adapters import registry
+    from adapters.mlflow import registry
 
     client = _client(env)
     name = "dgnn-test-twins"
@@ -472,7 +472,7 @@ def test_registry_compares_with_every_version_and_the_champion_tag_follows_the_a
 
 
 def test_crashed_run_is_reaped_as_failed(env):
-    from adapters import tracking
+    from adapters.mlflow import tracking
 
     client = _client(env)
     experiment = tracking.ensure_experiment(client, "dgnn-crash-test")
@@ -542,8 +542,8 @@ def test_packaged_model_stores_dense_features_dense_and_predicts_like_the_traine
     from dgnn.config import TrainConfig
     from dgnn.data.synthetic import csbm
     from dgnn.trainer import DecoupledTrainer
-    from adapters.model import model_payload
-    from adapters.packaged_model import forward_all
+    from adapters.mlflow.model import model_payload
+    from adapters.mlflow.packaged_model import forward_all
 
     graph = csbm(300, num_classes=3, avg_degree=6, num_features=16, seed=0)  # Gaussian features
     config = TrainConfig.model_validate({**TINY["train"], "feature_norm": "none"})
@@ -561,7 +561,7 @@ def test_predict_names_the_classes_without_torch_warnings(cora_user_files, tmp_d
     from dgnn.config import TrainConfig
     from dgnn.data import import_graph, load_graph
     from dgnn.trainer import DecoupledTrainer
-    from adapters.model import model_payload, save_packaged_model
+    from adapters.mlflow.model import model_payload, save_packaged_model
 
     import_graph("named", cora_user_files["edges"], cora_user_files["named_nodes"])
     graph = load_graph("named")
@@ -628,8 +628,8 @@ def test_step_progress_is_throttled_and_streams_losses_to_the_child_run(env, tmp
     from dgnn.data.synthetic import csbm
     from dgnn.trainer import DecoupledTrainer
     from dgnn.schedule import Step
-    from adapters import step_runs, tracking
-    from adapters.step_progress import StepProgress
+    from adapters.mlflow import step_runs, tracking
+    from adapters.prefect.step_progress import StepProgress
 
     graph = csbm(300, num_classes=3, avg_degree=6, num_features=16, seed=0)
     config = TrainConfig.model_validate({**TINY["train"], "feature_norm": "none", "module_patience": 1})
@@ -694,7 +694,7 @@ def test_out_of_core_run_gets_the_in_memory_numbers_and_resumes_from_its_files(e
 
 def test_a_logged_model_registers_in_a_store_other_than_the_environments(tmp_path):
     """The registry finds the logged model in the client's own store (MLFLOW_TRACKING_URI names another)."""
-    from adapters import registry, tracking
+    from adapters.mlflow import registry, tracking
 
     environment = os.environ.get("MLFLOW_TRACKING_URI")
     client = tracking.client(f"sqlite:///{tmp_path / 'elsewhere' / 'mlflow.db'}")

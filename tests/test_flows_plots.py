@@ -25,7 +25,7 @@ def _records(bp_count: int, steps: int = 20) -> tuple[list[dict], list[dict]]:
 def test_loss_curves_one_colour_per_pass_beyond_ten_and_log_scale_over_decades(tmp_path):
     from matplotlib.image import imread
 
-    from adapters import plots
+    from adapters.mlflow import plots
 
     records, _ = _records(bp_count=11)  # passes 0..11: more than tab10 has colours
     fig = plots.loss_figure(records)
@@ -41,7 +41,7 @@ def test_loss_curves_one_colour_per_pass_beyond_ten_and_log_scale_over_decades(t
 
 
 def test_short_lines_have_markers_and_scores_and_losses_get_their_own_axes():
-    from adapters import plots
+    from adapters.mlflow import plots
 
     records, passes = _records(bp_count=1, steps=3)
     assert all(line.get_marker() == "o" for ax in plots.loss_figure(records).axes for line in ax.get_lines())

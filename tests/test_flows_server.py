@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from adapters.server import free_port, prefect_server
+from adapters.prefect.server import free_port, prefect_server
 
 
 def _time_wait_port() -> int:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from flows_conftest import TINY  # tests/ is on sys.path
-from adapters.server import stop_process_group
+from adapters.prefect.server import stop_process_group
 
 pytestmark = pytest.mark.slow
 DGNN = str(Path(sys.executable).with_name("dgnn"))
@@ -40,7 +40,7 @@ def project(tmp_path_factory, shared_datasets):
 
 
 def _client(project):
-    from adapters import tracking
+    from adapters.mlflow import tracking
 
     return tracking.client(project["uri"])
 
@@ -87,7 +87,7 @@ def test_sweep_output_names_its_runs_without_dask_chatter(sweep):
 
 
 def test_mlflow_server_answers_rest_search(project, sweep):
-    from adapters.server import free_port, wait_healthy
+    from adapters.prefect.server import free_port, wait_healthy
 
     port = free_port()
     server = subprocess.Popen([DGNN, "ui", "--port", str(port)], env=project["env"], cwd=project["root"],

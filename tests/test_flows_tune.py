@@ -46,7 +46,7 @@ def tuned(project):
 
 
 def test_tune_tracks_every_trial_under_one_parent(project, tuned):
-    from adapters import tracking
+    from adapters.mlflow import tracking
 
     client = tracking.client(project["uri"])
     parent = client.get_run(tuned["mlflow_run_id"])
@@ -77,7 +77,7 @@ def test_tune_tracks_every_trial_under_one_parent(project, tuned):
 
 
 def test_run_with_tune_resumes_the_study_and_names_it_on_the_model(project, tuned):
-    from adapters import tracking
+    from adapters.mlflow import tracking
 
     summary = _dgnn(project, "run", "--tune", "--trials", "5")
     client = tracking.client(project["uri"])
@@ -92,7 +92,7 @@ def test_run_with_tune_resumes_the_study_and_names_it_on_the_model(project, tune
 
 
 def test_run_with_a_portfolio_trains_the_candidate_chosen_on_validation(project):
-    from adapters import tracking
+    from adapters.mlflow import tracking
 
     out = subprocess.run([DGNN, "run", "--dataset", "cora", "--config", str(project["root"] / "candidates.yaml"),
                           "--device", "cpu", "--json", "--quiet"], env=project["env"], cwd=project["root"],

@@ -30,7 +30,7 @@ def model(tmp_path_factory) -> Path:
     from dgnn.config import TrainConfig
     from dgnn.data.synthetic import csbm
     from dgnn.trainer import DecoupledTrainer
-    from adapters.model import model_payload, save_packaged_model
+    from adapters.mlflow.model import model_payload, save_packaged_model
 
     graph = csbm(300, num_classes=3, avg_degree=6, num_features=16, seed=0)
     config = TrainConfig.model_validate({**TINY["train"], "feature_norm": "none"})

@@ -20,7 +20,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from adapters import settings
+from adapters.process import settings
 
 
 class StoreError(RuntimeError):

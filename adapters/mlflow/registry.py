@@ -18,7 +18,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from adapters import logged_model, tracking
+from adapters.mlflow import logged_model, tracking
 
 CHAMPION = "champion"
 

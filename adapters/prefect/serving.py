@@ -8,11 +8,11 @@ the next scheduled runs (90 or so) in the database, and its flow-run processes o
 * SIGTERM and SIGINT first stop the flow-run processes and wait for their end (with SIGTERM: each closes its MLflow runs
   KILLED and its Prefect run CRASHED through the server, still up), then the runner, on its event
   loop; afterwards the deployment's SCHEDULED runs are deleted and a run left PENDING or RUNNING
-  is set CRASHED; the signal leaves as :class:`adapters.interrupts.Terminated` or
+  is set CRASHED; the signal leaves as :class:`adapters.process.interrupts.Terminated` or
   ``KeyboardInterrupt``.
-* A flow-run process ends itself once the serve process is gone (:mod:`adapters.lifeline`); the
+* A flow-run process ends itself once the serve process is gone (:mod:`adapters.process.lifeline`); the
   next serve (or run) closes what it left: the deployment's tags name the serve process, and its
-  flow runs carry them (:func:`adapters.leftovers.clean_up`).
+  flow runs carry them (:func:`adapters.prefect.leftovers.clean_up`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import socket
 import sys
 from pathlib import Path
 
-from adapters import interrupts, leftovers, lifeline, prefect_links
+from adapters.prefect import leftovers, links as prefect_links
+from adapters.process import interrupts, lifeline
 
 FLOW_RUN_GRACE_S = 120  # to close its MLflow and Prefect runs on a loaded machine; then astop kills it
 

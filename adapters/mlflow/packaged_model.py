@@ -3,7 +3,7 @@
 It needs torch, numpy, pandas and mlflow, and the maths of the ``dgnn`` library itself, whose
 source is shipped inside the model (``code_paths``), so the numbers are the trainer's own; no
 training objects. The model's one artifact (``model.pt``, written by
-:func:`adapters.model.model_payload`) holds the config, the module weights of the selected pass and
+:func:`adapters.mlflow.model.model_payload`) holds the config, the module weights of the selected pass and
 the graph inputs (raw features as sparse COO, or dense where that is smaller; the normalised
 adjacency as CSR; the training labels where the config reads them); an out-of-core run's model holds every node's prediction instead of the graph. At load time the library's own stack (:func:`dgnn.nn.stack.stack_probabilities`, with the post-processing the trainer chose) is
 applied once to all nodes, exactly as the trainer does after a forward pass,

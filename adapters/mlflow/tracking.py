@@ -3,7 +3,7 @@ so it works the same from Prefect task threads and Dask worker processes).
 
 Layout: one experiment ``dgnn-<dataset>-<task>``; one parent run per pipeline run (config as
 params, git commit, data version, summary metrics, plots, the packaged model); one child run per
-module step (:mod:`adapters.step_runs`). Registration: :mod:`adapters.registry`.
+module step (:mod:`adapters.mlflow.step_runs`). Registration: :mod:`adapters.mlflow.registry`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT as DATASET_CONTEXT
 
 from dgnn.processes import pid_alive
-from adapters import interrupts, settings, stores
+from adapters.process import interrupts, settings, stores
 
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -213,7 +213,7 @@ def provenance(source_name: str) -> dict[str, str]:
 
 def git_commit(folder: Path | None = None) -> dict[str, str]:
     """Commit of the code (the ``dgnn`` package's repository) and whether the tree is dirty."""
-    folder = folder or Path(__file__).resolve().parents[1]
+    folder = folder or Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
@@ -242,7 +242,7 @@ def start_run(mlflow_client: MlflowClient, experiment_id: str, name: str, *, tag
 
 
 # The runs :func:`start_run` opened and nothing closed yet: what :func:`fail_open_runs` closes when
-# the process must end at once (:mod:`adapters.lifeline`).
+# the process must end at once (:mod:`adapters.process.lifeline`).
 _OPEN: dict[str, MlflowClient] = {}
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from adapters import settings
+from adapters.process import settings
 from dgnn.data import DataError, content_hash
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored, read_meta, write_atomically
@@ -43,7 +43,7 @@ def logger():
 
         return get_run_logger()
     except Exception:  # called outside a flow or task run (tests, plain scripts)
-        return logging.getLogger("adapters.dvc")
+        return logging.getLogger("adapters.dvc.repo")
 
 
 # ----------------------------------------------------------------------------- dvc.yaml / dvc.lock

@@ -52,7 +52,7 @@ class PlainJsonOnly(CachePolicy):
         key = self.policy.compute_key(task_ctx, inputs, flow_parameters, **kwargs)
         path = _stored_result(task_ctx, key) if key else None
         if path is not None and path.is_file() and not is_plain_json(path.read_bytes()):
-            logging.getLogger("adapters.json_results").warning(
+            logging.getLogger("adapters.prefect.json_results").warning(
                 "deleted cached result %s: not a plain-JSON record (from an older dgnn, or not written by "
                 "dgnn); the task runs again", path)
             path.unlink(missing_ok=True)

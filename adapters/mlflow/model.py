@@ -2,7 +2,7 @@
 
 :func:`model_payload` gathers the selected pass's module weights and the graph inputs into one
 dictionary of tensors; :func:`save_packaged_model` writes it as an MLflow pyfunc model whose code is
-:mod:`adapters.packaged_model` (copied into the model, "models from code"); :func:`load` and
+:mod:`adapters.mlflow.packaged_model` (copied into the model, "models from code"); :func:`load` and
 :func:`predict` read any logged model back by URI (``runs:/<id>/model``,
 ``models:/dgnn-cora-classify/3``, ``models:/dgnn-cora-classify@champion``) or folder, with this
 dgnn's own code only.
@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 from dgnn.config import TrainConfig
-from adapters import log_levels
+from adapters.process import log_levels
 
 CODE = Path(__file__).with_name("packaged_model.py")
-LIBRARY = Path(__file__).resolve().parent.parent / "dgnn"  # shipped with the model (code_paths)
+LIBRARY = Path(__file__).resolve().parents[2] / "dgnn"  # shipped with the model (code_paths)
 PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}",
                     *(f"{name}=={version(name)}" for name in ("numpy", "pandas"))]  # as trained and tested
 
@@ -80,7 +80,7 @@ def _outputs(trainer, config: TrainConfig) -> dict:
 
 def save_packaged_model(payload: dict, path: Path, mlflow_model=None) -> Path:
     """Write the pyfunc model folder at ``path`` (which must not exist yet); ``mlflow_model``: the
-    ``MLmodel`` of the Logged Model it becomes (:mod:`adapters.logged_model`)."""
+    ``MLmodel`` of the Logged Model it becomes (:mod:`adapters.mlflow.logged_model`)."""
     import mlflow.pyfunc
     import pandas as pd
     from mlflow.models import ModelSignature
@@ -136,13 +136,13 @@ def load(model_uri: str):
 
     MLflow would run the code inside the model folder, its ``packaged_model.py`` and the ``dgnn``
     copy beside it: a copied model with lines added there ran them. Here nothing in the folder
-    runs: its code must be this version's :mod:`adapters.packaged_model`, byte for byte (else
+    runs: its code must be this version's :mod:`adapters.mlflow.packaged_model`, byte for byte (else
     :class:`ModelRefused`), and that code, installed, reads the folder's payload as plain tensors."""
     import mlflow
 
-    from adapters import stores
-    from adapters.packaged_model import DecoupledGNNModel
-    from adapters.settings import sqlite_path, tracking_uri
+    from adapters.process import stores
+    from adapters.mlflow.packaged_model import DecoupledGNNModel
+    from adapters.process.settings import sqlite_path, tracking_uri
     from dgnn.processes import owned_temp_dir
 
     with owned_temp_dir("predict") as tmp:

@@ -25,7 +25,9 @@ def lineage(run_id: str, project_dir=None, tracking_uri: str | None = None) -> d
     also be a unique prefix of the id or the run's name (:func:`find_run`)."""
     from mlflow.tracking import MlflowClient
 
-    from adapters import dvc, settings, tracking
+    from adapters.dvc import repo as dvc
+    from adapters.mlflow import tracking
+    from adapters.process import settings
 
     project = Path(project_dir).resolve() if project_dir else settings.project_dir()
     uri = tracking_uri or settings.tracking_uri()

@@ -1,7 +1,7 @@
 """The MLflow record of one pipeline run: its parent run, opened with the run's parameters and
 tags (:func:`pipeline_record`), given the data the run trains on (:meth:`PipelineRecord.data_ready`)
 and closed by itself: FINISHED, FAILED with the error, or KILLED on Ctrl-C / SIGTERM, and reported
-(:func:`report`). The module steps' child runs are :mod:`adapters.step_runs`."""
+(:func:`report`). The module steps' child runs are :mod:`adapters.mlflow.step_runs`."""
 
 from __future__ import annotations
 
@@ -19,8 +19,11 @@ from dgnn.evaluation import criterion_name as selected_by
 from dgnn.processes import owned_temp_dir
 from dgnn.schedule import FitResult
 from dgnn.stepwise import StepwiseRun
-from adapters import dvc, plots, prefect_links, registry, run_info, settings, tracking
-from adapters.tracked_run import TrackedRun
+from adapters.dvc import repo as dvc
+from adapters.mlflow import plots, registry, run_info, tracking
+from adapters.prefect import links as prefect_links
+from adapters.process import settings
+from adapters.mlflow.tracked_run import TrackedRun
 
 
 @dataclass
@@ -102,9 +105,9 @@ def pipeline_record(run_config: RunConfig, *, dataset: str, task: str, seed: int
 def report(tracked: TrackedRun, fit: FitResult, step_records: list[dict], data: dict, summary: dict) -> dict:
     """The run's report on its parent run: per-pass metrics, the loss and pass plots, the packaged
     model (logged with the final metrics, registered where it beats or ties nothing: see
-    :mod:`adapters.registry`), warnings, the result on Prefect's side; returns ``summary`` (the
+    :mod:`adapters.mlflow.registry`), warnings, the result on Prefect's side; returns ``summary`` (the
     ``dgnn train`` summary of ``fit``) with the run's identity, also logged as ``summary.json``."""
-    from adapters.model import save_packaged_model
+    from adapters.mlflow.model import save_packaged_model
 
     client, parent, spec = tracking.client(tracked.tracking_uri), tracked.parent_run_id, tracked.run.spec
     criterion_name = selected_by(spec.train)

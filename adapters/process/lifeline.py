@@ -11,7 +11,7 @@ Instead the MLflow runs this process opened are closed FAILED with the cause as 
 says what happened and how to resume, and the process exits at once (``os._exit``: the exit path
 would make those same calls). Checkpoints and data are written atomically, so what is on disk is
 whole; the Prefect runs left RUNNING and the temporary folders are closed and removed by the next
-``dgnn`` command (:mod:`adapters.leftovers`).
+``dgnn`` command (:mod:`adapters.prefect.leftovers`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import threading
 from typing import Callable
 from urllib.parse import urlsplit
 
-from adapters import tracking
+from adapters.mlflow import tracking
 
 Check = Callable[[], "str | None"]  # what is gone, or None while all is well
 

@@ -17,5 +17,5 @@ class TrackedRun:
     parent_run_id: str
     data_version: str
     threads: int
-    model_identity: dict = field(default_factory=dict)  # data and config hashes (adapters.registry)
+    model_identity: dict = field(default_factory=dict)  # data and config hashes (adapters.mlflow.registry)
     model_tags: dict = field(default_factory=dict)  # tune and portfolio provenance of the model

@@ -2,8 +2,8 @@
 behind, closed or removed when the next one starts: its Prefect flow and task runs, still RUNNING
 or PENDING, a serve's SCHEDULED runs, and its ``dgnn-<kind>-<pid>-*`` temporary folders.
 
-Its MLflow runs are closed by :func:`adapters.tracking.reap_stale_runs`, and its Prefect server ends
-with it (:mod:`adapters.server`). Like those MLflow runs, its Prefect runs name their process in the
+Its MLflow runs are closed by :func:`adapters.mlflow.tracking.reap_stale_runs`, and its Prefect server ends
+with it (:mod:`adapters.prefect.server`). Like those MLflow runs, its Prefect runs name their process in the
 tags ``dgnn.host:<host>`` and ``dgnn.pid:<pid>`` (:func:`owned_runs`).
 """
 

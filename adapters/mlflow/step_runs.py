@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 from dgnn.processes import owned_temp_dir
-from adapters import tracking
-from adapters.tracked_run import TrackedRun
+from adapters.mlflow import tracking
+from adapters.mlflow.tracked_run import TrackedRun
 
 
 def open_step_run(tracked: TrackedRun, index: int) -> str:

@@ -24,7 +24,8 @@ from mlflow.tracking import MlflowClient
 
 from dgnn.config import RunConfig, default_config_path
 from dgnn.data.layout import dataset_dir
-from adapters import settings, tracking
+from adapters.mlflow import tracking
+from adapters.process import settings
 
 SOURCE_KEYS = ("config_file", "config_sha256")
 

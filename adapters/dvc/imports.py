@@ -30,8 +30,8 @@ from dgnn.data.layout import dataset_dir, graph_dir, import_source_dir
 from dgnn.data.registry import REGISTRY
 from dgnn.data.store import write_atomically
 from dgnn.data.user_import import read_user_graph
-from adapters import settings
-from adapters.dvc import STAGES, in_workspace, read_params, run_dvc, stage_name
+from adapters.process import settings
+from adapters.dvc.repo import STAGES, in_workspace, read_params, run_dvc, stage_name
 
 DEFAULT_ENTRY = {"split_seed": 0, "propagate": {"orders": [1, 2, 3, 4], "feature_norm": "row"}}
 

@@ -17,7 +17,7 @@ from mlflow.entities import Metric
 from optuna.trial import FrozenTrial, TrialState
 
 from dgnn.processes import owned_temp_dir
-from adapters import plots, tracking
+from adapters.mlflow import plots, tracking
 
 STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
 
