@@ -1,26 +1,17 @@
-"""How the flows use Dask: the task runner a flow runs on, and a propagation's row blocks as
-futures on its cluster.
-
-:func:`on_dask` gives a flow prefect-dask's runner (a local cluster or a scheduler's address), its
-workers reporting to this process's Prefect API (``dgnn sweep``, ``tune``, ``propagate`` and
-``run`` with ``--dask-*``). In a pipeline run on it, the propagate stage's blocks and an
-out-of-core run's re-propagations go to the flow's cluster (:func:`flow_dask_address`,
-:func:`block_runner`), and ``dvc repro`` started by the run reaches it too: its environment names
-the scheduler as :data:`ADDRESS_ENV`, which ``dgnn propagate`` reads. Every block
-reads its inputs from files and writes its rows into the output file, so the workers must see the
-data and run folders under the same paths (a local cluster, or a shared file system).
+"""How the flows use Dask: :func:`on_dask` gives a flow prefect-dask's runner (a local cluster or
+a scheduler's address, :mod:`adapters.dask.cluster`), its workers reporting to this process's
+Prefect API (``dgnn sweep``, ``tune``, ``propagate`` and ``run`` with ``--dask-*``). In a pipeline
+run on it, the propagate stage's blocks and an out-of-core run's re-propagations go to the flow's
+cluster (:func:`flow_dask_address`), and ``dvc repro`` started by the run reaches it too: its
+environment names the scheduler as :data:`ADDRESS_ENV`, which ``dgnn propagate`` reads.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
-import os
-from functools import partial
 
-import distributed
-
-from dgnn.data.stages import BlockKernel, MapBlocks, run_blocks
+from adapters.dask.cluster import dask_task_runner
+from adapters.prefect.server import shared_api
 from adapters.process import log_levels
 
 ADDRESS_ENV = "DGNN_DASK_ADDRESS"  # read by `dgnn propagate` (the DVC stage) as its --dask-address
@@ -37,77 +28,10 @@ def flow_dask_address() -> str | None:
     return context.task_runner.client.scheduler.address
 
 
-def _block(kernel: BlockKernel, start: int, end: int) -> int:
-    kernel(start, end)
-    return os.getpid()
-
-
-def on_cluster(address: str, kernel: BlockKernel, blocks: list[tuple[int, int]]) -> None:
-    """``kernel(start, end)`` for every block as futures on the scheduler at ``address``; returns
-    when all have run, raising the first failure, and prints how many worker processes ran them."""
-    with distributed.Client(address, set_as_default=False) as client:
-        futures = client.map(_block, [kernel] * len(blocks), [start for start, _ in blocks],
-                             [end for _, end in blocks], pure=False)
-        workers = set(client.gather(futures))
-    print(f"{len(blocks)} row block(s) ran on {len(workers)} Dask worker process(es)")
-
-
-def block_runner(address: str | None) -> MapBlocks:
-    """:func:`on_cluster` on the scheduler at ``address``, else (None) the blocks in this process."""
-    return partial(on_cluster, address) if address else run_blocks
-
-
-@contextlib.contextmanager
-def shared_prefect_api():
-    """The Prefect API that Dask workers report to: the configured server, or an ephemeral one
-    started here (this process's settings name it meanwhile); yields its URL."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    url = PREFECT_API_URL.value()
-    if url:
-        yield url
-        return
-    from adapters.prefect.server import ephemeral_server
-
-    server = ephemeral_server()
-    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
-    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-        yield server.api_url
-
-
-# Task lines of a worker, with the flow run (the pipeline run: dataset, config, seed, sweep) first.
-WORKER_TASK_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(flow_run_name)s | Task run %(task_run_name)r - %(message)s"
-TASK_FORMAT_ENV = "PREFECT_LOGGING_FORMATTERS_STANDARD_TASK_RUN_FMT"  # read by each worker's Prefect
-
-
-class FreezeAtExit(distributed.WorkerPlugin):
-    """Takes a closing worker's objects out of the garbage collector: the final collection of a
-    process that imported torch, MLflow and Prefect takes seconds, for nothing, and on a busy
-    machine outlasts the 4 s after which dask.distributed kills the worker ("Worker process still
-    alive ... killing"); frozen, the worker exits in well under a second."""
-
-    def teardown(self, worker) -> None:  # noqa: ARG002
-        gc.freeze()
-
-
-def dask_task_runner(address: str | None, workers: int, api_url: str):
-    """prefect-dask's task runner on the scheduler at ``address``, else on a local cluster of
-    ``workers`` single-threaded worker processes (no dashboard; they exit promptly:
-    :class:`FreezeAtExit`) whose environment names the Prefect API at ``api_url`` and labels their
-    task lines. A remote scheduler's workers take both from their own environment."""
-    from prefect_dask import DaskTaskRunner
-
-    if address:
-        return DaskTaskRunner(address=address)
-    env = {"PREFECT_API_URL": api_url, TASK_FORMAT_ENV: WORKER_TASK_FORMAT}
-    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": None, "plugins": (FreezeAtExit(),), "env": env})
-
-
 @contextlib.contextmanager
 def on_dask(address: str | None, workers: int):
-    """The task runner of :func:`dask_task_runner`, reporting to this process's Prefect API
-    (:func:`shared_prefect_api`); with a local cluster, dask.distributed (its scheduler and nannies
-    live in this process) logs warnings and errors only."""
-    with shared_prefect_api() as api_url, contextlib.nullcontext() if address else log_levels.warnings_only("distributed"):
+    """The task runner of :func:`~adapters.dask.cluster.dask_task_runner`, reporting to this
+    process's Prefect API (:func:`~adapters.prefect.server.shared_api`); with a local cluster,
+    dask.distributed (its scheduler and nannies live in this process) logs warnings and errors only."""
+    with shared_api() as api_url, contextlib.nullcontext() if address else log_levels.warnings_only("distributed"):
         yield dask_task_runner(address, workers, api_url)

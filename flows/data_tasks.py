@@ -37,7 +37,8 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE, CacheKeyFnPoli
 from adapters.dvc import repo as dvc
 from adapters.process import settings
 from adapters.prefect.json_results import SERIALIZER, PlainJsonOnly
-from flows.dask_cluster import ADDRESS_ENV, block_runner, flow_dask_address
+from adapters.dask.cluster import block_runner
+from flows.dask_cluster import ADDRESS_ENV, flow_dask_address
 from dgnn.data import verify
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored

@@ -38,14 +38,16 @@ from dgnn.stepwise import RunSpec, StepwiseRun, stage_inputs
 from dgnn.threads import apply_threads
 from dgnn.schedule import FitResult
 from dgnn.tune.portfolio import choose
+from adapters.dask.cluster import block_runner
 from adapters.dvc import repo as dvc
 from adapters.mlflow import run_info, step_runs, tracking
-from adapters.process import settings
 from adapters.mlflow.pipeline_record import pipeline_record, report
-from adapters.prefect.step_progress import StepProgress, done_line
 from adapters.mlflow.tracked_run import TrackedRun
+from adapters.prefect import server
+from adapters.prefect.step_progress import StepProgress, done_line
+from adapters.process import settings
 from flows import data_tasks
-from flows.dask_cluster import block_runner, flow_dask_address
+from flows.dask_cluster import flow_dask_address
 
 # -- configuration ----------------------------------------------------------------------------------
 
@@ -281,29 +283,9 @@ def run_pipeline(*, dask_address: str | None = None, dask_workers: int | None = 
     """
     with contextlib.ExitStack() as stack:
         if not os.environ.get("PREFECT_API_URL"):
-            stack.enter_context(_settings_without_heartbeats())
+            stack.enter_context(server.without_heartbeats())
         flow = train_pipeline
         if dask_address or dask_workers:
             from flows.dask_cluster import on_dask  # here: it imports dask.distributed
             flow = flow.with_options(task_runner=stack.enter_context(on_dask(dask_address, dask_workers or 2)))
         return flow(**parameters)
-
-
-_NO_HEARTBEATS: tuple = (None, None)  # (settings it was derived from, derived settings)
-
-
-@contextlib.contextmanager
-def _settings_without_heartbeats():
-    """The current Prefect settings with heartbeats off; derived once per base settings object
-    (a settings copy takes about 35 ms, a sizeable part of a short run's overhead)."""
-    global _NO_HEARTBEATS
-    import prefect.context
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
-
-    context = prefect.context.get_settings_context()
-    base, derived = _NO_HEARTBEATS
-    if base is not context.settings:
-        derived = context.settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
-        _NO_HEARTBEATS = (context.settings, derived)
-    with prefect.context.SettingsContext(profile=context.profile, settings=derived):
-        yield

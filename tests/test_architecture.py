@@ -1,7 +1,7 @@
 """The import rules of docs/architecture.md: the library ``dgnn`` imports neither the orchestration
 stack (Prefect, MLflow, DVC, Dask) nor the project's other packages; ``adapters`` never imports
 ``flows`` or ``cli``; ``flows`` never imports ``cli``; no module is over 400 lines and ``flows``
-stays under 1,000; no two modules import each other, directly or round a circle; nothing below
+stays under 800; no two modules import each other, directly or round a circle; nothing below
 ``cli`` writes the process environment."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def test_modules_stay_small_and_flows_thin():
     sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
              for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
     assert not {k: v for k, v in sizes.items() if v > 400}, "modules over 400 lines"
-    assert sum(v for k, v in sizes.items() if k.startswith("flows/")) < 1000
+    assert sum(v for k, v in sizes.items() if k.startswith("flows/")) < 800
 
 
 def _module_name(path: Path) -> str:
@@ -162,7 +162,7 @@ def test_the_environment_write_finder_finds_writes():
     assert found == [2, 3, 4, 5, 6]
 
 
-ROOMS = {"mlflow", "dvc", "prefect", "process"}
+ROOMS = {"mlflow", "dvc", "prefect", "dask", "process"}
 
 
 def test_adapters_are_one_room_per_outside_tool():

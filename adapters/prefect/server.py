@@ -183,3 +183,40 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@contextlib.contextmanager
+def shared_api():
+    """The Prefect API that Dask workers report to: the configured server, or an ephemeral one
+    started here (this process's settings name it meanwhile); yields its URL."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = PREFECT_API_URL.value()
+    if url:
+        yield url
+        return
+    server = ephemeral_server()
+    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        yield server.api_url
+
+
+_NO_HEARTBEATS: tuple = (None, None)  # (settings it was derived from, derived settings)
+
+
+@contextlib.contextmanager
+def without_heartbeats():
+    """The current Prefect settings with flow-run heartbeats off (a run against the ephemeral server,
+    which dies with the process, needs none); derived once per base settings object (a settings
+    copy takes about 35 ms, a sizeable part of a short run's overhead)."""
+    global _NO_HEARTBEATS
+    import prefect.context
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    context = prefect.context.get_settings_context()
+    base, derived = _NO_HEARTBEATS
+    if base is not context.settings:
+        derived = context.settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+        _NO_HEARTBEATS = (context.settings, derived)
+    with prefect.context.SettingsContext(profile=context.profile, settings=derived):
+        yield
