@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from cli import errors
-from cli.run_setup import prepare, stores_error, with_server
+from cli.run_setup import data_dir_of, prepare, stores_error, with_server
 from cli.train import add_out_of_core_argument, add_training_arguments
 from cli.tune_options import add_tune_arguments, check_budget
 
@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
                             split_seed=args.split_seed, device=args.device,
                             keep_checkpoints=args.keep_checkpoints, run_tags=tags, threads=args.threads,
                             out_of_core=args.out_of_core, dask_address=args.dask_address,
-                            dask_workers=args.dask_workers)
+                            dask_workers=args.dask_workers, data_dir=data_dir_of(args))
 
     try:
         summary, server = with_server(work)
@@ -116,7 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
 
             parameters = {"dataset": args.dataset, "task": args.task, "config": _config_arg(args),
                           "seed": args.seed, "split_seed": args.split_seed, "device": args.device,
-                          "threads": args.threads}
+                          "threads": args.threads, "data_dir": data_dir_of(args)}
             watch = lifeline.watching(lifeline.api_refused(api_url), report) if owned else contextlib.nullcontext()
             with watch:
                 serving.serve(train_pipeline, name=args.name or f"dgnn-{args.dataset}-{args.task}",
@@ -147,7 +147,7 @@ def _sweep(args: argparse.Namespace) -> int:
     try:
         result = run_sweep(datasets, seeds, task=args.task, config=_config_arg(args),
                            split_seed=args.split_seed, device=args.device, address=args.dask_address,
-                           workers=args.workers, threads=args.threads)
+                           workers=args.workers, threads=args.threads, data_dir=data_dir_of(args))
     except BaseException as err:  # noqa: BLE001
         return errors.stopped("sweep", err, "finished runs are kept; rerun the same command to resume")
     if args.json:

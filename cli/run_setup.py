@@ -22,11 +22,15 @@ def apply_defaults() -> dict[str, str]:
     return applied
 
 
+def data_dir_of(args: argparse.Namespace) -> str | None:
+    """``--data-dir`` as the flows' ``data_dir`` parameter: absolute (a served deployment's runs and
+    Dask workers start elsewhere), or None for the flows' default."""
+    return str(Path(args.data_dir).resolve()) if getattr(args, "data_dir", None) else None
+
+
 def prepare(args: argparse.Namespace) -> int:
     """Environment shared by the pipeline commands (before Prefect is imported), and the stores
     (:mod:`adapters.process.stores`): 0, or 1 after one line when a store cannot be used."""
-    if getattr(args, "data_dir", None):
-        os.environ["DGNN_DATA_DIR"] = str(Path(args.data_dir).resolve())
     if getattr(args, "quiet", False):
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     import warnings

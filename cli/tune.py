@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from cli import errors
-from cli.run_setup import prepare, with_server
+from cli.run_setup import data_dir_of, prepare, with_server
 from cli.tune_options import add_tune_arguments, check_budget
 
 
@@ -16,7 +16,7 @@ def tune_parameters(args: argparse.Namespace) -> dict:
     return {"dataset": args.dataset, "task": args.task, "space_file": args.search_space,
             "trials": args.trials, "budget_seconds": args.budget_seconds, "workers": args.workers,
             "dask_address": args.dask_address, "seed": args.seed, "trial_seeds": args.trial_seeds, "split_seed": args.split_seed,
-            "device": args.device, "threads": args.threads, "keep": args.keep}
+            "device": args.device, "threads": args.threads, "keep": args.keep, "data_dir": data_dir_of(args)}
 
 
 def _tune(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ the current directory), so ``dvc.lock`` always describes what the pipeline used,
 :func:`adapters.dvc.repo.data_version` reads the hashes every MLflow run records from ``dvc.lock``.
 
 Untracked data. A dataset that is not listed in ``params.yaml`` (a synthetic graph, or a graph
-imported outside a DVC workspace) or a data folder (``$DGNN_DATA_DIR``) other than
+imported outside a DVC workspace) or a data folder (the tasks' ``data_dir``) other than
 ``<project>/data`` cannot come from a DVC stage. The task then logs a warning and calls the same
 :mod:`dgnn.data` stage function directly; its result has ``tracked: False``, :func:`data_version`
 reports ``"untracked"`` (the run is tagged ``data_tracked=false``), and ``dgnn lineage`` reports
@@ -52,10 +52,11 @@ def _data_location(context, parameters) -> str:
     entry = dvc.read_params(project).get(parameters.get("dataset"))
     dvc_file = project / f"{entry['source']}.dvc" if entry and entry.get("source") else None
     source = dvc_file.read_text() if dvc_file is not None and dvc_file.is_file() else None
-    return json.dumps([str(data_root().resolve()), entry, source], sort_keys=True, default=str)
+    return json.dumps([str(data_root(parameters.get("data_dir")).resolve()), entry, source], sort_keys=True, default=str)
 
 
-_CACHED = PlainJsonOnly(policy=INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_data_location))
+# data_dir enters the key resolved (by _data_location): the same folder named two ways is one entry.
+_CACHED = PlainJsonOnly(policy=(INPUTS - "data_dir") + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_data_location))
 _TRANSIENT_WORDS = ("cannot download", "timed out", "temporary failure", "connection reset",
                     "connection refused", "unable to acquire lock")
 
@@ -79,7 +80,7 @@ def _transient(task_, task_run, state) -> bool:
 
 @task(task_run_name="fetch-{dataset}", cache_policy=_CACHED, persist_result=True, result_serializer=SERIALIZER,
       retries=3, retry_delay_seconds=[1, 2, 4], retry_condition_fn=_transient)
-def fetch_data(dataset: str, split_seed: int = 0) -> dict:
+def fetch_data(dataset: str, split_seed: int = 0, data_dir: str | None = None) -> dict:
     """Run ``fetch@<dataset>``: the validated graph in ``data/<dataset>/graph``.
 
     ``graph/`` always holds split seed 0; the masks of another ``split_seed`` (stratified datasets
@@ -88,49 +89,49 @@ def fetch_data(dataset: str, split_seed: int = 0) -> dict:
     from dgnn.data import fetch
 
     project = settings.project_dir()
-    entry = dvc.tracked_entry(dataset, project)
+    entry = dvc.tracked_entry(dataset, project, data_dir)
     if entry is not None:
         dvc.repro("fetch", dataset, project)
         if int(entry.get("split_seed", 0)) != split_seed:
             from dgnn.data.fetch import load_graph
 
-            load_graph(dataset, split_seed=split_seed)  # writes split-seed<k>/ from the tracked graph
+            load_graph(dataset, data_dir, split_seed=split_seed)  # writes split-seed<k>/ from the tracked graph
     else:
-        fetch(dataset, split_seed=split_seed)
-    return dvc.stage_result(dataset, "fetch", entry is not None, project, split_seed=split_seed)
+        fetch(dataset, data_dir, split_seed=split_seed)
+    return dvc.stage_result(dataset, "fetch", entry is not None, project, data_dir, split_seed=split_seed)
 
 
 
 @task(task_run_name="validate-{dataset}", cache_policy=NO_CACHE)
-def validate_data(dataset: str) -> dict:
+def validate_data(dataset: str, data_dir: str | None = None) -> dict:
     """Check the stored data before use; raise :class:`~dgnn.data.DataError` if anything changed.
 
     Every stored folder must match the content hash in its ``meta.json`` (``dgnn.data.verify``),
     and, for a dataset with DVC stages, no output may differ from ``dvc.lock``
     (:func:`adapters.dvc.repo.check_lock`). Outputs not built yet are fine (the next stage builds them).
     """
-    result = verify(dataset)  # raises naming the folder whose files changed
-    folders = sorted(str(p.resolve()) for p in dataset_dir(dataset).iterdir() if is_stored(p))
-    status = dvc.check_lock(dataset, settings.project_dir())
+    result = verify(dataset, data_dir)  # raises naming the folder whose files changed
+    folders = sorted(str(p.resolve()) for p in dataset_dir(dataset, data_dir).iterdir() if is_stored(p))
+    status = dvc.check_lock(dataset, settings.project_dir(), data_dir)
     return {"dataset": dataset, "content_hash": result.content_hash, "folders": folders, "dvc": status}
 
 
 @task(task_run_name="normalise-{dataset}", cache_policy=_CACHED, persist_result=True, result_serializer=SERIALIZER)
-def normalise_data(dataset: str) -> dict:
+def normalise_data(dataset: str, data_dir: str | None = None) -> dict:
     """Run ``normalise@<dataset>``: the normalised adjacency in ``data/<dataset>/adj``."""
     project = settings.project_dir()
-    entry = dvc.tracked_entry(dataset, project)
+    entry = dvc.tracked_entry(dataset, project, data_dir)
     if entry is not None:
         dvc.repro("normalise", dataset, project)
     else:
         from dgnn.data import normalise_stage
 
-        normalise_stage(dataset)
-    return dvc.stage_result(dataset, "normalise", entry is not None, project)
+        normalise_stage(dataset, data_dir)
+    return dvc.stage_result(dataset, "normalise", entry is not None, project, data_dir)
 
 
 @task(task_run_name="propagate-{dataset}", cache_policy=_CACHED, persist_result=True, result_serializer=SERIALIZER)
-def propagate_data(dataset: str, orders: list[int], feature_norm: str) -> dict:
+def propagate_data(dataset: str, orders: list[int], feature_norm: str, data_dir: str | None = None) -> dict:
     """Run ``propagate@<dataset>``: Â^k N(X) for the orders of ``params.yaml`` in ``propagated/``.
 
     ``orders`` are what the run would like stored (may be empty). For a dataset with DVC stages
@@ -141,13 +142,14 @@ def propagate_data(dataset: str, orders: list[int], feature_norm: str) -> dict:
     project = settings.project_dir()
     orders = sorted({int(k) for k in orders})
     address = flow_dask_address()  # the blocks go to the run's Dask cluster, if any
-    entry = dvc.tracked_entry(dataset, project)
+    entry = dvc.tracked_entry(dataset, project, data_dir)
     if entry is None:
         from dgnn.data import propagate_stage
 
-        propagate_stage(dataset, orders or [1], feature_norm=feature_norm, map_blocks=block_runner(address),
+        propagate_stage(dataset, orders or [1], data_dir, feature_norm=feature_norm, map_blocks=block_runner(address),
                         on_hop=get_run_logger().info)
-        return dvc.stage_result(dataset, "propagate", False, project, orders=orders or [1], feature_norm=feature_norm)
+        return dvc.stage_result(dataset, "propagate", False, project, data_dir, orders=orders or [1],
+                                feature_norm=feature_norm)
     params = entry.get("propagate") or {}
     stage_orders = sorted(int(k) for k in params.get("orders", []))
     stage_norm = params.get("feature_norm", "none")
@@ -162,13 +164,15 @@ def propagate_data(dataset: str, orders: list[int], feature_norm: str) -> dict:
 
 
 
-def run_stage(stage: str, *args):
-    """Run the task of ``stage`` (``fetch``, ``validate``, ``normalise``, ``propagate``) on ``args``
-    and return its final Prefect state; a cached stage whose output is missing runs again."""
+def run_stage(stage: str, dataset: str, *args, data_dir: str | None = None):
+    """Run the task of ``stage`` (``fetch``, ``validate``, ``normalise``, ``propagate``) on
+    ``dataset`` and ``args`` in ``data_dir``; return its final Prefect state. A cached stage whose
+    output is missing runs again."""
     data_task = {"fetch": fetch_data, "validate": validate_data, "normalise": normalise_data,
                  "propagate": propagate_data}[stage]
     if stage != "validate":
-        wanted = args[1:] if stage == "propagate" else ()  # (orders, feature_norm)
-        data_task = data_task.with_options(refresh_cache=not dvc.outputs_present(stage, args[0], *wanted))
-    return data_task(*args, return_state=True)
+        wanted = args if stage == "propagate" else ()  # (orders, feature_norm)
+        data_task = data_task.with_options(
+            refresh_cache=not dvc.outputs_present(stage, dataset, *wanted, data_dir=data_dir))
+    return data_task(dataset, *args, data_dir=data_dir, return_state=True)
 

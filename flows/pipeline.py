@@ -77,28 +77,28 @@ def resolve_config(dataset: str, task: str, config=None) -> RunConfig | Portfoli
 # -- data tasks -------------------------------------------------------------------------------------
 
 
-def run_data_tasks(dataset: str, split_seed: int, train: TrainConfig | None) -> dict:
-    """fetch -> validate -> normalise -> propagate; returns per-task state names, the version and
-    the node count.
+def run_data_tasks(dataset: str, split_seed: int, train: TrainConfig | None, data_dir: str | None = None) -> dict:
+    """fetch -> validate -> normalise -> propagate in ``data_dir``; returns per-task state names,
+    the version and the node count.
 
     The propagate stage stores module 1's power of ``train`` (other filters, and every filter
     when ``train`` is None, are computed by the trainer)."""
     first = train.modules[0] if train else None
     wanted = [first.order] if first and first.filter == "power" else []
     steps = [
-        ("fetch", (dataset, split_seed)),
-        ("validate", (dataset,)),
-        ("normalise", (dataset,)),
-        ("propagate", (dataset, wanted, train.feature_norm if train else "none")),
+        ("fetch", (split_seed,)),
+        ("validate", ()),
+        ("normalise", ()),
+        ("propagate", (wanted, train.feature_norm if train else "none")),
     ]
     states = {}
     for name, args in steps:
-        state = data_tasks.run_stage(name, *args)
+        state = data_tasks.run_stage(name, dataset, *args, data_dir=data_dir)
         state.result()  # raises the task's error
         states[name] = state.name
-    version = dvc.data_version(dataset)
-    propagated = dataset_dir(dataset) / "propagated"
-    graph_meta = read_meta(dataset_dir(dataset) / "graph")
+    version = dvc.data_version(dataset, data_dir=data_dir)
+    propagated = dataset_dir(dataset, data_dir) / "propagated"
+    graph_meta = read_meta(dataset_dir(dataset, data_dir) / "graph")
     return {"states": states, "cached": [k for k, v in states.items() if v == "Cached"],
             "nodes": graph_meta["nodes"], "features": graph_meta["features"],
             "versions": version, "data_version": version["data_version"],
@@ -108,9 +108,9 @@ def run_data_tasks(dataset: str, split_seed: int, train: TrainConfig | None) -> 
 
 @task(name="choose-config", task_run_name="choose-config", cache_policy=NO_CACHE, persist_result=False)
 def choose_task(dataset: str, portfolio: Portfolio, seed: int, split_seed: int, device: str,
-                data_content_hash: str) -> dict:
+                data_content_hash: str, data_dir: str) -> dict:
     """The portfolio candidate with the best validation criterion for this seed."""
-    inputs = stage_inputs(dataset, str(data_root().resolve()), split_seed, data_content_hash)
+    inputs = stage_inputs(dataset, data_dir, split_seed, data_content_hash)
     choice = choose(inputs, portfolio, seed, device, verbose=True)
     return {"name": choice.name, "train": choice.config, "scores": choice.scores, "seconds": choice.seconds}
 
@@ -200,7 +200,7 @@ def _flow_run_name() -> str:
 def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict | str | None = None,
                    seed: int = 0, split_seed: int | None = None, device: str = "auto",
                    run_tags: dict | None = None, keep_checkpoints: bool = False,
-                   threads: int | None = None, out_of_core: str = "auto") -> dict:
+                   threads: int | None = None, out_of_core: str = "auto", data_dir: str | None = None) -> dict:
     """Fetch, validate, normalise, propagate, train every module step, evaluate, report (tracked).
 
     Returns the ``dgnn train`` summary plus ``mlflow_run_id``, ``experiment``, ``data_version``,
@@ -209,23 +209,24 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
     predictions stay; the module weights are also in MLflow), so an identical rerun trains again.
     ``threads``: torch threads for this process (None: :func:`dgnn.threads.choose_threads`).
     ``out_of_core``: "on", "off" or "auto" (:func:`dgnn.node_store.out_of_core_for`): the node
-    tensors as files in the run folder, for graphs whose tensors outgrow memory.
+    tensors as files in the run folder, for graphs whose tensors outgrow memory. ``data_dir``: the
+    data folder (default: ``$DGNN_DATA_DIR``, else ``./data``).
     """
     from prefect.runtime import flow_run
 
-    started = time.perf_counter()
+    started, data_dir = time.perf_counter(), str(data_root(data_dir).resolve())
     run_config, device = resolve_config(dataset, task, config), str(resolve_device(device))
     split_seed = run_config.split_seed if split_seed is None else split_seed
-    run_config, choice, threads = _chosen_config(run_config, dataset, seed, split_seed, device, threads)
+    run_config, choice, threads = _chosen_config(run_config, dataset, seed, split_seed, device, threads, data_dir)
     run_tags = {**(run_tags or {}), **({"config_choice": choice["name"]} if choice else {})}
     train = run_config.train
     with pipeline_record(run_config, dataset=dataset, task=task, seed=seed, split_seed=split_seed, device=device,
                          config=config, run_tags=run_tags, flow_run_id=flow_run.id or "") as record:
         record.link_prefect(dataset, task)
-        data = run_data_tasks(dataset, split_seed, train)
+        data = run_data_tasks(dataset, split_seed, train, data_dir)
         threads = apply_threads(data["nodes"], threads)
         on_disk = out_of_core_for(out_of_core, data["nodes"], data["features"], train)
-        run = StepwiseRun(RunSpec(dataset, train, seed, split_seed, device, str(data_root().resolve()),
+        run = StepwiseRun(RunSpec(dataset, train, seed, split_seed, device, data_dir,
                                   data["data_content_hash"], settings.runs_dir(), on_disk),
                           block_runner(flow_dask_address()))
         summary = train_and_report(record.data_ready(run, run_config, data, threads, choice), data, keep_checkpoints)
@@ -233,14 +234,14 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
 
 
 def _chosen_config(run_config: RunConfig | Portfolio, dataset: str, seed: int, split_seed: int, device: str,
-                   threads: int | None) -> tuple[RunConfig, dict | None, int | None]:
+                   threads: int | None, data_dir: str) -> tuple[RunConfig, dict | None, int | None]:
     """A run config as it is, or a portfolio's candidate chosen on validation (after the data tasks
     of its first input); with the choice (None for a run config) and the threads then applied."""
     if not isinstance(run_config, Portfolio):
         return run_config, None, threads
-    data = run_data_tasks(dataset, split_seed, first_train(run_config))
+    data = run_data_tasks(dataset, split_seed, first_train(run_config), data_dir)
     threads = apply_threads(data["nodes"], threads)
-    choice = choose_task(dataset, run_config, seed, split_seed, device, data["data_content_hash"])
+    choice = choose_task(dataset, run_config, seed, split_seed, device, data["data_content_hash"], data_dir)
     return RunConfig(dataset=dataset, split_seed=split_seed, train=choice["train"]), choice, threads
 
 

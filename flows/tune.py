@@ -66,12 +66,14 @@ def report_task(job: dict) -> dict:
 def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | None = None,
               trials: int | None = None, budget_seconds: float | None = None, workers: int = 1,
               seed: int = 0, trial_seeds: int = 1, split_seed: int = 0, device: str = "auto",
-              threads: int | None = None, keep: int = KEEP) -> dict:
-    """Search configs of ``dataset`` on validation data; returns the best config and its metrics."""
+              threads: int | None = None, keep: int = KEEP, data_dir: str | None = None) -> dict:
+    """Search configs of ``dataset`` (in ``data_dir``, default ``$DGNN_DATA_DIR`` or ``./data``) on
+    validation data; returns the best config and its metrics."""
     started = time.perf_counter()
     space_file = str(Path(space_file or default_search_space(task)).resolve())
     portfolio = candidates_of(_search_space(space_file, task).candidates)
-    data = run_data_tasks(dataset, split_seed, first_train(portfolio) if portfolio else None)
+    data_dir = str(data_root(data_dir).resolve())
+    data = run_data_tasks(dataset, split_seed, first_train(portfolio) if portfolio else None, data_dir)
     uri = settings.tracking_uri()
     client = tracking.client(uri)
     experiment_id = tracking.ensure_experiment(
@@ -81,7 +83,7 @@ def tune_flow(dataset: str = "cora", task: str = "classify", space_file: str | N
     seeds = list(range(seed, seed + trial_seeds))
     name = study_name(dataset, task, split_seed, space_file, seeds)
     label = f"tune-{dataset}-{task}"
-    job = {"dataset": dataset, "task": task, "split_seed": split_seed, "data_root": str(data_root().resolve()),
+    job = {"dataset": dataset, "task": task, "split_seed": split_seed, "data_root": data_dir,
            "data_content_hash": data["data_content_hash"], "space_file": space_file,
            "storage": stores.optuna_storage(), "study": name, "seeds": seeds,
            "device": str(resolve_device(device)), "trials": trials, "budget_seconds": budget_seconds, "keep": keep,

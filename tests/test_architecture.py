@@ -170,3 +170,19 @@ def test_adapters_are_one_room_per_outside_tool():
     loose = [str(p.relative_to(ROOT)) for p in (ROOT / "adapters").rglob("*.py")
              if p.parent.name not in ROOMS and p != ROOT / "adapters" / "__init__.py"]
     assert not loose, loose
+
+
+def _function_lengths(path: Path):
+    """(name, lines, is a Prefect flow or task) of every function in ``path``, decorators not counted."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            decorators = [ast.unparse(d).split("(")[0] for d in node.decorator_list]
+            yield node.name, node.end_lineno - node.lineno + 1, bool({"flow", "task"} & set(decorators))
+
+
+def test_functions_stay_short_and_prefect_tasks_thin():
+    """No function over 60 lines; a flow or task body over 40 means logic that belongs in a plain
+    function of the library or an adapter."""
+    long = {f"{p.relative_to(ROOT)}:{name}": lines for package in PACKAGES for p in (ROOT / package).rglob("*.py")
+            for name, lines, prefect in _function_lengths(p) if lines > (40 if prefect else 60)}
+    assert not long, long

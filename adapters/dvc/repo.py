@@ -86,7 +86,7 @@ def lock_hashes(dataset: str, project_dir=None, lock: dict | None = None) -> dic
     return hashes
 
 
-def data_version(dataset: str, project_dir=None) -> dict[str, str]:
+def data_version(dataset: str, project_dir=None, data_dir=None) -> dict[str, str]:
     """What an MLflow run records as its data version, read from ``dvc.lock``.
 
     ``{"fetch": .., "normalise": .., "propagate": ..}`` are the md5s of the stage outputs
@@ -96,7 +96,7 @@ def data_version(dataset: str, project_dir=None) -> dict[str, str]:
     ``<project>/data`` (which ``dvc.lock`` does not describe), gives ``"untracked"`` for every entry.
     """
     project = project_path(project_dir)
-    hashes = lock_hashes(dataset, project) if in_workspace(project) else dict.fromkeys(STAGES)
+    hashes = lock_hashes(dataset, project) if in_workspace(project, data_dir) else dict.fromkeys(STAGES)
     version = {stage: hashes[stage] or UNTRACKED for stage in STAGES}
     version["data_version"] = version["propagate"]
     return version
@@ -178,7 +178,7 @@ def changed_outputs(status: dict) -> dict[str, str]:
 # ------------------------------------------------------------------------------------ the stages
 
 
-def tracked_entry(dataset: str, project: Path) -> dict | None:
+def tracked_entry(dataset: str, project: Path, data_dir=None) -> dict | None:
     """The dataset's ``params.yaml`` entry when its stages can run through DVC, else None (logged)."""
     entry = read_params(project).get(dataset)
     if entry is None:
@@ -186,10 +186,10 @@ def tracked_entry(dataset: str, project: Path) -> dict | None:
             "dataset %r is not in %s: running the dgnn.data stage directly, NOT versioned by DVC "
             "(add it under `datasets:` and run `dvc repro` to version it)", dataset, project / "params.yaml")
         return None
-    if not in_workspace(project):
+    if not in_workspace(project, data_dir):
         logger().warning(
-            "DGNN_DATA_DIR=%s is not %s/data where the DVC stages write: running the dgnn.data stage "
-            "directly, NOT versioned by DVC", data_root(), project)
+            "the data folder %s is not %s/data where the DVC stages write: running the dgnn.data stage "
+            "directly, NOT versioned by DVC", data_root(data_dir), project)
         return None
     return entry
 
@@ -200,9 +200,9 @@ def in_workspace(project: Path, data_dir=None) -> bool:
     return data_root(data_dir).resolve() == (project / "data").resolve()
 
 
-def in_dvc(dataset: str, project: Path) -> bool:
+def in_dvc(dataset: str, project: Path, data_dir=None) -> bool:
     """True when ``dvc.lock`` has the dataset's stages and they write where the data is read."""
-    return in_workspace(project) and any(lock_hashes(dataset, project).values())
+    return in_workspace(project, data_dir) and any(lock_hashes(dataset, project).values())
 
 
 def repro(stage: str, dataset: str, project: Path, env: dict[str, str] | None = None) -> None:
@@ -214,8 +214,8 @@ def repro(stage: str, dataset: str, project: Path, env: dict[str, str] | None = 
             logger().info("dvc: %s", line)
 
 
-def stage_result(dataset: str, stage: str, tracked: bool, project: Path, **extra) -> dict:
-    folder = dataset_dir(dataset) / _OUT[stage]
+def stage_result(dataset: str, stage: str, tracked: bool, project: Path, data_dir=None, **extra) -> dict:
+    folder = dataset_dir(dataset, data_dir) / _OUT[stage]
     return {
         "dataset": dataset,
         "stage": stage_name(stage, dataset),
@@ -230,7 +230,7 @@ def stage_result(dataset: str, stage: str, tracked: bool, project: Path, **extra
 _MATCHED = "dgnn-validated.json"
 
 
-def checked_state(dataset: str, project: Path) -> dict | None:
+def checked_state(dataset: str, project: Path, data_dir=None) -> dict | None:
     """dvc.lock's output hashes plus a fingerprint of each output folder, or None when an output
     is not a stored folder (then only DVC can say what it is).
 
@@ -239,7 +239,7 @@ def checked_state(dataset: str, project: Path) -> dict | None:
     """
     outputs = {}
     for stage in STAGES:
-        folder = dataset_dir(dataset) / _OUT[stage]
+        folder = dataset_dir(dataset, data_dir) / _OUT[stage]
         if not folder.exists():
             outputs[stage] = None
             continue
@@ -265,15 +265,15 @@ def remember_match(project: Path, dataset: str, state: dict) -> None:
     text = json.dumps({**last_match(project), dataset: state}, indent=1, sort_keys=True)
     write_atomically(path, lambda tmp: tmp.write_text(text))
 
-def check_lock(dataset: str, project: Path) -> str:
+def check_lock(dataset: str, project: Path, data_dir=None) -> str:
     """``"matches dvc.lock"`` when no output of the dataset's stages differs from ``dvc.lock``,
     ``"untracked"`` when it has no stages; raises :class:`~dgnn.data.DataError` naming the
     modified outputs and the commands that restore them. ``dvc status`` is skipped when outputs
     and ``dvc.lock`` are exactly as at its last clean verdict (:func:`checked_state`). Call after
     :func:`dgnn.data.verify`."""
-    if not in_dvc(dataset, project):
+    if not in_dvc(dataset, project, data_dir):
         return UNTRACKED
-    checked = checked_state(dataset, project)
+    checked = checked_state(dataset, project, data_dir)
     if checked is None or last_match(project).get(dataset) != checked:
         changed = {path: how for path, how in changed_outputs(dvc_status(dataset, project)).items()
                    if how == "modified"}
@@ -290,9 +290,9 @@ def check_lock(dataset: str, project: Path) -> str:
     return "matches dvc.lock"
 
 
-def outputs_present(stage: str, dataset: str, orders=(), feature_norm: str = "none") -> bool:
+def outputs_present(stage: str, dataset: str, orders=(), feature_norm: str = "none", data_dir=None) -> bool:
     """Whether the stage's output folder is stored (for propagate: with these orders and norm)."""
-    folder = dataset_dir(dataset) / _OUT[stage]
+    folder = dataset_dir(dataset, data_dir) / _OUT[stage]
     if not is_stored(folder):
         return False
     if stage != "propagate":

@@ -58,7 +58,7 @@ class PipelineRecord:
             "threads": threads, "out_of_core": str(run.spec.out_of_core).lower(),
             **{dvc.stage_tag(k): v for k, v in data["versions"].items() if k != "data_version"}})
         self.client.log_artifact(self.parent_run_id, str(run_dir / "config.yaml"))
-        run_info.log_training_data(self.client, self.parent_run_id, run.spec.dataset, data)
+        run_info.log_training_data(self.client, self.parent_run_id, run.spec.dataset, data, run.spec.data_root)
         if choice is not None:
             tracking.log_metrics(self.client, self.parent_run_id, {
                 f"candidate_criterion.{name}": value for name, value in choice["scores"].items()})

@@ -108,12 +108,12 @@ def _sha256_json(data) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def log_training_data(mlflow_client: MlflowClient, run_id: str, dataset: str, data: dict) -> None:
+def log_training_data(mlflow_client: MlflowClient, run_id: str, dataset: str, data: dict, data_dir=None) -> None:
     """The dataset as the run's input, its digest DVC's hash of the propagated features (which pins
     graph and adjacency too), or their content hash for data DVC does not track."""
     tracked = data["data_version"] != "untracked"
     tracking.log_dataset(mlflow_client, run_id, dataset,
-                         data["data_version"] if tracked else data["data_content_hash"], dataset_dir(dataset),
+                         data["data_version"] if tracked else data["data_content_hash"], dataset_dir(dataset, data_dir),
                          {"nodes": data["nodes"], "dvc_tracked": tracked})
 
 
