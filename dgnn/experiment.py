@@ -15,6 +15,7 @@ from dgnn.inputs import Inputs, load_inputs
 from dgnn.metrics import mean_std
 from dgnn.node_store import out_of_core_for
 from dgnn.schedule import FitResult, PassResult, StepResult
+from dgnn.step_progress import done_line
 from dgnn.threads import apply_threads
 from dgnn.tune.portfolio import choose
 
@@ -56,9 +57,8 @@ def progress_printer(seed: int, stream=sys.stderr) -> tuple[Callable, Callable]:
     """Callbacks printing one line per module step and per forward pass."""
 
     def on_step(r: StepResult) -> None:
-        val = "" if r.val_metric is None else f" val_acc={r.val_metric:.3f}"
-        print(f"[seed {seed}] {r.step.name}: {r.steps_run} steps, loss {r.losses[-1]:.4f}{val}"
-              f" ({r.seconds:.2f}s)", file=stream, flush=True)
+        print(f"[seed {seed}] {r.step.name}: {done_line(r.steps_run, r.losses[-1], r.val_metric, r.seconds)}",
+              file=stream, flush=True)
 
     def on_pass(p: PassResult) -> None:
         shown = " ".join(f"{k}={v:.4f}" for k, v in p.metrics.items())

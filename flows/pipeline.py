@@ -44,7 +44,7 @@ from adapters.mlflow import run_info, step_runs, tracking
 from adapters.mlflow.pipeline_record import pipeline_record, report
 from adapters.mlflow.tracked_run import TrackedRun
 from adapters.prefect import server
-from adapters.prefect.step_progress import StepProgress, done_line
+from dgnn.step_progress import StepProgress, done_line
 from adapters.process import settings
 from flows import data_tasks
 from flows.dask_cluster import flow_dask_address
@@ -143,7 +143,7 @@ def module_task(tracked: TrackedRun, index: int, step_name: str) -> dict:
     tracking.log_later(tracked.parent_run_id, step_runs.close_step_run, tracked, child, record,
                        tracked.run.module_file(index), tracking.now_ms(), progress.streamed)
     if not record["resumed"]:
-        logger.info(done_line(record))
+        logger.info(done_line(record["steps_run"], record["losses"][-1], record["val_metric"], record["seconds"]))
     if record["pass"]:
         p = record["pass"]
         shown = " ".join(f"{k}={v:.4f}" for k, v in p["metrics"].items())

@@ -629,7 +629,7 @@ def test_step_progress_is_throttled_and_streams_losses_to_the_child_run(env, tmp
     from dgnn.trainer import DecoupledTrainer
     from dgnn.schedule import Step
     from adapters.mlflow import step_runs, tracking
-    from adapters.prefect.step_progress import StepProgress
+    from dgnn.step_progress import StepProgress
 
     graph = csbm(300, num_classes=3, avg_degree=6, num_features=16, seed=0)
     config = TrainConfig.model_validate({**TINY["train"], "feature_norm": "none", "module_patience": 1})

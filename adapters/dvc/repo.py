@@ -7,7 +7,6 @@ remembered, and the differences between a run's recorded stage hashes and the wo
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -22,7 +21,7 @@ import yaml
 from adapters.process import settings
 from dgnn.data import DataError, content_hash
 from dgnn.data.layout import data_root, dataset_dir
-from dgnn.data.store import is_stored, read_meta, write_atomically
+from dgnn.data.store import file_lock, is_stored, read_meta, write_atomically
 
 STAGES = ("fetch", "normalise", "propagate")
 _OUT = {"fetch": "graph", "normalise": "adj", "propagate": "propagated"}
@@ -110,12 +109,8 @@ def _dvc_lock(project: Path):
     """One ``dvc`` command at a time per project (tasks may run in several processes)."""
     folder = project / ".dvc" / "tmp"
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "dgnn-tasks.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with file_lock(folder / "dgnn-tasks.lock"):
+        yield
 
 
 def dvc_env(extra: dict[str, str] | None = None) -> dict[str, str]:

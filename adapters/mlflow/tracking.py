@@ -9,7 +9,6 @@ module step (:mod:`adapters.mlflow.step_runs`). Registration: :mod:`adapters.mlf
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import getpass
 import json
@@ -23,6 +22,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunT
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT as DATASET_CONTEXT
 
+from dgnn.data.store import file_lock
 from dgnn.processes import pid_alive
 from adapters.process import interrupts, settings, stores
 
@@ -144,12 +144,8 @@ def store_lock(uri: str | None = None):
         yield
         return
     db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.parent / ".dgnn-registry.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with file_lock(db.parent / ".dgnn-registry.lock"):
+        yield
 
 
 # The experiment kinds the UI knows are in mlflow/server/js (ExperimentKind): "custom_model_development"

@@ -58,7 +58,7 @@ def progress_line(progress: SgdProgress, seconds: float) -> str:
             f"{_val(progress.val_metric)} ({seconds:.1f}s)")
 
 
-def done_line(record: dict) -> str:
-    """The step's last line, from its record: SGD steps run, final loss, validation accuracy, time."""
-    return (f"done: {record['steps_run']} SGD steps, loss {record['losses'][-1]:.4f}"
-            f"{_val(record['val_metric'])} ({record['seconds']:.1f}s)")
+def done_line(steps_run: int, loss: float, val_metric: float | None, seconds: float) -> str:
+    """A module step's last line: SGD steps run, final loss, validation accuracy, time (the one
+    format of ``dgnn train``'s progress and of the pipeline's module tasks)."""
+    return f"done: {steps_run} SGD steps, loss {loss:.4f}{_val(val_metric)} ({seconds:.1f}s)"
