@@ -7,7 +7,7 @@ import json
 import sys
 
 from cli import errors
-from dgnn.config import Portfolio, config_task, default_config_path, load_config
+from dgnn.config import Portfolio, resolve_config
 
 
 def run_config(args: argparse.Namespace):
@@ -18,10 +18,7 @@ def run_config(args: argparse.Namespace):
 
     dataset_dir(args.dataset)  # a name no file system can hold is refused before it names a file
     dataset_kind(args.dataset, args.data_dir)  # an unknown name, before any server starts
-    path = args.config or default_config_path(args.dataset, args.task)
-    config = load_config(path)
-    if config_task(config) != args.task:
-        raise ValueError(f"{path} is a {config_task(config)!r} config but --task is {args.task!r}")
+    config = resolve_config(args.dataset, args.task, args.config)
     for train in config.candidates.values() if isinstance(config, Portfolio) else [config.train]:
         check_fits(args.dataset, train, getattr(args, "out_of_core", "auto"), args.data_dir)
     return config

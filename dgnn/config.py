@@ -285,3 +285,27 @@ def default_config_path(dataset: str, task: Task) -> Path:
     """The shipped config for ``dataset``/``task``, falling back to the generic one for the task."""
     specific = CONFIG_DIR / f"{dataset}-{task}.yaml"
     return specific if specific.exists() else CONFIG_DIR / f"default-{task}.yaml"
+
+
+def resolve_config(dataset: str, task: str, config=None) -> RunConfig | Portfolio:
+    """A RunConfig (or Portfolio) from a path, a dict (a whole run config, just its ``train``
+    part, or a portfolio), a config object, or the shipped default for ``dataset``/``task`` (None):
+    the one resolution of ``dgnn train`` and the flows."""
+    if config is None:
+        run_config = load_config(default_config_path(dataset, task))
+    elif isinstance(config, (str, Path)):
+        run_config = load_config(config)
+    elif isinstance(config, (RunConfig, Portfolio)):
+        run_config = config
+    elif isinstance(config, TrainConfig):
+        run_config = RunConfig(dataset=dataset, train=config)
+    elif isinstance(config, dict) and "candidates" in config:
+        run_config = Portfolio.model_validate(config)
+    elif isinstance(config, dict):
+        run_config = RunConfig.model_validate(config if "train" in config else {"train": config})
+    else:
+        raise TypeError(f"config must be a path, a dict or a RunConfig, not {type(config).__name__}")
+    if config_task(run_config) != task:
+        where = config if isinstance(config, (str, Path)) else "the config"
+        raise ValueError(f"{where} is a {config_task(run_config)!r} config but the task is {task!r}")
+    return run_config

@@ -22,13 +22,12 @@ import contextlib
 import functools
 import os
 import time
-from pathlib import Path
 
 import torch
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from dgnn.config import Portfolio, RunConfig, TrainConfig, config_task, default_config_path, first_train, load_config
+from dgnn.config import Portfolio, RunConfig, TrainConfig, first_train, resolve_config
 from dgnn.data import content_hash
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored, read_meta
@@ -50,28 +49,6 @@ from flows import data_tasks
 from flows.dask_cluster import flow_dask_address
 
 # -- configuration ----------------------------------------------------------------------------------
-
-
-def resolve_config(dataset: str, task: str, config=None) -> RunConfig | Portfolio:
-    """A RunConfig (or Portfolio) from a path, a dict (a whole run config, just its ``train``
-    part, or a portfolio) or the shipped default for ``dataset``/``task``."""
-    if config is None:
-        run_config = load_config(default_config_path(dataset, task))
-    elif isinstance(config, (str, Path)):
-        run_config = load_config(config)
-    elif isinstance(config, (RunConfig, Portfolio)):
-        run_config = config
-    elif isinstance(config, TrainConfig):
-        run_config = RunConfig(dataset=dataset, train=config)
-    elif isinstance(config, dict) and "candidates" in config:
-        run_config = Portfolio.model_validate(config)
-    elif isinstance(config, dict):
-        run_config = RunConfig.model_validate(config if "train" in config else {"train": config})
-    else:
-        raise TypeError(f"config must be a path, a dict or a RunConfig, not {type(config).__name__}")
-    if config_task(run_config) != task:
-        raise ValueError(f"the config is a {config_task(run_config)!r} config but the task is {task!r}")
-    return run_config
 
 
 # -- data tasks -------------------------------------------------------------------------------------

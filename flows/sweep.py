@@ -24,13 +24,13 @@ import uuid
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from dgnn.config import first_train
+from dgnn.config import first_train, resolve_config
 from dgnn.data.layout import data_root
 from dgnn.metrics import mean_std
 from dgnn.threads import choose_threads
 from adapters.mlflow import run_info, tracking
 from flows.dask_cluster import on_dask
-from flows.pipeline import resolve_config, run_data_tasks, train_pipeline
+from flows.pipeline import run_data_tasks, train_pipeline
 
 
 @task(name="pipeline-run", task_run_name="{dataset}-seed{seed}", cache_policy=NO_CACHE, persist_result=False)
