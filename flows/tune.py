@@ -20,7 +20,7 @@ from dgnn.experiment import resolve_device
 from dgnn.threads import apply_threads
 from dgnn.tune.progress import TrialLines
 from dgnn.tune.space import default_search_space, load_search_space
-from dgnn.tune.study import KEEP, Objective, candidates_of, finish, open_study, optimize, study_name
+from dgnn.tune.study import KEEP, candidates_of, finish, open_study, run_trials, study_name
 from adapters.mlflow import run_info, tracking, tune_tracking
 from adapters.process import settings, stores
 from dgnn.stepwise import stage_inputs
@@ -35,10 +35,10 @@ def trials_task(worker: int, job: dict) -> None:
     study = open_study(job["study"], job["storage"], job["seeds"][0] + worker)
     logger = tune_tracking.TrialLogger(job["tracking_uri"], job["experiment_id"], job["parent_run_id"],
                                        job["label"])
-    objective = Objective(inputs, load_search_space(job["space_file"]), seeds=job["seeds"], device=job["device"],
-                          keep=job["keep"])
     lines = TrialLines(get_run_logger().info, job["trials"], job["budget_seconds"])
-    optimize(study, objective, trials=job["trials"], budget_seconds=job["budget_seconds"], callbacks=[logger, lines])
+    run_trials(study, inputs, load_search_space(job["space_file"]), trials=job["trials"],
+               budget_seconds=job["budget_seconds"], seeds=job["seeds"], device=job["device"], keep=job["keep"],
+               callbacks=[logger, lines])
 
 
 @task(name="tune-report", task_run_name="tune-report", cache_policy=NO_CACHE, persist_result=False)

@@ -289,7 +289,16 @@ def tune(inputs: Inputs, space: SearchSpace, *, storage_url: str, name: str, tri
         raise ValueError("give a number of trials or a time budget")
     started = time.monotonic()
     study = open_study(name, storage_url, seeds[0])
-    objective = Objective(inputs, space, seeds=list(seeds), device=device, keep=keep)
     left = None if budget_seconds is None else budget_seconds - (time.monotonic() - started)
-    optimize(study, objective, trials=trials, budget_seconds=left, callbacks=callbacks)
+    objective = run_trials(study, inputs, space, trials=trials, budget_seconds=left, seeds=seeds, device=device,
+                           keep=keep, callbacks=callbacks)
     return finish(study, inputs, seeds=list(seeds), device=device, keep=keep, fits=objective.fits)
+
+
+def run_trials(study: optuna.Study, inputs: Inputs, space: SearchSpace, *, trials: int | None,
+               budget_seconds: float | None, seeds, device, keep: int = KEEP, callbacks=()) -> Objective:
+    """Trials of ``space`` on ``study`` until its trial count or budget is reached: the search of
+    :func:`tune` and of each worker of the ``dgnn tune`` flow (which finish once, after all)."""
+    objective = Objective(inputs, space, seeds=list(seeds), device=device, keep=keep)
+    optimize(study, objective, trials=trials, budget_seconds=budget_seconds, callbacks=callbacks)
+    return objective
