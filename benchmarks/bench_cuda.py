@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from dgnn.config import default_config_path, load_config
-from dgnn.experiment import train_seeds
+from dgnn.seeds import train_seeds
 
 CSBM_CONFIG = Path(__file__).parent / "configs" / "csbm-dgnn.yaml"
 JOBS = [(d, t) for d in ["cora", "citeseer", "pubmed"] for t in ["classify", "cluster"]]

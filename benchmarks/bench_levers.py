@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from dgnn.config import CONFIG_DIR, RunConfig, TrainConfig, load_config
-from dgnn.experiment import parse_seeds, train_seeds
+from dgnn.seeds import parse_seeds, train_seeds
 
 HERE = Path(__file__).resolve().parent
 RESULT = HERE / "results" / "levers.json"

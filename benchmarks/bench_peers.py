@@ -41,7 +41,7 @@ from benchmarks.peers.cluster import CLUSTER_PEERS
 from benchmarks.peers.data import PeerData
 from benchmarks.peers.rows import EXAMPLES, Settings, example_row, machine, peer_row
 from dgnn.data import load_graph
-from dgnn.experiment import parse_seeds
+from dgnn.seeds import parse_seeds
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLUSTER_DATASETS = ["cora", "citeseer", "pubmed"]

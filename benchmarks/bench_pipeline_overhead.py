@@ -69,7 +69,7 @@ def in_process(configs: list[str], dataset: str, seed: int, repeats: int) -> dic
 
     apply_defaults()  # before Prefect and MLflow are imported, as the dgnn command does
     from dgnn.config import load_config
-    from dgnn.experiment import train_seeds
+    from dgnn.seeds import train_seeds
     from flows.pipeline import run_pipeline
 
     imports = time.perf_counter() - t0

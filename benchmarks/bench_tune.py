@@ -38,7 +38,7 @@ import torch
 from benchmarks import methods
 from dgnn.config import CONFIG_DIR, load_config
 from dgnn.data import DATASETS, load_graph
-from dgnn.experiment import train_seeds
+from dgnn.seeds import train_seeds
 from dgnn.inputs import load_inputs
 from dgnn.metrics import mean_std
 from dgnn.tune.space import default_search_space, load_search_space

@@ -129,7 +129,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from dgnn.experiment import parse_seeds
+    from dgnn.seeds import parse_seeds
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     try:

@@ -25,7 +25,7 @@ def run_config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> None:
-    from dgnn.experiment import parse_seeds, train_seeds
+    from dgnn.seeds import parse_seeds, train_seeds
 
     config = run_config(args)
     train = config if isinstance(config, Portfolio) else config.train

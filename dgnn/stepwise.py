@@ -43,7 +43,7 @@ def run_key(dataset: str, train: TrainConfig, seed: int, split_seed: int, data_v
 def stage_inputs(dataset: str, root: str, split_seed: int, version: str, mapped: bool = False) -> Inputs:
     """The stored inputs of ``dataset``, shared by the runs and trials of this process;
     ``version`` (the data's content hash) is only part of the cache key: new data, new inputs.
-    ``mapped``: :func:`~dgnn.experiment.load_inputs`'s (out-of-core runs)."""
+    ``mapped``: :func:`~dgnn.seeds.load_inputs`'s (out-of-core runs)."""
     return load_inputs(dataset, data_dir=root, split_seed=split_seed, mapped=mapped)
 
 

@@ -31,7 +31,7 @@ from dgnn.config import Portfolio, RunConfig, TrainConfig, first_train, resolve_
 from dgnn.data import content_hash
 from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored, read_meta
-from dgnn.experiment import resolve_device, summarise
+from dgnn.seeds import resolve_device, summarise
 from dgnn.node_store import out_of_core_for
 from dgnn.stepwise import RunSpec, StepwiseRun, stage_inputs
 from dgnn.threads import apply_threads

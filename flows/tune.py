@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from dgnn.config import first_train
 from dgnn.data.layout import data_root
-from dgnn.experiment import resolve_device
+from dgnn.seeds import resolve_device
 from dgnn.threads import apply_threads
 from dgnn.tune.progress import TrialLines
 from dgnn.tune.space import default_search_space, load_search_space

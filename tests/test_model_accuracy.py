@@ -15,7 +15,7 @@ import torch
 
 from dgnn.config import default_config_path, load_config
 from dgnn.data import fetch
-from dgnn.experiment import train_seeds
+from dgnn.seeds import train_seeds
 
 
 @pytest.fixture

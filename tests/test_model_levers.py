@@ -227,7 +227,7 @@ def test_the_default_portfolio_uses_the_edges_against_the_features_on_a_heteroph
     """Two classes, nine edges in ten across them: the filter bank wins validation and classifies what
     a features-only module cannot (measured here: 0.96 against 0.79 for the portfolio before it)."""
     from dgnn.config import default_config_path, load_config
-    from dgnn.experiment import train_seeds
+    from dgnn.seeds import train_seeds
 
     portfolio = load_config(default_config_path("synthetic-csbm-5k-c2-h10-s20", "classify"))
     summary = train_seeds("synthetic-csbm-5k-c2-h10-s20", portfolio, [0], device="cpu", verbose=False, threads=1)

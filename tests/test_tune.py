@@ -18,7 +18,7 @@ import yaml
 
 from dgnn.config import CONFIG_DIR, Portfolio, RunConfig, TrainConfig, load_config
 from dgnn.data import fetch
-from dgnn.experiment import fit_warnings, train_seeds
+from dgnn.seeds import fit_warnings, train_seeds
 from dgnn.inputs import load_inputs
 from dgnn.tune.space import SEARCH_DIR, load_search_space
 from dgnn.tune.study import Objective, finish, open_study, optimize

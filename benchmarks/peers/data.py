@@ -7,7 +7,7 @@ for clustering. The final per-seed trainings get the full view and read the test
 Caches (the normalised adjacency, powers of Â applied to the features) belong to one method's
 search and its final trainings: :meth:`PeerData.fresh` gives each method empty ones, so no method
 gets another's precomputation for free, while its own trials share it the way DGNN's trials share
-its propagated inputs (``dgnn.experiment.Inputs``).
+its propagated inputs (``dgnn.seeds.Inputs``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import optuna
 from benchmarks.peers.rows import Settings, base, summary
 from benchmarks.peers.search import trial_log
 from dgnn.config import CONFIG_DIR, load_config
-from dgnn.experiment import train_seeds
+from dgnn.seeds import train_seeds
 from dgnn.inputs import load_inputs
 from dgnn.tune.space import default_search_space, load_search_space
 from dgnn.tune.study import tune
