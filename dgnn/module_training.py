@@ -25,7 +25,8 @@ from dgnn.nn.label_input import label_filter, one_hot_rows, partitions
 from dgnn.nn.losses import penalty, reconstruction_loss, target_loss
 from dgnn.node_store import NodeTensor
 from dgnn.sampling import sample_edge_rows, sample_rows
-from dgnn.schedule import SgdProgress, Step
+from dgnn.schedule import Step
+from dgnn.results import SgdProgress
 
 EVAL_EVERY = 10
 

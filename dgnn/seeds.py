@@ -14,7 +14,7 @@ from dgnn.data.store import read_meta
 from dgnn.inputs import Inputs, load_inputs
 from dgnn.metrics import mean_std
 from dgnn.node_store import out_of_core_for
-from dgnn.schedule import FitResult, PassResult, StepResult
+from dgnn.results import FitResult, PassResult, StepResult
 from dgnn.step_progress import done_line
 from dgnn.threads import apply_threads
 from dgnn.tune.portfolio import choose

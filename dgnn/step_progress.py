@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from dgnn.schedule import SgdProgress
+from dgnn.results import SgdProgress
 
 EVERY_SECONDS = 5.0
 

@@ -27,7 +27,8 @@ from dgnn.data.stages import MapBlocks, run_blocks
 from dgnn.data.store import file_sha256, write_atomically
 from dgnn.inputs import Inputs, load_inputs
 from dgnn.trainer import DecoupledTrainer
-from dgnn.schedule import FitResult, next_stage, schedule
+from dgnn.schedule import next_stage, schedule
+from dgnn.results import FitResult
 
 _log = logging.getLogger(__name__)
 

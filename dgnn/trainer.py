@@ -7,13 +7,13 @@ scored on validation data only (classify: validation accuracy; cluster: modulari
 embedding, no labels) and the best pass is kept.
 
 The trainer is a state machine over :func:`schedule`'s steps so that an orchestrator can run one
-step per task and checkpoint in between (:meth:`DecoupledTrainer.state_dict`); the steps and
-results are in :mod:`dgnn.schedule`.
+step per task and checkpoint in between (:meth:`DecoupledTrainer.state_dict`); the steps are in
+:mod:`dgnn.schedule`, what they return in :mod:`dgnn.results`.
 
 Accuracy levers of the config, each off by default (the paper's behaviour): consistency over
 DropNode views (:mod:`dgnn.nn.consistency`), training labels as input to the last module
 (:mod:`dgnn.nn.label_input`), self-training stages (:mod:`dgnn.self_training`), Correct and
-Smooth on the selected pass (:meth:`DecoupledTrainer.post_process`), a filter bank per module
+Smooth on the selected pass (:mod:`dgnn.post_processing`), a filter bank per module
 (:mod:`dgnn.nn.filters`), class weights and the validation score that selects.
 """
 
@@ -27,19 +27,19 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from dgnn.config import ModuleConfig, TrainConfig
+from dgnn.config import TrainConfig
 from dgnn.data.graph import Graph
-from dgnn.cluster_refine import refine
-from dgnn.evaluation import Split, classification_scores, clustering_result, criterion_name, partition_scores
+from dgnn.evaluation import Split, classification_scores, clustering_result, criterion_name
 from dgnn.nn.consistency import keep_weights
-from dgnn.nn.correct_smooth import best_on_validation
 from dgnn.nn.filters import propagates
 from dgnn.nn.losses import EdgeLookup
 from dgnn.nn.stack import build_stack
 from dgnn.module_training import ModuleTraining
+from dgnn.post_processing import PostProcessing
 from dgnn.node_store import DiskStore, MemoryStore, NodeTensor
 from dgnn.propagation import normalise_features, normalised_adjacency
-from dgnn.schedule import FitResult, PassResult, SgdProgress, Step, StepResult, next_stage, schedule
+from dgnn.results import FitResult, PassResult, SgdProgress, StepResult
+from dgnn.schedule import Step, next_stage, schedule
 from dgnn.self_training import pseudo_labels
 
 
@@ -51,7 +51,7 @@ def _check_fit(graph: Graph, config: TrainConfig, store) -> None:  # one line wh
                          "--out-of-core off")
 
 
-class DecoupledTrainer(ModuleTraining):
+class DecoupledTrainer(ModuleTraining, PostProcessing):
     """Trains the module stack on ``graph`` according to ``config``.
 
     Args:
@@ -285,56 +285,6 @@ class DecoupledTrainer(ModuleTraining):
         return self.result(time.perf_counter() - start, steps)
 
     # -- post-processing ----------------------------------------------------------------------
-
-    def post_process(self) -> dict | None:
-        """The config's post-processing of the selected pass, once: Correct and Smooth of a
-        classifier's probabilities, or the self-training refinement of a clustering. The selected
-        pass's prediction and metrics become the post-processed ones and the ones before stay as
-        ``pre_post_<metric>``. Returns what was chosen, with the selection criterion before and
-        after (None when the config has neither, or it ran already)."""
-        if self.best is None or "post" in self.best:
-            return None
-        if self.config.correct_smooth is not None:
-            post, metrics, prediction, proba = self._correct_and_smooth()
-        elif self.config.cluster_refine is not None:
-            post, metrics, prediction, proba = self._refine_clusters()
-        else:
-            return None
-        name = criterion_name(self.config)
-        before = self.best["metrics"]
-        post |= {"criterion": name, "before": before[name], "after": metrics[name]}
-        self.best |= {"metrics": metrics | {f"pre_post_{k}": v for k, v in before.items()},
-                      "prediction": prediction, "proba": proba, "post": post}
-        return post
-
-    @torch.no_grad()
-    def _correct_and_smooth(self) -> tuple[dict, dict, torch.Tensor, torch.Tensor]:
-        """Every (correct α, smooth α) of the config's grids tried, the best validation score kept
-        (ties: the first pair, so no post-processing unless it scores higher)."""
-        rule = self.config.correct_smooth
-        spec = ModuleConfig(width=1, order=1)
-        val = self.val_idx
-        ca, sa, out = best_on_validation(
-            lambda z: self.store.filtered(z, spec), self.best["proba"].to(self.device),
-            self.train_idx, self.labels[self.train_idx], rule.correct_alphas, rule.smooth_alphas, rule.layers,
-            lambda z: self._select(z[val], z[val].argmax(1), val))
-        metrics = classification_scores(self.labels, out, out.argmax(1), self.split)
-        metrics["val_loss"] = self.best["metrics"]["val_loss"]
-        post = {"kind": "correct-and-smooth", "correct_alpha": ca, "smooth_alpha": sa}
-        return post, metrics, out.argmax(1).cpu(), out.cpu()
-
-    def _refine_clusters(self) -> tuple[dict, dict, torch.Tensor, None]:
-        """The refined partition where its modularity is higher, else the k-means one (no label read)."""
-        rule = self.config.cluster_refine
-        spec = ModuleConfig(width=1, order=rule.order, filter="average")
-        embedding = self.store.load(self.best["output"]).float().cpu()
-        refined = refine(embedding, self.best["prediction"].long(), self.graph.num_classes,
-                         lambda h: self.store.filtered(h, spec).cpu(), rule, self.generator)
-        metrics = partition_scores(refined, self.graph.edge_index, self.graph.y)
-        kept = metrics["modularity"] > self.best["metrics"]["modularity"]
-        if not kept:
-            metrics, refined = self.best["metrics"], self.best["prediction"]
-        return {"kind": "refine-clusters", "kept": kept}, metrics, refined, None
 
     def result(self, train_seconds: float, steps: list[StepResult] | None = None) -> FitResult:
         """The selected pass's figures, as :meth:`fit` returns them."""

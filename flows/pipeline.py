@@ -35,7 +35,7 @@ from dgnn.seeds import resolve_device, summarise
 from dgnn.node_store import out_of_core_for
 from dgnn.stepwise import RunSpec, StepwiseRun, stage_inputs
 from dgnn.threads import apply_threads
-from dgnn.schedule import FitResult
+from dgnn.results import FitResult
 from dgnn.tune.portfolio import choose
 from adapters.dask.cluster import block_runner
 from adapters.dvc import repo as dvc

@@ -17,7 +17,7 @@ from dgnn.config import RunConfig
 from dgnn.data.store import write_atomically
 from dgnn.evaluation import criterion_name as selected_by
 from dgnn.processes import owned_temp_dir
-from dgnn.schedule import FitResult
+from dgnn.results import FitResult
 from dgnn.stepwise import StepwiseRun
 from adapters.dvc import repo as dvc
 from adapters.mlflow import plots, registry, run_info, tracking

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dgnn.config import Portfolio, TrainConfig
-from dgnn.schedule import FitResult
+from dgnn.results import FitResult
 
 if TYPE_CHECKING:
     from dgnn.inputs import Inputs

@@ -35,7 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 from dgnn.config import Portfolio, TrainConfig, load_config
 from dgnn.inputs import Inputs
 from dgnn.processes import pid_alive
-from dgnn.schedule import FitResult, PassResult
+from dgnn.results import FitResult, PassResult
 from dgnn.tune.space import SearchSpace
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
