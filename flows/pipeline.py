@@ -33,6 +33,7 @@ from dgnn.data.layout import data_root, dataset_dir
 from dgnn.data.store import is_stored, read_meta
 from dgnn.seeds import resolve_device, summarise
 from dgnn.node_store import out_of_core_for
+from dgnn.step_progress import StepProgress, done_line
 from dgnn.stepwise import RunSpec, StepwiseRun, stage_inputs
 from dgnn.threads import apply_threads
 from dgnn.results import FitResult
@@ -43,7 +44,6 @@ from adapters.mlflow import run_info, step_runs, tracking
 from adapters.mlflow.pipeline_record import pipeline_record, report
 from adapters.mlflow.tracked_run import TrackedRun
 from adapters.prefect import server
-from dgnn.step_progress import StepProgress, done_line
 from adapters.process import settings
 from flows import data_tasks
 from flows.dask_cluster import flow_dask_address

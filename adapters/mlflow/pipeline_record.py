@@ -21,9 +21,9 @@ from dgnn.results import FitResult
 from dgnn.stepwise import StepwiseRun
 from adapters.dvc import repo as dvc
 from adapters.mlflow import plots, registry, run_info, tracking
+from adapters.mlflow.tracked_run import TrackedRun
 from adapters.prefect import links as prefect_links
 from adapters.process import settings
-from adapters.mlflow.tracked_run import TrackedRun
 
 
 @dataclass
@@ -120,7 +120,7 @@ def report(tracked: TrackedRun, fit: FitResult, step_records: list[dict], data: 
     registered = registry.log_and_register(
         client, parent, lambda folder, mlflow_model: save_packaged_model(
             load_tensors(spec.run_dir / "model-payload.pt"), folder, mlflow_model), final,
-        tracking.experiment_name(spec.dataset, spec.train.task), fit.criterion, criterion_name,
+        tracked.experiment, fit.criterion, criterion_name,
         tracked.model_identity, {"seed": spec.seed, "device": spec.device}, tracked.model_tags,
         run_info.model_description(spec.dataset, spec.train.task, criterion_name))
     tracking.set_tags(client, parent, {"warnings": " | ".join(summary["warnings"]) or "none"})

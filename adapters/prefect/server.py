@@ -48,7 +48,7 @@ def start_ephemeral() -> Callable[[], tuple[dict[str, float], subprocess.Popen]]
 
     def boot() -> None:
         try:
-            server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
+            server.start(timeout=_start_timeout())
             # The server answers its first API request about 0.45 s late (2 cores); the flow's
             # version check would wait for that, so it is made here, as part of the start.
             with urllib.request.urlopen(f"{server.api_url}/admin/version", timeout=30):
@@ -70,6 +70,11 @@ def start_ephemeral() -> Callable[[], tuple[dict[str, float], subprocess.Popen]]
                 "blocked_s": (imported - started) + (time.perf_counter() - waiting)}, server.server_process
 
     return wait
+
+
+def _start_timeout() -> int:
+    """Seconds an ephemeral server may take to answer (Prefect's own setting, a project default)."""
+    return int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90"))
 
 
 def ephemeral_server():
@@ -196,7 +201,7 @@ def shared_api():
         yield url
         return
     server = ephemeral_server()
-    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
+    server.start(timeout=_start_timeout())
     with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
         yield server.api_url
 
