@@ -14,7 +14,7 @@ another:
 
 Test labels are read only by the final per-seed trainings (the searches get data without them).
 Rows go to ``results/peers_tuned.jsonl`` (``peers_tuned_cluster.jsonl``) as each method finishes,
-every trial to ``peers_tuned_trials.jsonl``; a rerun skips finished (dataset, method) pairs, and
+every trial to ``peers_tuned_trials.jsonl.gz``; a rerun skips finished (dataset, method) pairs, and
 the markdown table is rebuilt after every dataset. The protocol in full: ``peers/search.py``.
 
     .venv/bin/python -m benchmarks.bench_peers                               # 14 datasets, 120 s each
@@ -25,6 +25,7 @@ the markdown table is rebuilt after every dataset. The protocol in full: ``peers
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 import time
@@ -53,11 +54,13 @@ LABELS = {"dgnn-tuned": "DGNN tuned", "dgnn-default": "DGNN default"} | {
 
 def paths(out_dir: Path, task: str) -> dict[str, Path]:
     stem = "peers_tuned" if task == "classify" else "peers_tuned_cluster"
-    return {"rows": out_dir / f"{stem}.jsonl", "trials": out_dir / f"{stem}_trials.jsonl", "md": out_dir / f"{stem}.md"}
+    # Every trial of every search, gzipped: several MB of JSON lines a dataset, a tenth of that packed.
+    return {"rows": out_dir / f"{stem}.jsonl", "trials": out_dir / f"{stem}_trials.jsonl.gz", "md": out_dir / f"{stem}.md"}
 
 
 def _append(path: Path, rows: list[dict]) -> None:
-    with path.open("a") as f:
+    """JSON lines added to ``path``; to a ``.gz`` file as one more gzip member (readers see one stream)."""
+    with (gzip.open(path, "at") if path.suffix == ".gz" else path.open("a")) as f:
         for row in rows:
             f.write(json.dumps(row, default=str) + "\n")
 

@@ -4,6 +4,7 @@ validation, the searches cannot read test labels, and a rerun skips what is done
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -31,7 +32,8 @@ def cora(shared_datasets, tmp_data_dir):
 
 
 def _trials(folder, method: str) -> list[dict]:
-    lines = (folder / "peers_tuned_trials.jsonl").read_text().splitlines()
+    with gzip.open(folder / "peers_tuned_trials.jsonl.gz", "rt") as f:
+        lines = f.read().splitlines()
     return [t for t in map(json.loads, lines) if t["method"] == method]
 
 
