@@ -211,22 +211,32 @@ def _read_nodes(args: argparse.Namespace) -> list[int]:
         raise ValueError("node ids must be integers (0..n-1 of the stored graph)") from None
 
 
+def _prediction(args: argparse.Namespace):
+    """The predictions frame: of a graph given as files (--edges), else of stored node ids."""
+    from adapters.mlflow.model import predict, predict_new_graph
+
+    if args.edges is not None:
+        return predict_new_graph(args.model_uri, args.edges, args.nodes)
+    return predict(args.model_uri, args.node_ids)
+
+
 def _predict(args: argparse.Namespace) -> int:
-    try:
-        nodes = _read_nodes(args)
-        if not nodes:
-            raise ValueError("no node ids given")
-    except (OSError, ValueError) as err:
-        return errors.bad_input(err)
+    if args.edges is not None and args.nodes is None:
+        return errors.bad_input(ValueError("--edges needs --nodes NODES_FILE (the nodes table, as for `dgnn import`)"))
+    if args.edges is None:
+        try:
+            args.node_ids = _read_nodes(args)
+            if not args.node_ids:
+                raise ValueError("no node ids given")
+        except (OSError, ValueError) as err:
+            return errors.bad_input(err)
     import warnings
 
     warnings.filterwarnings("ignore", module="mlflow")
-    from adapters.mlflow.model import predict
-
     try:
-        frame = predict(args.model_uri, nodes)
+        frame = _prediction(args)
     except Exception as err:  # noqa: BLE001
-        return errors.failed("predict", err)
+        return errors.status_of("predict", err)
     if args.json:
         print(json.dumps(frame.to_dict(orient="records")))
     else:
@@ -275,11 +285,15 @@ def register(subparsers) -> None:
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(handler=_ui)
 
-    p = subparsers.add_parser("predict", help="predict node classes with a logged model")
-    p.add_argument("--model-uri", required=True,
+    p = subparsers.add_parser("predict", help="predict node classes with a logged model: nodes of its own "
+                                              "graph by id, or every node of a new or grown graph")
+    p.add_argument("--model-uri", "--model", required=True,
                    help="runs:/<id>/model, models:/dgnn-cora-classify/<version> or models:/NAME@champion")
     group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--nodes", help="comma-separated node ids, e.g. 0,5,9")
+    group.add_argument("--nodes", help="comma-separated node ids of the trained graph, e.g. 0,5,9; with "
+                                       "--edges: the nodes table of the new graph (as for `dgnn import`)")
     group.add_argument("--nodes-file", help="file of node ids (whitespace or comma separated)")
+    p.add_argument("--edges", help="edges file of a new or grown graph (as for `dgnn import`): its own Â and "
+                                   "propagations, the model's weights; labels given in --nodes are the known ones")
     p.add_argument("--json", action="store_true", help="JSON records instead of CSV")
     p.set_defaults(handler=_predict)

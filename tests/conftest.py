@@ -33,6 +33,20 @@ def _remove_scratch():
     shutil.rmtree(SCRATCH, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread per test, as the dgnn command picks for graphs of this size: the two
+    workers share two cores, and two threads each on a loaded core made a one-minute Cora fit take
+    over five (threads spinning at barriers while their partner waits for the core). The count is
+    process-wide: restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
     """The dataset mirror (``$DGNN_DATA_MIRROR`` or ``../shared/datasets`` beside the repository)."""

@@ -110,3 +110,15 @@ def test_text_labels_are_numbered_in_sorted_order_and_named(cora_user_files, tmp
     assert torch.equal(graph.y, cora_user_files["graph"].y)
     assert "class_names" not in load_graph(import_graph("ints", cora_user_files["edges"],
                                                         cora_user_files["nodes"]).name).meta
+
+
+def test_text_labels_with_unlabelled_nodes_are_not_a_mix_of_numbers_and_names(cora_user_files, tmp_data_dir, tmp_path):
+    """An empty label is unlabelled: it was counted as a number, and a file of names with any
+    unlabelled node was refused as mixing class numbers and names."""
+    nodes = pd.read_csv(cora_user_files["named_nodes"]).drop(columns="split")
+    nodes.loc[nodes.index % 3 == 0, "label"] = None
+    nodes.to_csv(tmp_path / "nodes.csv", index=False)
+    graph = load_graph(import_graph("some-named", cora_user_files["edges"], tmp_path / "nodes.csv").name)
+    y = cora_user_files["graph"].y.clone()
+    y[::3] = -1
+    assert graph.meta["class_names"] == [f"topic-{k}" for k in range(7)] and torch.equal(graph.y, y)

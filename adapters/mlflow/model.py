@@ -5,7 +5,7 @@ dictionary of tensors; :func:`save_packaged_model` writes it as an MLflow pyfunc
 :mod:`adapters.mlflow.packaged_model` (copied into the model, "models from code"); :func:`load` and
 :func:`predict` read any logged model back by URI (``runs:/<id>/model``,
 ``models:/dgnn-cora-classify/3``, ``models:/dgnn-cora-classify@champion``) or folder, with this
-dgnn's own code only.
+dgnn's own code only; :func:`predict_new_graph` applies a classifier to a graph given as files.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def model_payload(trainer, config: TrainConfig, dataset: str) -> dict:
         "modules": [{k: v.cpu() for k, v in state.items()} for state in trainer.best["modules"]],
         "cluster_prediction": None if config.task == "classify" else trainer.best["prediction"].cpu(),
         "class_names": graph.meta.get("class_names") if config.task == "classify" else None,
+        "feature_columns": graph.meta.get("feature_columns"),  # an imported graph's: new graphs align by name
         "post": trainer.best.get("post"),  # Correct and Smooth's chosen weights, if the config has it
     }
     if config.label_input is not None or config.correct_smooth is not None:  # both read training labels
@@ -169,6 +170,9 @@ class LoadedModel:
     def predict(self, model_input):
         return self.model.predict(None, model_input)
 
+    def predict_graph(self, graph):
+        return self.model.predict_graph(graph)
+
 
 def _payload_file(folder: Path, model_uri: str) -> Path:
     """The payload of the model in ``folder`` once its code is found to be this dgnn's own."""
@@ -193,3 +197,13 @@ def predict(model_uri: str, nodes) -> "pandas.DataFrame":  # noqa: F821
     import pandas as pd
 
     return load(model_uri).predict(pd.DataFrame({"node": [int(n) for n in nodes]}))
+
+
+def predict_new_graph(model_uri: str, edges, nodes) -> "pandas.DataFrame":  # noqa: F821
+    """Predictions of the logged classifier for every node of the graph in the ``edges`` and
+    ``nodes`` files (the format of ``dgnn import``): a grown graph or another one with the
+    trained feature columns, validated as an import is; its labels, where given, are the known ones."""
+    from dgnn.data.user_import import read_user_graph
+
+    graph = read_user_graph("predict", edges, nodes)  # validated before the model loads
+    return load(model_uri).predict_graph(graph)

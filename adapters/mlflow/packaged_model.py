@@ -28,24 +28,31 @@ from mlflow.pyfunc import PythonModel
 
 from dgnn.checkpoint import load_tensors
 from dgnn.config import TrainConfig
+from dgnn.inductive import aligned_features, graph_probabilities, known_labels
 from dgnn.nn.stack import build_stack, stack_probabilities
 from dgnn.propagation import csr_tensor
 
-def forward_all(payload: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(H_L, class probabilities or None) for every node of the stored graph, by the library's own stack."""
+def _payload_stack(payload: dict) -> tuple[TrainConfig, list]:
+    """The config and its modules with the stored weights."""
     if payload.get("format") != 2:
         raise ValueError(f"model payload format {payload.get('format')!r}: this model code reads format 2; "
                          "models logged by older dgnn versions carry their own code: load them by their "
                          "MLflow URI, or rerun `dgnn run` to log a new one")
+    config = TrainConfig.model_validate(payload["config"])
+    modules = build_stack(config, payload["num_features"], payload["num_classes"])
+    for module, state in zip(modules, payload["modules"]):
+        module.load_state_dict(state)
+    return config, modules
+
+
+def forward_all(payload: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(H_L, class probabilities or None) for every node of the stored graph, by the library's own stack."""
+    config, modules = _payload_stack(payload)
     n = payload["num_nodes"]
     xs = payload["x"]
     x = xs["dense"] if "dense" in xs else torch.sparse_coo_tensor(
         xs["indices"], xs["values"], tuple(xs["shape"]), check_invariants=False).to_dense()
     a = payload["adj"]
-    config = TrainConfig.model_validate(payload["config"])
-    modules = build_stack(config, payload["num_features"], payload["num_classes"])
-    for module, state in zip(modules, payload["modules"]):
-        module.load_state_dict(state)
     return stack_probabilities(config, modules, csr_tensor(a["crow"], a["col"], a["values"], n), x,
                                payload.get("train_labels"), payload.get("post"))
 
@@ -60,10 +67,13 @@ def node_ids(model_input) -> np.ndarray:
 
 
 class DecoupledGNNModel(PythonModel):
-    """Predicts the class (or cluster) of nodes of the graph the model was trained on."""
+    """Predicts the class (or cluster) of nodes of the graph the model was trained on; a
+    classifier also predicts every node of another graph (:meth:`predict_graph`)."""
 
     def load_context(self, context):
         payload = load_tensors(context.artifacts["model"], remedy="log a new model with `dgnn run`")
+        self.payload = {k: payload.get(k) for k in ("format", "config", "modules", "num_features", "num_classes",
+                                                    "post", "feature_columns")}
         self.task = payload["task"]
         self.num_nodes = payload["num_nodes"]
         names = payload.get("class_names")  # absent from models logged before names were kept
@@ -88,9 +98,29 @@ class DecoupledGNNModel(PythonModel):
         out = {"node": nodes, "prediction": self.prediction[index].numpy().astype(np.int64)}
         if self.probability is not None:
             out["probability"] = self.probability[index].numpy().astype(np.float64)
+        return self._frame(out)
+
+    def _frame(self, out: dict) -> pd.DataFrame:
         if self.class_names is not None:
             out["label"] = self.class_names[out["prediction"]]
         return pd.DataFrame(out)
+
+    def predict_graph(self, graph) -> pd.DataFrame:
+        """``node_id`` (the graph's own ids), ``prediction``, ``probability`` (and ``label``) for
+        every node of ``graph`` (a :class:`dgnn.data.graph.Graph`, e.g. the user's grown graph):
+        its own Â and propagations, the stored weights (:mod:`dgnn.inductive`)."""
+        if self.task != "classify":
+            raise ValueError("a clustering model assigns only the nodes it clustered (k-means keeps no "
+                             "function of new embeddings): predict them by id, or run `dgnn run` on the new graph")
+        config, modules = _payload_stack(self.payload)
+        x = aligned_features(graph, self.payload["num_features"], self.payload["feature_columns"])
+        names = None if self.class_names is None else self.class_names.tolist()
+        labels = known_labels(graph, self.payload["num_classes"], names)
+        _, probs = graph_probabilities(config, modules, graph, x, labels, self.payload["post"])
+        probability, prediction = probs.max(1)
+        ids = graph.node_ids if graph.node_ids is not None else np.arange(graph.num_nodes)
+        return self._frame({"node_id": ids, "prediction": prediction.numpy().astype(np.int64),
+                            "probability": probability.numpy().astype(np.float64)})
 
 
 mlflow.models.set_model(DecoupledGNNModel())

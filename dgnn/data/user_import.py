@@ -89,9 +89,10 @@ def _labels(nodes: pd.DataFrame, source: str) -> tuple[pd.Series, list[str] | No
     if pd.api.types.is_numeric_dtype(labels):
         return labels, None
     text = labels.astype("string")
-    number = text.str.fullmatch(r"\s*[+-]?\d+(\.0*)?\s*").fillna(True)  # an empty label is either
+    given = text.dropna()  # an empty label is unlabelled, neither a number nor a name
+    number = given.str.fullmatch(r"\s*[+-]?\d+(\.0*)?\s*").astype(bool)
     if number.any() and not number.all():
-        named = text[~number]
+        named = given[~number]
         first = ", ".join(f"{i} ({v!r})" for i, v in named.iloc[:FIRST_ROWS].items())
         raise DataError(f"{source}: column 'label' mixes class numbers and names: {len(named)} row(s) hold text, "
                         f"first rows {first}; write every label as a number, or every label as a name. {HINT}")
