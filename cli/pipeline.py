@@ -40,6 +40,9 @@ def _print_summary(summary: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary, indent=2, default=str))
         return
+    if summary.get("skipped"):
+        print(summary["message"])
+        return
     keys = [k for k in summary if k.endswith("_mean")]
     print(" ".join(f"{k}={summary[k]:.4f}" for k in keys))
     registered = summary["registered_model"]
@@ -76,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
                             split_seed=args.split_seed, device=args.device,
                             keep_checkpoints=args.keep_checkpoints, run_tags=tags, threads=args.threads,
                             out_of_core=args.out_of_core, dask_address=args.dask_address,
-                            dask_workers=args.dask_workers, data_dir=data_dir_of(args))
+                            dask_workers=args.dask_workers, data_dir=data_dir_of(args), retrain=args.retrain)
 
     try:
         summary, server = with_server(work)
@@ -116,7 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
 
             parameters = {"dataset": args.dataset, "task": args.task, "config": _config_arg(args),
                           "seed": args.seed, "split_seed": args.split_seed, "device": args.device,
-                          "threads": args.threads, "data_dir": data_dir_of(args)}
+                          "threads": args.threads, "data_dir": data_dir_of(args), "retrain": args.retrain}
             watch = lifeline.watching(lifeline.api_refused(api_url), report) if owned else contextlib.nullcontext()
             with watch:
                 serving.serve(train_pipeline, name=args.name or f"dgnn-{args.dataset}-{args.task}",
@@ -253,6 +256,9 @@ def register(subparsers) -> None:
     add_tune_arguments(p)
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the per-step trainer checkpoints after a successful run")
+    p.add_argument("--retrain", action="store_true",
+                   help="train even when an imported dataset's source is unchanged and this data version, "
+                        "config and seed were trained already (default: say so and stop)")
     add_out_of_core_argument(p)
     p.add_argument("--dask-workers", type=int, metavar="N",
                    help="run the propagation row blocks (the propagate stage, an out-of-core run's "
@@ -265,6 +271,9 @@ def register(subparsers) -> None:
     p.add_argument("--cron", help='cron schedule, e.g. "0 3 * * *" (03:00 every day)')
     p.add_argument("--interval", type=float, help="run every SECONDS instead of a cron schedule")
     p.add_argument("--name", help="deployment name (default dgnn-<dataset>-<task>)")
+    p.add_argument("--retrain", action="store_true",
+                   help="train even when an imported dataset's source is unchanged and this data version, "
+                        "config and seed were trained already (default: say so and stop)")
     p.add_argument("--prefect-port", type=int, default=4200,
                    help="port of the Prefect server started when PREFECT_API_URL is unset (default "
                         "4200, or a free one)")

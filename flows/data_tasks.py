@@ -1,28 +1,21 @@
 """Prefect tasks for the data stages: each runs the stage defined in ``dvc.yaml`` (no second copy).
 
-``dvc.yaml`` is the single definition of the data stages (``fetch@<dataset>``,
-``normalise@<dataset>``, ``propagate@<dataset>``, parameters in ``params.yaml``). The tasks here
-run them with ``dvc repro <stage>@<dataset>`` in the project folder (``$DGNN_PROJECT_DIR``, else
-the current directory), so ``dvc.lock`` always describes what the pipeline used, and
-:func:`adapters.dvc.repo.data_version` reads the hashes every MLflow run records from ``dvc.lock``.
+The tasks run ``dvc repro <stage>@<dataset>`` (stages and parameters in ``dvc.yaml`` and
+``params.yaml``) in the project folder (``$DGNN_PROJECT_DIR``, else the working directory), so
+``dvc.lock`` describes what the pipeline used and :func:`adapters.dvc.repo.data_version` reads the
+hashes every MLflow run records from it. An imported dataset's source is checked first
+(:func:`check_source`). Untracked data: a dataset not in ``params.yaml`` (a synthetic graph, a
+graph imported outside a DVC workspace) or a ``data_dir`` other than ``<project>/data`` cannot
+come from a stage; the task warns and calls the same :mod:`dgnn.data` function, its result has
+``tracked: False``, the run is tagged ``data_tracked=false`` and ``dgnn lineage`` reports the
+workspace as differing (``dgnn import`` in the project versions a user's graph).
 
-Untracked data. A dataset that is not listed in ``params.yaml`` (a synthetic graph, or a graph
-imported outside a DVC workspace) or a data folder (the tasks' ``data_dir``) other than
-``<project>/data`` cannot come from a DVC stage. The task then logs a warning and calls the same
-:mod:`dgnn.data` stage function directly; its result has ``tracked: False``, :func:`data_version`
-reports ``"untracked"`` (the run is tagged ``data_tracked=false``), and ``dgnn lineage`` reports
-the workspace as differing. To version such data, add it to ``params.yaml`` (``dgnn import`` in
-the project does that for a user's graph: :mod:`adapters.dvc.imports`), train from ``<project>/data``
-and run ``dvc repro``.
-
-Every task returns a small dict (paths, hashes), never arrays. Results are cached across
-processes (``persist_result=True``, as plain JSON: :mod:`adapters.prefect.json_results`) on the inputs,
-the task source, the data folder and the dataset's ``params.yaml`` entry: a key known before the first run and unchanged after it, so an
-identical second run is answered from the cache. :func:`run_stage` runs a stage anyway (and
-refreshes its entry) when its output is missing. :func:`validate_data` is never cached: it is the
-check that output files are what was written and what ``dvc.lock`` says, so a corrupted output is
-never used because a cached task skipped over it. :func:`fetch_data` retries network failures
-(never a checksum mismatch or a full disk). What reads and runs DVC is :mod:`adapters.dvc.repo`.
+Every task returns a small dict (paths, hashes), never arrays, cached across processes (plain
+JSON: :mod:`adapters.prefect.json_results`) on the inputs, the task source, the data folder and
+the dataset's ``params.yaml`` entry, so an identical second run is answered from the cache;
+:func:`run_stage` runs a stage anyway when its output is missing. :func:`validate_data` is never
+cached: it checks that the outputs are what was written and what ``dvc.lock`` says.
+:func:`fetch_data` retries network failures only (never a checksum mismatch or a full disk).
 """
 
 from __future__ import annotations
@@ -34,7 +27,9 @@ from urllib.error import URLError
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE, CacheKeyFnPolicy
 
+from adapters.dvc import imports, sources
 from adapters.dvc import repo as dvc
+from adapters.mlflow import run_info
 from adapters.process import settings
 from adapters.prefect.json_results import SERIALIZER, PlainJsonOnly
 from adapters.dask.cluster import block_runner
@@ -162,6 +157,28 @@ def propagate_data(dataset: str, orders: list[int], feature_norm: str, data_dir:
     dvc.repro("propagate", dataset, project, env={ADDRESS_ENV: address} if address else None)
     return dvc.stage_result(dataset, "propagate", True, project, orders=stage_orders, feature_norm=stage_norm)
 
+
+
+def check_source(dataset: str, data_dir: str, identity: dict | None = None) -> dict | None:
+    """:func:`source_task` for a dataset with a recorded source in the workspace, else None (no task)."""
+    project = settings.project_dir()
+    if dvc.in_workspace(project, data_dir) and sources.record_path(project, dataset).is_file():
+        return source_task(dataset, data_dir, identity)
+    return None
+
+
+@task(task_run_name="source-{dataset}", cache_policy=NO_CACHE, persist_result=False)
+def source_task(dataset: str, data_dir: str, identity: dict | None = None) -> dict | None:
+    """Before the stages: :func:`adapters.dvc.imports.refresh`, and for an unchanged source the run
+    that trained it already (``earlier``: :func:`adapters.mlflow.run_info.already_trained` of the
+    run's ``identity``, unless None)."""
+    if (found := imports.refresh(dataset, settings.project_dir())) is None:
+        return None
+    earlier = None if found.state == "changed" or identity is None else run_info.already_trained(
+        dataset, **identity, data_dir=data_dir, why=found.message)
+    (get_run_logger().warning if found.state == "missing" else get_run_logger().info)(
+        earlier["message"] if earlier else found.message)
+    return {"state": found.state, "message": found.message, "drift": found.drift, "earlier": earlier}
 
 
 def run_stage(stage: str, dataset: str, *args, data_dir: str | None = None):

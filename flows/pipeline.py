@@ -177,7 +177,8 @@ def _flow_run_name() -> str:
 def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict | str | None = None,
                    seed: int = 0, split_seed: int | None = None, device: str = "auto",
                    run_tags: dict | None = None, keep_checkpoints: bool = False,
-                   threads: int | None = None, out_of_core: str = "auto", data_dir: str | None = None) -> dict:
+                   threads: int | None = None, out_of_core: str = "auto", data_dir: str | None = None,
+                   retrain: bool = False) -> dict:
     """Fetch, validate, normalise, propagate, train every module step, evaluate, report (tracked).
 
     Returns the ``dgnn train`` summary plus ``mlflow_run_id``, ``experiment``, ``data_version``,
@@ -187,19 +188,24 @@ def train_pipeline(dataset: str = "cora", task: str = "classify", config: dict |
     ``threads``: torch threads for this process (None: :func:`dgnn.threads.choose_threads`).
     ``out_of_core``: "on", "off" or "auto" (:func:`dgnn.node_store.out_of_core_for`): the node
     tensors as files in the run folder, for graphs whose tensors outgrow memory. ``data_dir``: the
-    data folder (default: ``$DGNN_DATA_DIR``, else ``./data``).
+    data folder (default: ``$DGNN_DATA_DIR``, else ``./data``). ``retrain``: train even when
+    :func:`flows.data_tasks.check_source` finds the run done already (then returned, ``skipped``).
     """
     from prefect.runtime import flow_run
 
     started, data_dir = time.perf_counter(), str(data_root(data_dir).resolve())
     run_config, device = resolve_config(dataset, task, config), str(resolve_device(device))
     split_seed = run_config.split_seed if split_seed is None else split_seed
+    identity = dict(task=task, config=config, run_tags=run_tags, seed=seed, split_seed=split_seed, device=device)
+    if (source := data_tasks.check_source(dataset, data_dir, None if retrain else identity)) and source["earlier"]:
+        return source["earlier"]
     run_config, choice, threads = _chosen_config(run_config, dataset, seed, split_seed, device, threads, data_dir)
-    run_tags = {**(run_tags or {}), **({"config_choice": choice["name"]} if choice else {})}
+    run_tags = {**(run_tags or {}), **({"config_choice": choice["name"]} if choice else {}),
+                **({"source_state": source["state"]} if source else {})}
     train = run_config.train
     with pipeline_record(run_config, dataset=dataset, task=task, seed=seed, split_seed=split_seed, device=device,
                          config=config, run_tags=run_tags, flow_run_id=flow_run.id or "") as record:
-        record.link_prefect(dataset, task)
+        record.link_prefect(dataset, task, source and source["drift"])
         data = run_data_tasks(dataset, split_seed, train, data_dir)
         threads = apply_threads(data["nodes"], threads)
         on_disk = out_of_core_for(out_of_core, data["nodes"], data["features"], train)

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -434,3 +435,111 @@ def test_import_outside_a_dvc_workspace_is_kept_unversioned(project, inside, cor
     assert result.nodes == 2708 and (tmp_path / "data" / "papers" / "graph").is_dir()
     assert "is not a DVC workspace of this project (no .dvc, dvc.yaml, params.yaml)" in capsys.readouterr().err
     assert dvc.data_version("papers", tmp_path)["data_version"] == "untracked"
+
+
+def _served(project: Path, args: list[str], env: dict, log: Path) -> tuple[subprocess.Popen, str]:
+    """``dgnn serve ARGS`` in the project, once its deployment exists: (the process, its Prefect API)."""
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", *args], cwd=project, env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while "from any shell: " not in log.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
+    return proc, re.search(r"Prefect API (\S+)", log.read_text()).group(1)
+
+
+def _deployment_run(api: str, name: str):
+    """A run of deployment ``name`` started now, once it has ended (its final Prefect flow run)."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}):
+        return run_deployment(name, timeout=600)
+
+
+def test_a_served_deployment_retrains_only_when_the_source_changed(project, cora_user_files):
+    """`dgnn import` remembers where the files came from; every run, by hand or of a served
+    deployment, checks them first, over four data versions: v1 -> trained and registered; v1 again
+    -> no retraining, the run that trained it named; v2 (new nodes and edges) -> a new data version,
+    trained, the drift logged, the champion re-scored on v2 and the alias moved only if the new
+    model wins there; v3 (a broken file) -> refused with one line, nothing of v2 changed. `dgnn
+    lineage` names each run's data version."""
+    from mlflow.tracking import MlflowClient
+
+    from adapters.prefect.server import stop_process_group
+
+    uri = f"sqlite:///{project.parent / 'source-mlflow.db'}"
+    env = {**project.env, "DGNN_PROJECT_DIR": str(project), "MLFLOW_TRACKING_URI": uri}
+    env = {k: v for k, v in env.items() if not k.startswith("PREFECT_")} | {
+        "PREFECT_HOME": str(project.parent / "serve-prefect")}
+    saved = {name: (project / name).read_text() for name in ("params.yaml", "dvc.lock")}
+    source = project.parent / "evo-source"
+    source.mkdir()
+    edges, nodes = (Path(shutil.copy2(cora_user_files[k], source / f"{k}.csv")) for k in ("edges", "nodes"))
+    fast = str(_fast_config(project.parent / "fast-evo.yaml"))
+    run = ["run", "--dataset", "evo", "--config", fast, "--device", "cpu", "--quiet", "--json"]
+    served, log = None, project.parent / "serve-evo.log"
+    try:
+        _dgnn(project, "import", "evo", "--edges", str(edges), "--nodes", str(nodes), env=env)
+        assert json.loads((project / "imports" / "evo.source.json").read_text()) == {
+            "edges": str(edges.resolve()), "nodes": str(nodes.resolve())}
+        first = json.loads(_dgnn(project, *run, env=env).stdout)  # v1
+        assert first["registered_model"]["version"] == 1 and first["registered_model"]["champion"]
+        again = json.loads(_dgnn(project, *run, env=env).stdout)
+        assert again["skipped"] and again["mlflow_run_id"] == first["mlflow_run_id"], again
+        assert again["data_version"] == first["data_version"] and "not training again" in again["message"]
+
+        served, api = _served(project, ["--dataset", "evo", "--config", fast, "--device", "cpu",
+                                        "--cron", "0 0 1 1 *", "--prefect-port", "0"], env, log)
+        deployment = "train-pipeline/dgnn-evo-classify"
+        assert _deployment_run(api, deployment).state.is_completed()  # v1 again, served
+        assert f"({first['mlflow_run_id']}): not training again" in log.read_text()
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(first["experiment"]).experiment_id
+        assert len(client.search_runs([experiment], "tags.run_label != ''")) == 1
+
+        ids = [f"paper-{k}" for k in range(12)]  # v2: a dozen new papers, each citing an existing one
+        with open(nodes, "a") as f:
+            f.writelines(f"new-{k}," + ",".join(["0.0"] * 32) + f",{k % 7},\n" for k in range(12))
+        with open(edges, "a") as f:
+            f.writelines(f"new-{k},{ids[k]}\n" for k in range(12))
+        assert _deployment_run(api, deployment).state.is_completed()
+        [second] = client.search_runs([experiment], f"tags.run_label != '' and tags.data_version != "
+                                                    f"'{first['data_version']}'")
+        tags = second.data.tags
+        lock = _outs((project / "dvc.lock").read_text(), ["propagate@evo"])["propagate@evo"]
+        assert tags["data_version"] == lock and tags["source_state"] == "changed"
+        drift = json.loads(Path(client.download_artifacts(second.info.run_id, "drift.json",
+                                                          str(project.parent))).read_text())
+        assert drift["nodes"] == {"before": 2708, "after": 2720, "added": 12, "removed": 0}
+        assert drift["edges"]["added"] == 12 and drift["edges"]["removed"] == 0 and drift["labels_changed"] == 0
+        name = "dgnn-evo-classify"
+        challenger = client.get_model_version(name, tags["registered_version"])
+        assert "re-scored on this data version" in tags["registry_decision"], tags["registry_decision"]
+        moved = float(challenger.tags["val_criterion"]) > float(tags["rescored_champion_criterion"])
+        alias = str(client.get_model_version_by_alias(name, "champion").version)
+        assert alias == (str(challenger.version) if moved else "1") and tags["champion"] == str(moved).lower()
+
+        before = {name: (project / name).read_bytes() for name in ("dvc.lock", "imports/evo/edges.csv",
+                                                                   "imports/evo/nodes.csv", "imports/evo.dvc")}
+        with open(edges, "a") as f:  # v3: an edge to a node that does not exist
+            f.write("new-1,nobody\n")
+        broken = _deployment_run(api, deployment)
+        assert broken.state.is_failed() and "\n" not in broken.state.message.strip(), broken.state.message
+        assert "the changed source was refused, the previous data version stays" in broken.state.message
+        assert {name: (project / name).read_bytes() for name in before} == before
+        assert json.loads(_dvc(project, "status", "--json", "propagate@evo").stdout) == {}
+        assert len(client.search_runs([experiment], "tags.run_label != ''")) == 2
+
+        for run_id, version, workspace in ((first["mlflow_run_id"], first["data_version"], "differs"),
+                                           (second.info.run_id, lock, "matches")):
+            lineage = json.loads(_dgnn(project, "lineage", run_id, "--json", env=env, check=False).stdout)
+            assert (lineage["data_version"], lineage["workspace"]) == (version, workspace), lineage
+    finally:
+        if served is not None:
+            stop_process_group(served, timeout=40)
+        for name, text in saved.items():
+            (project / name).write_text(text)
+        for folder in ("imports", "data/evo"):
+            shutil.rmtree(project / folder, ignore_errors=True)
+        shutil.rmtree(source, ignore_errors=True)

@@ -9,7 +9,9 @@ the original paths: the files may lie outside the repository or on one machine o
 (``source: imports/<name>`` and :data:`DEFAULT_ENTRY`), and ``dvc repro propagate@<name>`` runs
 ``fetch@<name>`` (which imports from the copy), ``normalise@<name>`` and ``propagate@<name>``.
 Importing the name again replaces the copy: ``dvc repro`` reruns whatever it changes and the
-entry keeps any edits made to it.
+entry keeps any edits made to it. Where the files came from is kept in
+``imports/<name>.source.json``, and every pipeline run first :func:`refresh`-es from there
+(:mod:`adapters.dvc.sources`).
 
 Outside a DVC workspace (no ``.dvc/``, ``dvc.yaml`` or ``params.yaml`` in the project folder, or
 a data folder other than ``<project>/data``) the graph is imported as before, unversioned.
@@ -31,6 +33,7 @@ from dgnn.data.registry import REGISTRY
 from dgnn.data.store import write_atomically
 from dgnn.data.user_import import read_user_graph
 from adapters.process import settings
+from adapters.dvc import sources
 from adapters.dvc.repo import STAGES, in_workspace, read_params, run_dvc, stage_name
 
 DEFAULT_ENTRY = {"split_seed": 0, "propagate": {"orders": [1, 2, 3, 4], "feature_norm": "row"}}
@@ -96,6 +99,25 @@ def import_versioned(name: str, edges, nodes, project: Path) -> None:
             _add_entry(project, name, {"source": source.as_posix(), **DEFAULT_ENTRY})
         run_dvc("add", source.as_posix(), project_dir=project)
         run_dvc("repro", stage_name("propagate", name), project_dir=project)
+        sources.remember(project, name, edges, nodes)
+
+
+def refresh(name: str, project: Path) -> sources.SourceCheck | None:
+    """:func:`adapters.dvc.sources.check`, and a changed source imported again as a new data
+    version (refused with one line, nothing changed, when it does not validate)."""
+    if not sources.record_path(project, name).is_file():
+        return None  # not imported here, or before sources were kept: nothing to lock
+    with sources.lock(project, name):
+        found = sources.check(name, project)
+        if found is None or found.files is None:
+            return found
+        before = sources.stored_graph(name, project)
+        try:
+            import_versioned(name, *found.files, project)
+        except DataError as err:
+            raise DataError(f"{name}: the changed source was refused, the previous data version stays: {err}") \
+                from None
+        return sources.changed(found, before, sources.stored_graph(name, project))
 
 
 @contextlib.contextmanager
@@ -106,7 +128,8 @@ def _all_or_nothing(project: Path, name: str):
     repro`` brings back the old ones). Only ``kill -9`` can leave a half-done import."""
     source = project / import_source_dir(name)
     texts = {path: path.read_bytes() if path.exists() else None for path in (
-        project / "params.yaml", project / "dvc.lock", source.parent / ".gitignore", source.with_suffix(".dvc"))}
+        project / "params.yaml", project / "dvc.lock", source.parent / ".gitignore",
+        source.with_name(f"{source.name}.dvc"), sources.record_path(project, name))}
     data = dataset_dir(name, project / "data")
     new_folders = [folder for folder in (data, source.parent) if not folder.exists()]
     kept = source.with_name(f".{source.name}.tmp-{os.getpid()}")  # the earlier copy, until the import is done
@@ -143,6 +166,6 @@ def import_command(name: str, edges, nodes, data_dir=None) -> FetchResult:
     import_versioned(name, edges, nodes, project)
     source = import_source_dir(name)
     print(f"note: {name} is versioned by DVC ({', '.join(stage_name(s, name) for s in STAGES)} in "
-          f"dvc.lock): commit params.yaml dvc.lock {source}.dvc {source.parent}/.gitignore, and "
+          f"dvc.lock): commit params.yaml dvc.lock {source}.dvc {source}.source.json {source.parent}/.gitignore, and "
           "`dvc push` to share the files", file=sys.stderr)
     return FetchResult.from_folder(graph_dir(name, data_dir))

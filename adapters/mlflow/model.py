@@ -173,6 +173,16 @@ class LoadedModel:
     def predict_graph(self, graph):
         return self.model.predict_graph(graph)
 
+    def validation_score(self, graph, metric: str) -> float:
+        """``metric`` ("acc", "macro_f1", "roc_auc") on ``graph``'s validation nodes, the stored
+        modules applied to ``graph`` with its training nodes' labels as the known ones: how a model
+        trained on one data version does on another."""
+        from dgnn.evaluation import select_score
+
+        proba, labels = self.model.graph_probabilities(graph, known=graph.train_mask)
+        val = graph.val_mask
+        return select_score(metric, proba[val], proba[val].argmax(1), labels[val])
+
 
 def _payload_file(folder: Path, model_uri: str) -> Path:
     """The payload of the model in ``folder`` once its code is found to be this dgnn's own."""

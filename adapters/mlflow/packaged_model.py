@@ -105,10 +105,11 @@ class DecoupledGNNModel(PythonModel):
             out["label"] = self.class_names[out["prediction"]]
         return pd.DataFrame(out)
 
-    def predict_graph(self, graph) -> pd.DataFrame:
-        """``node_id`` (the graph's own ids), ``prediction``, ``probability`` (and ``label``) for
-        every node of ``graph`` (a :class:`dgnn.data.graph.Graph`, e.g. the user's grown graph):
-        its own Â and propagations, the stored weights (:mod:`dgnn.inductive`)."""
+    def graph_probabilities(self, graph, known=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(class probabilities, labels in the model's numbering, -1 unlabelled) of every node of
+        ``graph`` (a :class:`dgnn.data.graph.Graph`, e.g. the user's grown graph): its own Â and
+        propagations, the stored weights (:mod:`dgnn.inductive`); the labels of the nodes in the
+        boolean mask ``known`` (default: every labelled node) are the known ones."""
         if self.task != "classify":
             raise ValueError("a clustering model assigns only the nodes it clustered (k-means keeps no "
                              "function of new embeddings): predict them by id, or run `dgnn run` on the new graph")
@@ -116,8 +117,13 @@ class DecoupledGNNModel(PythonModel):
         x = aligned_features(graph, self.payload["num_features"], self.payload["feature_columns"])
         names = None if self.class_names is None else self.class_names.tolist()
         labels = known_labels(graph, self.payload["num_classes"], names)
-        _, probs = graph_probabilities(config, modules, graph, x, labels, self.payload["post"])
-        probability, prediction = probs.max(1)
+        given = labels if known is None else torch.where(known, labels, -1)
+        return graph_probabilities(config, modules, graph, x, given, self.payload["post"])[1], labels
+
+    def predict_graph(self, graph) -> pd.DataFrame:
+        """``node_id`` (the graph's own ids), ``prediction``, ``probability`` (and ``label``) for
+        every node of ``graph`` (:meth:`graph_probabilities`)."""
+        probability, prediction = self.graph_probabilities(graph)[0].max(1)
         ids = graph.node_ids if graph.node_ids is not None else np.arange(graph.num_nodes)
         return self._frame({"node_id": ids, "prediction": prediction.numpy().astype(np.int64),
                             "probability": probability.numpy().astype(np.float64)})

@@ -37,12 +37,17 @@ class PipelineRecord:
     tags: dict
     run_tags: dict
 
-    def link_prefect(self, dataset: str, task: str) -> None:
-        """Label the flow run with what it trains and link it to this MLflow run (Prefect's UI)."""
+    def link_prefect(self, dataset: str, task: str, drift: dict | None = None) -> None:
+        """Label the flow run with what it trains and link it to this MLflow run (Prefect's UI); the
+        ``drift`` from the previous data version, if the source changed, goes to both
+        (``drift.json``; a table artifact)."""
         prefect_links.label_flow_run(self.name, {"dataset": dataset, "task": task,
                                                  "config": self.tags["config_name"], "levers": self.tags["levers"]})
         prefect_links.link_mlflow_run(self.tracking_uri, self.experiment, self.experiment_id, self.parent_run_id,
                                       self.name)
+        if drift:
+            tracking.log_json(self.client, self.parent_run_id, drift, "drift.json")
+            prefect_links.report_drift(self.experiment, drift)
 
     def data_ready(self, run: StepwiseRun, run_config: RunConfig, data: dict, threads: int,
                    choice: dict | None) -> TrackedRun:
@@ -102,6 +107,24 @@ def pipeline_record(run_config: RunConfig, *, dataset: str, task: str, seed: int
         yield PipelineRecord(client, uri, experiment, experiment_id, parent, name, tags, run_tags)
 
 
+def _rescorer(tracked: TrackedRun):
+    """How the registry scores a champion of another data version on this run's: its modules on
+    this graph and validation split (:meth:`adapters.mlflow.model.LoadedModel.validation_score`);
+    None for clustering models (k-means assigns only the nodes it clustered) and out-of-core runs."""
+    spec = tracked.run.spec
+    if spec.train.task != "classify" or spec.out_of_core:
+        return None
+
+    def rescore(version) -> float:
+        from adapters.mlflow.model import load
+        from dgnn.data import load_graph
+
+        graph = load_graph(spec.dataset, spec.data_root, split_seed=spec.split_seed)
+        return load(f"models:/{version.name}/{version.version}").validation_score(graph, spec.train.select_metric)
+
+    return rescore
+
+
 def report(tracked: TrackedRun, fit: FitResult, step_records: list[dict], data: dict, summary: dict) -> dict:
     """The run's report on its parent run: per-pass metrics, the loss and pass plots, the packaged
     model (logged with the final metrics, registered where it beats or ties nothing: see
@@ -122,7 +145,7 @@ def report(tracked: TrackedRun, fit: FitResult, step_records: list[dict], data: 
             load_tensors(spec.run_dir / "model-payload.pt"), folder, mlflow_model), final,
         tracked.experiment, fit.criterion, criterion_name,
         tracked.model_identity, {"seed": spec.seed, "device": spec.device}, tracked.model_tags,
-        run_info.model_description(spec.dataset, spec.train.task, criterion_name))
+        run_info.model_description(spec.dataset, spec.train.task, criterion_name), _rescorer(tracked))
     tracking.set_tags(client, parent, {"warnings": " | ".join(summary["warnings"]) or "none"})
     prefect_links.report_results(tracked.experiment, final, registered)
     summary = summary | {

@@ -25,7 +25,7 @@ CHAMPION = "champion"
 
 def log_and_register(mlflow_client: MlflowClient, run_id: str, save_model, metrics: dict, name: str,
                      criterion: float, criterion_name: str, identity: dict, replica: dict,
-                     tags: dict | None = None, description: str | None = None) -> dict:
+                     tags: dict | None = None, description: str | None = None, rescore=None) -> dict:
     """Log the run's model as a Logged Model (``save_model(folder, mlflow_model)`` writes it) with
     the run's ``metrics`` linked to it, unless a twin version holds it already (then the metrics go
     to the run alone), and :func:`register_model` it; tags the run with the outcome and its model's
@@ -36,7 +36,7 @@ def log_and_register(mlflow_client: MlflowClient, run_id: str, save_model, metri
         model_id = logged_model.log_model(mlflow_client, run_id, save_model, {**identity, **replica})
     tracking.log_batch(mlflow_client, run_id, metrics=tracking.metric_items(metrics, model_id=model_id))
     registered = register_model(mlflow_client, name, run_id, model_id, criterion, criterion_name, identity, tags,
-                                description, replica)
+                                description, replica, rescore)
     model_uri = f"models:/{model_id}" if repeated is None else f"models:/{name}/{repeated}"
     tracking.set_tags(mlflow_client, run_id, {"registered_model": name, "registered_version": registered["version"]
                                               or "none", "registry_decision": registered["decision"],
@@ -46,15 +46,19 @@ def log_and_register(mlflow_client: MlflowClient, run_id: str, save_model, metri
 
 def register_model(mlflow_client: MlflowClient, name: str, run_id: str, model_id: str | None,
                    criterion: float, criterion_name: str, identity: dict, tags: dict | None = None,
-                   description: str | None = None, replica: dict | None = None) -> dict:
+                   description: str | None = None, replica: dict | None = None, rescore=None) -> dict:
     """Register Logged Model ``model_id`` of run ``run_id`` as a new version of ``name`` (tagged
     with ``identity``, ``replica`` and ``tags``, e.g. the tune that chose its config) if
-    :func:`decide` says so (never for a twin's run, which logged no model: ``model_id`` None)."""
+    :func:`decide` says so (never for a twin's run, which logged no model: ``model_id`` None).
+    A champion trained on another data version is compared by its criterion on this one:
+    ``rescore(version)`` (:func:`on_this_data`)."""
     with tracking.store_lock(mlflow_client.tracking_uri):  # decide and add as one step: sweeps run side by side
         _ensure_model(mlflow_client, name, description)
-        versions, (current, current_value) = _versions(mlflow_client, name), _champion(mlflow_client, name)
+        versions, (current, own_value) = _versions(mlflow_client, name), _champion(mlflow_client, name)
+        current_value, note = on_this_data(current, own_value, identity, rescore)
         register, decision = decide(versions, identity, replica or {}, criterion, criterion_name, current,
                                     current_value)
+        decision += note
         version = None
         if register:
             version = int(_create_version(
@@ -63,11 +67,14 @@ def register_model(mlflow_client: MlflowClient, name: str, run_id: str, model_id
                       **{k: str(v) for k, v in {**identity, **(replica or {}), **(tags or {})}.items()}},
             ).version)
         champion = register and (current is None or float(criterion) > current_value)
+        if note:
+            decision += "; the alias moves here" if champion else f"; the champion stays version {current.version}"
         if champion:
             mlflow_client.set_registered_model_alias(name, CHAMPION, str(version))
             if current is not None and current.run_id and current.run_id != run_id:
                 tracking.set_tags(mlflow_client, current.run_id, {CHAMPION: "false"})
-        tracking.set_tags(mlflow_client, run_id, {CHAMPION: str(champion).lower()})
+        tracking.set_tags(mlflow_client, run_id, {CHAMPION: str(champion).lower(),
+                                                  **({"rescored_champion_criterion": repr(current_value)} if note else {})})
     return {
         "name": name,
         "version": version,
@@ -77,7 +84,22 @@ def register_model(mlflow_client: MlflowClient, name: str, run_id: str, model_id
         "latest_version": int(versions[0].version) if versions else None,
         "previous_champion": None if current is None else int(current.version),
         "previous_champion_criterion": None if current is None else current_value,
+        "previous_champion_own_criterion": None if current is None else own_value,
     }
+
+
+def on_this_data(champion: ModelVersion | None, value: float, identity: dict, rescore) -> tuple[float, str]:
+    """The champion's criterion on the run's data version, and a note for the decision: its own
+    where it was trained on this version, else ``rescore(champion)`` (its modules applied to this
+    version's graph and validation split): figures of two data versions are not comparable."""
+    if champion is None or rescore is None or champion.tags.get("data_version") == str(identity.get("data_version")):
+        return value, ""
+    try:
+        rescored = float(rescore(champion))
+    except ValueError as err:  # the new version does not fit it (a class it never saw, other columns)
+        return float("-inf"), f"; the champion (version {champion.version}) cannot score this data version: {err}"
+    return rescored, (f"; the champion (version {champion.version}) re-scored on this data version: "
+                      f"{rescored:.4f} ({value:.4f} on its own)")
 
 
 def _create_version(mlflow_client: MlflowClient, name: str, source: str, **kwargs) -> ModelVersion:

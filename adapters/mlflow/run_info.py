@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from dgnn.config import RunConfig, default_config_path
 from dgnn.data.layout import dataset_dir
+from adapters.dvc import repo as dvc
 from adapters.mlflow import tracking
 from adapters.process import settings
 
@@ -98,6 +99,42 @@ def sweep_run_name(parameters: dict) -> str:
     contiguous = len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1))
     shown = f"{seeds[0]}-{seeds[-1]}" if contiguous else ",".join(map(str, seeds))
     return f"sweep{parameters.get('sweep_id') or ''}-{'+'.join(parameters['datasets'])}-seeds{shown}"
+
+
+def trained_before(mlflow_client: MlflowClient, experiment: str, data_version: str, source: dict[str, str],
+                   replica: dict) -> dict | None:
+    """The newest finished pipeline run of ``experiment`` on ``data_version`` with the config of
+    ``source`` (the file's bytes: :func:`config_source`) and the ``replica`` parameters (seed,
+    split seed, device), as ``mlflow_run_id`` and ``name``; None when there is none."""
+    found = mlflow_client.get_experiment_by_name(experiment)
+    if found is None or data_version == "untracked":
+        return None
+    wanted = {"tags.data_version": data_version, "params.config_sha256": source["config_sha256"],
+              **{f"params.{k}": str(v) for k, v in replica.items()}}
+    query = " and ".join([*(f"{k} = '{v}'" for k, v in wanted.items()), "attributes.status = 'FINISHED'"])
+    for run in mlflow_client.search_runs([found.experiment_id], query, max_results=50,
+                                         order_by=["attributes.start_time DESC"]):
+        if tracking.PARENT_TAG not in run.data.tags:  # a module step's child run has the parent's tags
+            return {"mlflow_run_id": run.info.run_id, "name": run.info.run_name}
+    return None
+
+
+def already_trained(dataset: str, task: str, config, run_tags: dict | None, seed: int, split_seed: int, device: str,
+                    data_dir, why: str) -> dict | None:
+    """What a pipeline run returns instead of training when :func:`trained_before` finds a run of
+    the workspace's data version of ``dataset`` (``dvc.lock``) with this config, seed, split seed
+    and device: that run's identity, ``skipped`` and the ``message`` (``why`` first); else None."""
+    replica = {"seed": seed, "split_seed": split_seed, "device": device}
+    version = dvc.data_version(dataset, data_dir=data_dir)["data_version"]
+    experiment, uri = tracking.experiment_name(dataset, task), settings.tracking_uri()
+    earlier = trained_before(tracking.client(uri), experiment, version,
+                             config_source(config, dataset, task, run_tags), replica)
+    if earlier is None:
+        return None
+    message = (f"{why}; data version {version} with this config and seed {replica['seed']} was trained by run "
+               f"{earlier['name']} ({earlier['mlflow_run_id']}): not training again (`dgnn run --retrain` trains anyway)")
+    return {"skipped": True, "message": message, **earlier, "experiment": experiment, "tracking_uri": uri,
+            "data_version": version}
 
 
 def config_hash(run_config: RunConfig) -> str:

@@ -78,3 +78,14 @@ def report_results(experiment: str, metrics: dict, registered: dict) -> None:
     create_markdown_artifact(key=artifact_key(experiment, "registry"),
                              markdown=f"{registered['decision']}\n\nmodel: `{registered['run_model_uri']}`",
                              description="the model registry's decision")
+
+
+def report_drift(experiment: str, drift: dict) -> None:
+    """What changed since the previous data version (:func:`dgnn.data.drift.drift_summary`), as a table."""
+    from prefect.artifacts import create_table_artifact
+
+    rows = [{"what": what, **counts} for what, counts in (("nodes", drift["nodes"]), ("edges", drift["edges"]))]
+    rows += [{"what": f"label {name}", **counts} for name, counts in drift["label_counts"].items()]
+    create_table_artifact(key=artifact_key(experiment, "drift"), table=rows,
+                          description=f"the graph against its previous data version; "
+                                      f"{drift['labels_changed']} node(s) changed label")
