@@ -483,19 +483,22 @@ def test_a_served_deployment_retrains_only_when_the_source_changed(project, cora
         _dgnn(project, "import", "evo", "--edges", str(edges), "--nodes", str(nodes), env=env)
         assert json.loads((project / "imports" / "evo.source.json").read_text()) == {
             "edges": str(edges.resolve()), "nodes": str(nodes.resolve())}
-        first = json.loads(_dgnn(project, *run, env=env).stdout)  # v1
-        assert first["registered_model"]["version"] == 1 and first["registered_model"]["champion"]
-        again = json.loads(_dgnn(project, *run, env=env).stdout)
-        assert again["skipped"] and again["mlflow_run_id"] == first["mlflow_run_id"], again
-        assert again["data_version"] == first["data_version"] and "not training again" in again["message"]
-
         served, api = _served(project, ["--dataset", "evo", "--config", fast, "--device", "cpu",
                                         "--cron", "0 0 1 1 *", "--prefect-port", "0"], env, log)
         deployment = "train-pipeline/dgnn-evo-classify"
-        assert _deployment_run(api, deployment).state.is_completed()  # v1 again, served
-        assert f"({first['mlflow_run_id']}): not training again" in log.read_text()
+        assert _deployment_run(api, deployment).state.is_completed()  # v1
         client = MlflowClient(tracking_uri=uri)
-        experiment = client.get_experiment_by_name(first["experiment"]).experiment_id
+        experiment = client.get_experiment_by_name("dgnn-evo-classify").experiment_id
+        [first] = client.search_runs([experiment], "tags.run_label != ''")
+        first = {"mlflow_run_id": first.info.run_id, "data_version": first.data.tags["data_version"]}
+        assert first["data_version"] == _outs((project / "dvc.lock").read_text(), ["propagate@evo"])["propagate@evo"]
+        assert str(client.get_model_version_by_alias("dgnn-evo-classify", "champion").version) == "1"
+
+        assert _deployment_run(api, deployment).state.is_completed()  # v1 again
+        assert f"({first['mlflow_run_id']}): not training again" in log.read_text()
+        again = json.loads(_dgnn(project, *run, env={**env, "PREFECT_API_URL": api}).stdout)  # and by hand
+        assert again["skipped"] and again["mlflow_run_id"] == first["mlflow_run_id"], again
+        assert again["data_version"] == first["data_version"] and "not training again" in again["message"]
         assert len(client.search_runs([experiment], "tags.run_label != ''")) == 1
 
         ids = [f"paper-{k}" for k in range(12)]  # v2: a dozen new papers, each citing an existing one
