@@ -198,7 +198,9 @@ def main(argv=None) -> int:
     shipped = str(REPO / "configs" / f"{args.dataset}-classify.yaml")
     paper = REPO / "configs" / f"paper-{args.dataset}-classify.yaml"
     configs = [shipped, longer_schedule(shipped, WORK), *([str(paper)] if paper.exists() else [])]
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "DGNN_"))},
+    from adapters.process import settings  # not at the top: the --child run of this file times its imports
+
+    env = {**settings.without_tool_settings(),
            **_environment(WORK)}
     proc = subprocess.run([sys.executable, __file__, "--child", ",".join(configs), "--dataset", args.dataset,
                            "--seed", str(args.seed), "--repeats", str(args.repeats)],

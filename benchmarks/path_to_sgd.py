@@ -21,6 +21,8 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from adapters.process import settings
+
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "benchmarks" / "results" / "path_to_sgd.json"
 PACKAGES = ("cli", "flows", "adapters", "dgnn")
@@ -75,7 +77,7 @@ def measure(command: str) -> dict:
         work, out = Path(tmp), Path(tmp) / "first-loss.json"
         config = work / "tiny.yaml"
         config.write_text(TINY)
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "DGNN_"))},
+        env = {**settings.without_tool_settings(),
                "DGNN_PROJECT_DIR": str(work), "DGNN_DATA_DIR": str(work / "data"),
                "DGNN_DATA_MIRROR": os.environ.get("DGNN_DATA_MIRROR") or str(REPO.parent / "shared" / "datasets")}
         proc = subprocess.run([sys.executable, "-m", "benchmarks.path_to_sgd", "--child", command, "--out", str(out),

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from flows_conftest import TINY  # tests/ is on sys.path
+from adapters.process import settings
 
 pytestmark = pytest.mark.slow
 
@@ -470,7 +471,7 @@ def test_a_served_deployment_retrains_only_when_the_source_changed(project, cora
 
     uri = f"sqlite:///{project.parent / 'source-mlflow.db'}"
     env = {**project.env, "DGNN_PROJECT_DIR": str(project), "MLFLOW_TRACKING_URI": uri}
-    env = {k: v for k, v in env.items() if not k.startswith("PREFECT_")} | {
+    env = settings.without_tool_settings(env, ("PREFECT_",)) | {
         "PREFECT_HOME": str(project.parent / "serve-prefect")}
     saved = {name: (project / name).read_text() for name in ("params.yaml", "dvc.lock")}
     source = project.parent / "evo-source"

@@ -13,6 +13,7 @@ import pytest
 
 from dgnn.data import fetch, propagate_stage
 from dgnn.data.store import read_meta
+from adapters.process import settings
 
 pytestmark = pytest.mark.slow
 DGNN = str(Path(sys.executable).with_name("dgnn"))
@@ -23,7 +24,7 @@ def test_blocks_on_two_dask_workers_equal_the_single_process_stage(shared_datase
     for data in (single, on_dask):
         fetch("cora", data_dir=data, mirror=shared_datasets)
     expected = propagate_stage("cora", [0, 1, 2], single, feature_norm="row")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "DGNN_"))}
+    env = settings.without_tool_settings()
     env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONWARNINGS": "ignore"}
     out = subprocess.run([DGNN, "propagate", "cora", "--orders", "0", "1", "2", "--feature-norm", "row",
                           "--block-rows", "500", "--dask-workers", "2", "--data-dir", str(on_dask), "--json"],
@@ -51,7 +52,7 @@ def test_pipeline_on_dask_out_of_core_gets_the_in_memory_numbers(shared_datasets
 
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "DGNN_"))}
+    env = settings.without_tool_settings()
     env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "DGNN_PROJECT_DIR": str(tmp_path),
             "DGNN_DATA_DIR": str(tmp_path / "data"), "DGNN_RUNS_DIR": str(tmp_path / "runs"),
             "DGNN_DATA_MIRROR": str(shared_datasets), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from flows_conftest import TINY, wait_for as _wait_for  # tests/ is on sys.path
+from adapters.process import settings
 
 DGNN = str(Path(sys.executable).with_name("dgnn"))
 MID_STEP = "Task run 'FT0-m2' - SGD step 1/"  # module 2 trains: its 1,000,000 steps take minutes
@@ -30,7 +31,7 @@ def project(tmp_path, shared_datasets) -> dict:
     slow = copy.deepcopy(TINY)
     slow["train"]["modules"][1]["steps"] = 1_000_000
     (tmp_path / "slow.yaml").write_text(yaml.safe_dump(slow))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "DGNN_"))}
+    env = settings.without_tool_settings()
     env |= {"DGNN_PROJECT_DIR": str(tmp_path), "DGNN_DATA_DIR": str(tmp_path / "data"),
             "DGNN_DATA_MIRROR": str(shared_datasets), "PYTHONWARNINGS": "ignore",
             "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"}

@@ -19,6 +19,7 @@ import yaml
 
 from flows_conftest import TINY  # tests/ is on sys.path
 from adapters.prefect.server import stop_process_group
+from adapters.process import settings
 
 pytestmark = pytest.mark.slow
 DGNN = str(Path(sys.executable).with_name("dgnn"))
@@ -28,7 +29,7 @@ DGNN = str(Path(sys.executable).with_name("dgnn"))
 def project(tmp_path_factory, shared_datasets):
     root = tmp_path_factory.mktemp("flows_services")
     (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "DGNN_"))}
+    env = settings.without_tool_settings()
     env |= {
         "DGNN_PROJECT_DIR": str(root),
         "DGNN_DATA_DIR": str(root / "data"),
@@ -140,7 +141,7 @@ def _trigger_as_printed(project) -> None:
     """The command serve prints starts a run from a new shell, which knows no Prefect server."""
     said = (project["root"] / "serve.log").read_text()
     command = next(line.split("from any shell: ", 1)[1] for line in said.splitlines() if "from any shell: " in line)
-    new_shell = {k: v for k, v in project["env"].items() if not k.startswith("PREFECT_")}
+    new_shell = settings.without_tool_settings(project["env"], ("PREFECT_",))
     new_shell["PREFECT_HOME"] = str(project["root"] / "new-shell-prefect")
     triggered = subprocess.run(["bash", "-c", command], env=new_shell, cwd=project["root"], capture_output=True,
                                text=True, timeout=180)

@@ -15,6 +15,7 @@ import yaml
 
 from dgnn.config import Portfolio, RunConfig, load_config
 from test_tune import CANDIDATES, SPACE  # tests/ is on sys.path
+from adapters.process import settings
 
 pytestmark = pytest.mark.slow
 DGNN = str(Path(sys.executable).with_name("dgnn"))
@@ -25,7 +26,7 @@ def project(tmp_path_factory, shared_datasets):
     root = tmp_path_factory.mktemp("flows_tune")
     (root / "candidates.yaml").write_text(yaml.safe_dump(CANDIDATES, sort_keys=False))
     (root / "space.yaml").write_text(yaml.safe_dump(SPACE))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "DGNN_"))}
+    env = settings.without_tool_settings()
     env |= {"DGNN_PROJECT_DIR": str(root), "DGNN_DATA_DIR": str(root / "data"),
             "DGNN_DATA_MIRROR": str(shared_datasets), "PYTHONWARNINGS": "ignore",
             "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"}

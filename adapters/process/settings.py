@@ -24,6 +24,15 @@ import os
 from pathlib import Path
 
 
+TOOL_PREFIXES = ("PREFECT_", "MLFLOW_", "DGNN_")
+
+
+def without_tool_settings(environ=None, prefixes: tuple[str, ...] = TOOL_PREFIXES) -> dict[str, str]:
+    """A copy of ``environ`` (default: this process's) without Prefect's, MLflow's and dgnn's
+    settings: the environment of a new shell, for a process given stores of its own."""
+    return {k: v for k, v in (os.environ if environ is None else environ).items() if not k.startswith(prefixes)}
+
+
 def project_dir() -> Path:
     return Path(os.environ.get("DGNN_PROJECT_DIR") or os.getcwd()).resolve()
 
