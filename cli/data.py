@@ -30,7 +30,7 @@ def _report(result, as_json: bool) -> None:
 
 
 def report_stage(folder, as_json: bool) -> None:
-    from dgnn.data.store import read_meta
+    from dgnn.data.stage_folders import read_meta
 
     record = {"path": str(folder.resolve()), "content_hash": read_meta(folder)["content_hash"]}
     print(json.dumps(record, indent=2) if as_json else f"{record['path']} ({record['content_hash']})")

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
-from dgnn.data.store import LockHeld, file_lock, sweep_stale_temps, write_atomically
+from dgnn.data.stage_folders import LockHeld, file_lock, sweep_stale_temps, write_atomically
 from dgnn.node_store import PREFIX as ROW_FILE_PREFIX
 from dgnn.rowfile import RowFile
 from dgnn.trainer import DecoupledTrainer

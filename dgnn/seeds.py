@@ -10,7 +10,7 @@ import torch
 
 from dgnn.config import Portfolio, TrainConfig
 from dgnn.data.fetch import ensure_graph
-from dgnn.data.store import read_meta
+from dgnn.data.stage_folders import read_meta
 from dgnn.inputs import Inputs, load_inputs
 from dgnn.metrics import mean_std
 from dgnn.node_store import out_of_core_for

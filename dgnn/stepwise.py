@@ -24,7 +24,7 @@ from dgnn.checkpoint import (DamagedFile, load_checkpoint, remove_checkpoints, r
                              save_tensors, step_file)
 from dgnn.config import TrainConfig
 from dgnn.data.stages import MapBlocks, run_blocks
-from dgnn.data.store import file_sha256, write_atomically
+from dgnn.data.stage_folders import file_sha256, write_atomically
 from dgnn.inputs import Inputs, load_inputs
 from dgnn.trainer import DecoupledTrainer
 from dgnn.schedule import next_stage, schedule

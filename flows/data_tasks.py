@@ -36,7 +36,7 @@ from adapters.dask.cluster import block_runner
 from flows.dask_cluster import ADDRESS_ENV, flow_dask_address
 from dgnn.data import verify
 from dgnn.data.layout import data_root, dataset_dir
-from dgnn.data.store import is_stored
+from dgnn.data.stage_folders import is_stored
 
 
 def _data_location(context, parameters) -> str:

@@ -30,7 +30,7 @@ from prefect.cache_policies import NO_CACHE
 from dgnn.config import Portfolio, RunConfig, TrainConfig, first_train, resolve_config
 from dgnn.data import content_hash
 from dgnn.data.layout import data_root, dataset_dir
-from dgnn.data.store import is_stored, read_meta
+from dgnn.data.stage_folders import is_stored, read_meta
 from dgnn.seeds import resolve_device, summarise
 from dgnn.node_store import out_of_core_for
 from dgnn.step_progress import StepProgress, done_line

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from dgnn.data.store import META
+from dgnn.data.stage_folders import META
 
 SECONDS = 3.0
 
@@ -15,7 +15,7 @@ SECONDS = 3.0
 WRITER = """
 import json, sys, time
 from pathlib import Path
-from dgnn.data.store import atomic_folder, write_meta
+from dgnn.data.stage_folders import atomic_folder, write_meta
 
 dest, seconds, name = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 swaps, errors, end = 0, [], time.monotonic() + seconds

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from dgnn.data import DataError, fetch, load_graph, normalise_stage, propagate_stage, verify
-from dgnn.data.store import VERDICTS, is_intact
+from dgnn.data.stage_folders import VERDICTS, is_intact
 
 CONFIG = """
 train:

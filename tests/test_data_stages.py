@@ -25,7 +25,7 @@ from dgnn.data import (
     verify,
 )
 from dgnn.data.stages import run_blocks
-from dgnn.data.store import atomic_folder
+from dgnn.data.stage_folders import atomic_folder
 from dgnn.propagation import normalise_features, normalised_adjacency, propagate, propagate_block, row_blocks
 
 

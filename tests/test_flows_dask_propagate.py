@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dgnn.data import fetch, propagate_stage
-from dgnn.data.store import read_meta
+from dgnn.data.stage_folders import read_meta
 from adapters.process import settings
 
 pytestmark = pytest.mark.slow

@@ -30,7 +30,7 @@ import yaml
 from dgnn.data import DataError, FetchResult, import_graph, synthetic
 from dgnn.data.layout import dataset_dir, graph_dir, import_source_dir
 from dgnn.data.registry import REGISTRY
-from dgnn.data.store import write_atomically
+from dgnn.data.stage_folders import write_atomically
 from dgnn.data.user_import import read_user_graph
 from adapters.process import settings
 from adapters.dvc import sources

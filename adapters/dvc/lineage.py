@@ -99,7 +99,7 @@ def find_run(client, ref: str):
 def content_difference(dataset: str, recorded: str | None, project: Path) -> str | None:
     """How the run's ``data_content_hash`` differs from ``<project>/data/<dataset>/propagated``
     (None when equal, or when the run recorded none)."""
-    from dgnn.data.store import is_stored, read_meta
+    from dgnn.data.stage_folders import is_stored, read_meta
 
     folder = project / "data" / dataset / "propagated"
     have = read_meta(folder)["content_hash"] if is_stored(folder) else None

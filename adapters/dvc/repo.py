@@ -21,7 +21,7 @@ import yaml
 from adapters.process import settings
 from dgnn.data import DataError, content_hash
 from dgnn.data.layout import data_root, dataset_dir
-from dgnn.data.store import file_lock, is_stored, read_meta, write_atomically
+from dgnn.data.stage_folders import file_lock, is_stored, read_meta, write_atomically
 
 STAGES = ("fetch", "normalise", "propagate")
 _OUT = {"fetch": "graph", "normalise": "adj", "propagate": "propagated"}

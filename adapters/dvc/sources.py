@@ -23,7 +23,7 @@ from pathlib import Path
 from dgnn.data.drift import drift_summary
 from dgnn.data.graph import load_graph_folder
 from dgnn.data.layout import dataset_dir, graph_dir, import_source_dir
-from dgnn.data.store import file_lock, file_sha256, is_stored, write_atomically
+from dgnn.data.stage_folders import file_lock, file_sha256, is_stored, write_atomically
 from dgnn.data.user_import import source_files
 
 

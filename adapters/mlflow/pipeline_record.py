@@ -14,7 +14,7 @@ import yaml
 
 from dgnn.checkpoint import load_tensors
 from dgnn.config import RunConfig
-from dgnn.data.store import write_atomically
+from dgnn.data.stage_folders import write_atomically
 from dgnn.evaluation import criterion_name as selected_by
 from dgnn.processes import owned_temp_dir
 from dgnn.results import FitResult

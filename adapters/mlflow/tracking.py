@@ -22,7 +22,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunT
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT as DATASET_CONTEXT
 
-from dgnn.data.store import file_lock
+from dgnn.data.stage_folders import file_lock
 from dgnn.processes import pid_alive
 from adapters.process import interrupts, settings, stores
 

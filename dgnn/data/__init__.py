@@ -17,7 +17,7 @@ from dgnn.data.stages import (
     stored_propagated,
     verify,
 )
-from dgnn.data.store import content_hash
+from dgnn.data.stage_folders import content_hash
 from dgnn.data.synthetic import PRESETS as SYNTHETIC
 from dgnn.data.user_import import import_graph, predictions_to_ids
 

@@ -31,7 +31,7 @@ from dgnn.data.npz import read_npz
 from dgnn.data.planetoid import read_planetoid
 from dgnn.data.registry import DATASETS, REGISTRY, Source
 from dgnn.data.splits import stratified_split
-from dgnn.data.store import atomic_folder, is_current, is_intact, is_stored, read_meta, write_meta
+from dgnn.data.stage_folders import atomic_folder, is_current, is_intact, is_stored, read_meta, write_meta
 from dgnn.data.user_import import read_user_graph, source_files
 from dgnn.processes import owned_temp_dir
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dgnn.data.store import read_meta, write_meta
+from dgnn.data.stage_folders import read_meta, write_meta
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dgnn.data.errors import DataError
 from dgnn.data.graph import Graph, save_graph
-from dgnn.data.store import atomic_folder, damaged_files, is_intact, read_meta
+from dgnn.data.stage_folders import atomic_folder, damaged_files, is_intact, read_meta
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # A name becomes part of longer file names (temporary folders, run folders, ``imports/<name>.dvc``,
@@ -79,7 +79,7 @@ def damage_error(folder: Path, files: list[str]) -> DataError:
 
 def require_intact(folder: Path) -> Path:
     """``folder`` if its files are the ones its ``meta.json`` records (checked by
-    :func:`dgnn.data.store.is_intact`), else :func:`damage_error`."""
+    :func:`dgnn.data.stage_folders.is_intact`), else :func:`damage_error`."""
     if not is_intact(folder):
         raise damage_error(folder, damaged_files(folder))
     return folder

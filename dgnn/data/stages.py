@@ -21,7 +21,7 @@ from dgnn.config import FEATURE_NORMS
 from dgnn.data.errors import DataError
 from dgnn.data.fetch import ensure_graph
 from dgnn.data.layout import FetchResult, damage_error, dataset_dir, require_intact
-from dgnn.data.store import atomic_folder, damaged_files, is_current, is_stored, read_meta, write_meta
+from dgnn.data.stage_folders import atomic_folder, damaged_files, is_current, is_stored, read_meta, write_meta
 from dgnn.rowfile import RowFile
 from dgnn.propagation import csr_tensor, normalise_features, normalised_adjacency, propagate_block, row_blocks
 

@@ -24,7 +24,7 @@ from dgnn.data.errors import DataError
 from dgnn.data.graph import Graph
 from dgnn.data.layout import FetchResult, dataset_dir, store_graph
 from dgnn.data.schemas import FIRST_ROWS, SPLITS, problems, raise_problems, user_edges_schema, user_nodes_schema
-from dgnn.data.store import file_sha256
+from dgnn.data.stage_folders import file_sha256
 from dgnn.machine import available_memory
 
 _ID_COLUMNS = {"node_id": "string", "src": "string", "dst": "string"}
