@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from cli import errors
 from dgnn.config import Portfolio, resolve_config
@@ -34,11 +35,21 @@ def _train(args: argparse.Namespace) -> None:
                           threads=args.threads, out_of_core=args.out_of_core)
     for warning in summary["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
+    if args.metrics:
+        _write_metrics(Path(args.metrics), summary)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         keys = [k for k in summary if k.endswith("_mean")]
         print(" ".join(f"{k}={summary[k]:.4f}" for k in keys))
+
+
+def _write_metrics(path: Path, summary: dict) -> None:
+    """The summary's means and standard deviations over seeds as one flat JSON object: the file a
+    DVC stage declares under ``metrics:`` (``dvc metrics show``, ``dvc exp show``)."""
+    metrics = {k: v for k, v in summary.items() if k.endswith(("_mean", "_std")) and v is not None}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
 def _positive_int(text: str) -> int:
@@ -71,5 +82,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train with the library only and report test metrics")
     add_training_arguments(p)
     p.add_argument("--seeds", default="0", help="seeds, e.g. 0-9 or 0,3,5")
+    p.add_argument("--metrics", metavar="FILE", help="also write the means and standard deviations over seeds "
+                                                     "to FILE as JSON (the DVC train stage's metrics file)")
     add_out_of_core_argument(p)
     p.set_defaults(handler=errors.guarded(_train))

@@ -547,3 +547,31 @@ def test_a_served_deployment_retrains_only_when_the_source_changed(project, cora
         for folder in ("imports", "data/evo"):
             shutil.rmtree(project / folder, ignore_errors=True)
         shutil.rmtree(source, ignore_errors=True)
+
+
+def test_train_stage_metrics_params_and_experiments(project):
+    """The train stage in dvc.yaml: `dvc repro train` writes metrics/train.json (`dvc metrics show`);
+    its config file is a params file, so `dvc exp run -S` tries a changed config, `dvc params diff`
+    names the change and `dvc exp show` lists the experiment's metrics beside the baseline's."""
+    config = project / "configs" / "cora-classify.yaml"
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    head = _sh(["git", "rev-parse", "HEAD"], project, project.env).stdout.strip()
+    config.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "bp_count": 0}}))  # short: 3 seeds twice
+    _sh([*git, "commit", "-qam", "a fast config for the train stage"], project, project.env)
+    try:
+        assert "Running stage 'train'" in _dvc(project, "repro", "train").stdout
+        shown = json.loads(_dvc(project, "metrics", "show", "--json").stdout)
+        metrics = shown[""]["data"]["metrics/train.json"]["data"]  # "": the workspace
+        assert 0.3 < metrics["test_acc_mean"] <= 1 and metrics["val_acc_std"] >= 0, metrics
+        assert json.loads((project / "metrics" / "train.json").read_text()) == metrics
+
+        _dvc(project, "exp", "run", "-n", "no-row-norm", "-S", "configs/cora-classify.yaml:train.feature_norm=none")
+        diff = json.loads(_dvc(project, "params", "diff", "--json").stdout)
+        assert diff["configs/cora-classify.yaml"]["train.feature_norm"] == {"old": "row", "new": "none"}
+        rows = {row["name"]: row for row in json.loads(_dvc(project, "exp", "show", "--json").stdout)
+                for row in [row, *[e for e in row.get("experiments") or []]] if row.get("name")}
+        experiment = rows["no-row-norm"]["revs"][0]["data"]
+        assert experiment["params"]["configs/cora-classify.yaml"]["data"]["train"]["feature_norm"] == "none"
+        assert "test_acc_mean" in experiment["metrics"]["metrics/train.json"]["data"]
+    finally:
+        _sh(["git", "reset", "-q", "--hard", head], project, project.env)
