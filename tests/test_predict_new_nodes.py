@@ -144,3 +144,24 @@ def test_nodes_absent_from_training_are_predicted_about_as_well_as_transductivel
     print(f"held-out nodes: inductive {inductive:.4f}, transductive {transductive:.4f}")
     assert inductive >= transductive - 0.03 and inductive > 0.8, (inductive, transductive)
     shutil.rmtree(tmp_path / "m2")
+
+
+def test_levers_that_read_training_labels_read_the_labels_given(predict, tmp_path):
+    """With labels as input and Correct and Smooth, the training graph given as files with only its
+    training nodes' labels is predicted exactly as the stored model predicts it: those are the
+    labels the model read; the rest of the graph is predicted from features and edges."""
+    from dgnn.data.synthetic import csbm
+
+    graph = csbm(300, num_classes=3, avg_degree=6, num_features=16, seed=0)
+    config = {**TINY["train"], "feature_norm": "none", "label_input": {"order": 2, "splits": 2},
+              "correct_smooth": {"correct_alphas": [0.0, 0.8], "smooth_alphas": [0.0, 0.8], "layers": 5}}
+    folder, _ = _trained_model(graph, config, tmp_path / "m")
+    src, dst = graph.edge_index.numpy()
+    edges = pd.DataFrame({"src": src[src < dst], "dst": dst[src < dst]})
+    files = _write(graph, np.arange(graph.num_nodes), edges, graph.train_mask.numpy(), tmp_path / "files")
+    status, by_id, err = predict("--model", folder, "--nodes", ",".join(map(str, range(graph.num_nodes))))
+    assert status == 0, err
+    status, new, err = predict("--model", folder, "--edges", files[0], "--nodes", files[1])
+    assert status == 0, err
+    assert (new["prediction"].to_numpy() == by_id["prediction"].to_numpy()).all()
+    assert np.allclose(new["probability"].to_numpy(), by_id["probability"].to_numpy(), atol=1e-5)
