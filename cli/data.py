@@ -81,8 +81,9 @@ def register(subparsers, importer=None) -> None:
 
     p = subparsers.add_parser("import", parents=[common], help="import a user graph (CSV or Parquet)")
     p.add_argument("name", help="name the graph will be known by")
-    p.add_argument("--edges", required=True, help="edges file: src, dst[, weight]")
-    p.add_argument("--nodes", required=True, help="nodes file: node_id, features...[, label][, split]")
+    p.add_argument("--edges", required=True, help="edges file (a path, or a URL that DVC reads: https://, s3://, "
+                                                  "...): src, dst[, weight]")
+    p.add_argument("--nodes", required=True, help="nodes file (a path or URL): node_id, features...[, label][, split]")
     p.set_defaults(handler=errors.guarded(lambda a: _import(a, importer),
         kept="the import was undone: data/, params.yaml, dvc.lock and imports/ are as they were; rerun the same command"))
 

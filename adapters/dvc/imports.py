@@ -81,9 +81,10 @@ def _copy_sources(folder: Path, edges: Path, nodes: Path) -> None:
         shutil.copyfile(path, folder / f"{stem}{path.suffix.lower()}")
 
 
-def import_versioned(name: str, edges, nodes, project: Path) -> None:
+def import_versioned(name: str, edges, nodes, project: Path, origin: tuple | None = None) -> None:
     """Copy the files into ``imports/<name>/``, track them, add the ``params.yaml`` entry and run
-    the dataset's DVC stages; raises :class:`DataError` (files unchanged) when they are invalid."""
+    the dataset's DVC stages; raises :class:`DataError` (files unchanged) when they are invalid.
+    ``origin``: where they came from (paths or URLs; default the files themselves), recorded."""
     source = import_source_dir(name)
     entry = read_params(project).get(name)
     if name in REGISTRY or synthetic.parse_name(name) is not None:  # fetch@<name> would build that
@@ -99,7 +100,7 @@ def import_versioned(name: str, edges, nodes, project: Path) -> None:
             _add_entry(project, name, {"source": source.as_posix(), **DEFAULT_ENTRY})
         run_dvc("add", source.as_posix(), project_dir=project)
         run_dvc("repro", stage_name("propagate", name), project_dir=project)
-        sources.remember(project, name, edges, nodes)
+        sources.remember(project, name, *(origin or (edges, nodes)))
 
 
 def refresh(name: str, project: Path) -> sources.SourceCheck | None:
@@ -107,13 +108,12 @@ def refresh(name: str, project: Path) -> sources.SourceCheck | None:
     version (refused with one line, nothing changed, when it does not validate)."""
     if not sources.record_path(project, name).is_file():
         return None  # not imported here, or before sources were kept: nothing to lock
-    with sources.lock(project, name):
-        found = sources.check(name, project)
+    with sources.lock(project, name), sources.checked(name, project) as found:
         if found is None or found.files is None:
             return found
         before = sources.stored_graph(name, project)
         try:
-            import_versioned(name, *found.files, project)
+            import_versioned(name, *found.files, project, origin=sources.origin(project, name))
         except DataError as err:
             raise DataError(f"{name}: the changed source was refused, the previous data version stays: {err}") \
                 from None
@@ -154,16 +154,22 @@ def _all_or_nothing(project: Path, name: str):
 
 def import_command(name: str, edges, nodes, data_dir=None) -> FetchResult:
     """``dgnn import``: versioned by DVC in a DVC workspace (a note says which files to commit),
-    else imported as the library does, with a note saying why it is not versioned."""
+    else imported as the library does, with a note saying why it is not versioned. ``edges`` and
+    ``nodes`` are paths or URLs that DVC reads (fetched with ``dvc get-url``)."""
     project = settings.project_dir()
+    with sources.fetched((edges, nodes), project) as local:
+        return _import_fetched(name, local, (edges, nodes), project, data_dir)
+
+
+def _import_fetched(name: str, local: tuple[Path, Path], refs: tuple, project: Path, data_dir) -> FetchResult:
     problem = workspace_problem(project, data_dir)
     if problem is not None:
-        result = import_graph(name, edges, nodes, data_dir)  # a bad file raises before any note
+        result = import_graph(name, *local, data_dir)  # a bad file raises before any note
         print(f"note: {problem}: {name} is imported into the data folder but NOT versioned by DVC "
               "(runs on it record data_version=untracked); import in the project folder to version it",
               file=sys.stderr)
         return result
-    import_versioned(name, edges, nodes, project)
+    import_versioned(name, *local, project, origin=refs)
     source = import_source_dir(name)
     print(f"note: {name} is versioned by DVC ({', '.join(stage_name(s, name) for s in STAGES)} in "
           f"dvc.lock): commit params.yaml dvc.lock {source}.dvc {source}.source.json {source.parent}/.gitignore, and "
