@@ -70,7 +70,7 @@ def graph_probabilities(config: TrainConfig, modules: list[DecoupledModule], gra
     the trained column order (:func:`aligned_features`) and whose known ``labels`` are in the
     model's numbering (:func:`known_labels`)."""
     adj = normalised_adjacency(graph.edge_index, graph.num_nodes, graph.edge_weight)
-    reads_labels = config.label_input is not None or config.correct_smooth is not None
     if not bool((labels >= 0).any()):
         post = None  # Correct and Smooth has no known label to spread: the stack's own probabilities
-    return stack_probabilities(config, modules, adj, x, labels if reads_labels else None, post)
+    # The stack reads the labels only where the config takes them (label input, Correct and Smooth).
+    return stack_probabilities(config, modules, adj, x, labels, post)

@@ -104,7 +104,7 @@ def import_versioned(name: str, edges, nodes, project: Path, origin: tuple | Non
 
 
 def refresh(name: str, project: Path) -> sources.SourceCheck | None:
-    """:func:`adapters.dvc.sources.check`, and a changed source imported again as a new data
+    """:func:`adapters.dvc.sources.checked`, and a changed source imported again as a new data
     version (refused with one line, nothing changed, when it does not validate)."""
     if not sources.record_path(project, name).is_file():
         return None  # not imported here, or before sources were kept: nothing to lock

@@ -26,7 +26,6 @@ from typing import Iterator
 from urllib.parse import urlparse
 
 from dgnn.data import DataError
-
 from dgnn.data.drift import drift_summary
 from dgnn.data.graph import load_graph_folder
 from dgnn.data.layout import dataset_dir, graph_dir, import_source_dir
