@@ -1,4 +1,4 @@
-"""Tuned and default DGNN against GCN, an MLP and SGC on the 14 registry datasets (issue 11).
+"""Tuned and default DGNN against GCN, an MLP and SGC on the 14 catalogue datasets (issue 11).
 
 Protocol per dataset (split: Planetoid's public split, else the stratified 20/30-per-class split of
 seed 0; the same for every method; features row-normalised for every peer):

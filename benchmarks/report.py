@@ -290,7 +290,7 @@ def _tuned(results: Path) -> list[str]:
     tuned = results / "tune.md"
     if not tuned.exists():
         return []
-    return ["## Tuned and default DGNN on the 14 registry datasets (issue 11)\n",
+    return ["## Tuned and default DGNN on the 14 catalogue datasets (issue 11)\n",
             "From `benchmarks/bench_tune.py` (its own run; protocol in its docstring and "
             "[README](README.md#tune)): test accuracy % over seeds 0-4 (GCN: the seeds it had time for); "
             "the tune's budget is the seconds of one GCN training on the same dataset, timed right before "

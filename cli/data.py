@@ -73,7 +73,7 @@ def register(subparsers, importer=None) -> None:
     common.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = subparsers.add_parser("fetch", parents=[common], help="fetch, verify and store a dataset")
-    p.add_argument("name", help="registry name, synthetic-csbm-[hard-]<nodes>, or an imported name")
+    p.add_argument("name", help="catalogue name, synthetic-csbm-[hard-]<nodes>, or an imported name")
     p.add_argument("--mirror", help="folder laid out like shared/datasets (default: $DGNN_DATA_MIRROR, "
                    "else ../shared/datasets if present, else download)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the stratified split")

@@ -66,7 +66,7 @@ def add_out_of_core_argument(p: argparse.ArgumentParser) -> None:
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that trains (train, run, sweep)."""
-    p.add_argument("--dataset", default="cora", help="registry, synthetic or imported dataset name")
+    p.add_argument("--dataset", default="cora", help="catalogue, synthetic or imported dataset name")
     p.add_argument("--task", choices=["classify", "cluster"], default="classify")
     p.add_argument("--config", help="YAML run config (default: configs/<dataset>-<task>.yaml)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")

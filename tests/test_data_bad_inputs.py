@@ -119,7 +119,7 @@ def test_nonfinite_features(good_import, capsys, tmp_data_dir, bad, problem):
            "nodes.csv", f"column 'f0' {problem}", "1 failing row, first rows 42")
 
 
-def test_nonfinite_features_in_a_registry_matrix(cora_user_files):
+def test_nonfinite_features_in_a_catalogue_matrix(cora_user_files):
     graph = cora_user_files["graph"]
     x = graph.x.numpy().copy()
     x[[4, 9], 0], x[9, 3] = np.nan, np.inf

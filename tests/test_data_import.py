@@ -40,7 +40,7 @@ def test_csv_round_trip_maps_predictions_to_original_ids(cora_user_files, tmp_da
     assert all(truth[i] == p for i, p in zip(labelled["node_id"], labelled["prediction"]))
 
 
-def test_imported_name_works_like_a_registry_name(cora_user_files, tmp_data_dir):
+def test_imported_name_works_like_a_catalogue_name(cora_user_files, tmp_data_dir):
     import_graph("papers", cora_user_files["edges"], cora_user_files["nodes"])
     assert fetch("papers").nodes == 2708
     adj = load_adjacency("papers")

@@ -365,7 +365,7 @@ def _dgnn(project: Path, *args: str, env: dict | None = None, check: bool = True
     return _sh([sys.executable, "-m", "cli.main", *args], project, env or project.env, check)
 
 
-def test_imported_graph_is_versioned_like_a_registry_dataset(project, cora_user_files):
+def test_imported_graph_is_versioned_like_a_catalogue_dataset(project, cora_user_files):
     """`dgnn import` in the workspace: the files are copied to imports/papers/ and tracked, the
     stages fetch -> normalise -> propagate@papers are in dvc.lock, a run records their hash, a
     re-import with changed files reruns them, and another clone rebuilds them from `dvc pull`."""
@@ -421,12 +421,12 @@ def test_imported_graph_is_versioned_like_a_registry_dataset(project, cora_user_
 def test_import_outside_a_dvc_workspace_is_kept_unversioned(project, inside, cora_user_files, tmp_path,
                                                              monkeypatch, capsys):
     """Outside a DVC workspace the graph is imported as before and the note says why it is not
-    versioned; in the workspace a registry name is refused before anything is written."""
+    versioned; in the workspace a catalogue name is refused before anything is written."""
     from dgnn.data import DataError
     from adapters.dvc import repo as dvc
     from adapters.dvc.imports import import_command
 
-    with pytest.raises(DataError, match="'acm' is the name of a registry or synthetic dataset"):
+    with pytest.raises(DataError, match="'acm' is the name of a catalogue or synthetic dataset"):
         import_command("acm", cora_user_files["edges"], cora_user_files["nodes"])
     assert not (project / "imports").exists() and "acm" not in (project / "params.yaml").read_text()
 

@@ -29,7 +29,7 @@ import yaml
 
 from dgnn.data import DataError, FetchResult, import_graph, synthetic
 from dgnn.data.layout import dataset_dir, graph_dir, import_source_dir
-from dgnn.data.registry import REGISTRY
+from dgnn.data.catalogue import CATALOGUE
 from dgnn.data.stage_folders import write_atomically
 from dgnn.data.user_import import read_user_graph
 from adapters.process import settings
@@ -87,8 +87,8 @@ def import_versioned(name: str, edges, nodes, project: Path, origin: tuple | Non
     ``origin``: where they came from (paths or URLs; default the files themselves), recorded."""
     source = import_source_dir(name)
     entry = read_params(project).get(name)
-    if name in REGISTRY or synthetic.parse_name(name) is not None:  # fetch@<name> would build that
-        raise DataError(f"{name!r} is the name of a registry or synthetic dataset: import under another name")
+    if name in CATALOGUE or synthetic.parse_name(name) is not None:  # fetch@<name> would build that
+        raise DataError(f"{name!r} is the name of a catalogue or synthetic dataset: import under another name")
     if entry is not None and entry.get("source") != source.as_posix():
         raise DataError(f"{name!r} is already a dataset of {project / 'params.yaml'} built from "
                         f"{entry.get('source')}: import under another name")

@@ -94,7 +94,7 @@ def lock(project: Path, name: str):
 def checked(name: str, project: Path) -> Iterator[SourceCheck | None]:
     """The state of ``name``'s source against the workspace's copies (a "changed" check names the
     files to import again, readable while the block runs); None for a dataset without a record (a
-    registry dataset, or one imported before sources were kept)."""
+    catalogue dataset, or one imported before sources were kept)."""
     if not record_path(project, name).is_file():
         yield None
         return

@@ -8,7 +8,7 @@ from dgnn.data.errors import DataError
 from dgnn.data.fetch import fetch, load_graph
 from dgnn.data.graph import Graph
 from dgnn.data.layout import FetchResult
-from dgnn.data.registry import DATASETS
+from dgnn.data.catalogue import DATASETS
 from dgnn.data.stages import (
     load_adjacency,
     load_propagated,

@@ -1,6 +1,6 @@
-"""Fetch a dataset by name (registry, synthetic or imported) into ``data/<name>/graph/``.
+"""Fetch a dataset by name (catalogue, synthetic or imported) into ``data/<name>/graph/``.
 
-Raw registry files are read from the mirror (``mirror``, else :func:`default_mirror`) or downloaded,
+Raw catalogue files are read from the mirror (``mirror``, else :func:`default_mirror`) or downloaded,
 checked against their pinned SHA-256, copied to a private temporary folder and parsed only from
 there. ``graph/`` always holds split seed 0; another seed of a stratified split is stored in
 ``<name>/split-seed<k>/`` (the masks only), so seeds never collide.
@@ -29,7 +29,7 @@ from dgnn.data.layout import (
 )
 from dgnn.data.npz import read_npz
 from dgnn.data.planetoid import read_planetoid
-from dgnn.data.registry import DATASETS, REGISTRY, Source
+from dgnn.data.catalogue import DATASETS, CATALOGUE, Source
 from dgnn.data.splits import stratified_split
 from dgnn.data.stage_folders import atomic_folder, is_current, is_intact, is_stored, read_meta, write_meta
 from dgnn.data.user_import import read_user_graph, source_files
@@ -59,7 +59,7 @@ def _raw_bytes(source: Source, path: str, mirror: str | None) -> tuple[str, byte
         ) from err
 
 
-def _read_registry(source: Source, mirror: str | None) -> Graph:
+def _read_catalogued(source: Source, mirror: str | None) -> Graph:
     """Verify every raw file, then parse the verified copies (never the originals)."""
     with owned_temp_dir("raw") as tmp:
         mismatches = []
@@ -119,11 +119,11 @@ def default_mirror() -> str | None:
 
 
 def dataset_kind(name: str, data_dir=None) -> str:
-    """Where ``name`` comes from: ``registry``, ``synthetic``, ``imported`` (its files kept in
+    """Where ``name`` comes from: ``catalogue``, ``synthetic``, ``imported`` (its files kept in
     ``imports/<name>/``, a DVC workspace) or ``stored`` (imported before into the data folder); a
     DataError saying which names exist for any other, checked before anything starts."""
-    if name in REGISTRY:
-        return "registry"
+    if name in CATALOGUE:
+        return "catalogue"
     if synthetic.parse_name(name) is not None:
         return "synthetic"
     if import_source_dir(name).is_dir():
@@ -145,8 +145,8 @@ def fetch(name: str, data_dir=None, mirror=None, split_seed: int = 0) -> FetchRe
     stored. ``split_seed`` other than 0 also stores that split's masks.
     """
     kind = dataset_kind(name, data_dir)
-    if kind == "registry":
-        result = store_graph(_read_registry(REGISTRY[name], mirror or default_mirror()), data_dir)
+    if kind == "catalogue":
+        result = store_graph(_read_catalogued(CATALOGUE[name], mirror or default_mirror()), data_dir)
     elif kind == "synthetic":
         result = store_graph(synthetic.generate(name), data_dir)
     elif kind == "imported":

@@ -168,7 +168,7 @@ def read_user_graph(name: str, edges_path, nodes_path) -> Graph:
 
 
 def import_graph(name: str, edges_path, nodes_path, data_dir=None) -> FetchResult:
-    """:func:`read_user_graph`, then store it: afterwards ``name`` works wherever a registry name does.
+    """:func:`read_user_graph`, then store it: afterwards ``name`` works wherever a catalogue name does.
 
     The original ids are kept in ``node_ids.npy`` (see :func:`predictions_to_ids`).
     """

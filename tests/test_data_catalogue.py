@@ -1,4 +1,4 @@
-"""Registry datasets fetched from the real mirror: counts equal shared/datasets/README.md."""
+"""Catalogue datasets fetched from the real mirror: counts equal shared/datasets/README.md."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from dgnn.data import DATASETS, DataError, fetch, load_graph
-from dgnn.data.registry import REGISTRY
+from dgnn.data.catalogue import CATALOGUE
 
 
 def _first_int(cell: str) -> int:
@@ -19,21 +19,21 @@ def _first_int(cell: str) -> int:
 
 @pytest.fixture(scope="module")
 def readme_counts(shared_datasets) -> dict[str, dict]:
-    """Counts per registry name, parsed from the summary table of the mirror's README."""
+    """Counts per catalogue name, parsed from the summary table of the mirror's README."""
     counts = {}
     for line in (shared_datasets / "README.md").read_text().splitlines():
         cells = line.split("|")[1:-1]
         if len(cells) < 7 or "`" not in cells[2]:
             continue
         path = cells[2].split("`")[1]
-        names = [n for n, s in REGISTRY.items() if next(iter(s.files)).startswith(path)]
+        names = [n for n, s in CATALOGUE.items() if next(iter(s.files)).startswith(path)]
         if names:
             nodes, edges, features, classes = (_first_int(c) for c in cells[3:7])
             counts[names[0]] = {"nodes": nodes, "edges": edges, "features": features, "classes": classes}
     return counts
 
 
-def test_readme_lists_every_registry_dataset(readme_counts):
+def test_readme_lists_every_catalogue_dataset(readme_counts):
     assert sorted(readme_counts) == sorted(DATASETS)
 
 
@@ -93,7 +93,7 @@ def test_download_path_uses_canonical_urls(shared_datasets, tmp_data_dir, monkey
     monkeypatch.delenv("DGNN_DATA_MIRROR", raising=False)
     monkeypatch.chdir(tmp_data_dir)  # no ../shared/datasets beside it: the default mirror is none
     raw = shared_datasets / "planetoid" / "Cora" / "raw"
-    served = {f"{REGISTRY['cora'].base_url}{p.name}": p for p in raw.iterdir()}
+    served = {f"{CATALOGUE['cora'].base_url}{p.name}": p for p in raw.iterdir()}
     requested = []
 
     def urlopen(url, timeout):

@@ -1,4 +1,4 @@
-"""The registry: each dataset name, its raw files with pinned SHA-256, and where to get them.
+"""The dataset catalogue: each dataset name, its raw files with pinned SHA-256, and where to get them.
 
 Mirror layout (``DGNN_DATA_MIRROR`` or ``--mirror``) is that of ``shared/datasets``; without a
 mirror each file is downloaded from its canonical URL (``base_url`` + file name). The pins are
@@ -58,7 +58,7 @@ _SHA256 = {path: digest for digest, path in (line.split() for line in PINNED_SHA
 
 @dataclass(frozen=True)
 class Source:
-    """One registry dataset: how to read it and its raw files (mirror-relative path -> SHA-256)."""
+    """One catalogue dataset: how to read it and its raw files (mirror-relative path -> SHA-256)."""
 
     name: str
     reader: str  # "planetoid" or "npz"
@@ -79,7 +79,7 @@ def _npz(name: str, stem: str) -> Source:
     return Source(name, "npz", {path: _SHA256[path]}, GRAPHGALLERY_URL)
 
 
-REGISTRY: dict[str, Source] = {
+CATALOGUE: dict[str, Source] = {
     source.name: source
     for source in (
         _planetoid("cora", "Cora"),
@@ -98,4 +98,4 @@ REGISTRY: dict[str, Source] = {
         _npz("uai", "uai"),
     )
 }
-DATASETS: list[str] = list(REGISTRY)
+DATASETS: list[str] = list(CATALOGUE)
