@@ -41,6 +41,24 @@ WINDOW = (1440, 900)
 FIRST_VISIT = {"mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": True, "mlflow.assistant.panelOpen_v1": False,
                "mlflow.workflowType_v1": "machine_learning", "mlflow.settings.telemetry.enabled_v1": False,
                "mlflow.telemetry.info.alert.dismissed_v1": True}
+# The runs table's columns, the README's "Columns" step: the headline metrics beside the model (the
+# dataset and its DVC digest are on each run's page).
+HEADLINE_METRICS = ("val_acc", "test_acc", "macro_f1")
+
+
+def runs_table(experiment_id: str) -> dict:
+    """The experiment page's saved state (ExperimentPage, mlflow/server/js) with the headline
+    metrics as columns; the other fields are the UI's own first-visit values."""
+    columns = ["attributes.`Models`"] + [f"metrics.`{m}`" for m in HEADLINE_METRICS]
+    state = {"searchFilter": "", "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
+             "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
+             "selectedColumns": columns, "columnOrder": [], "columnWidths": {}, "runsExpanded": {},
+             "runsPinned": [], "runsHidden": [], "runsVisibilityMap": {}, "runsHiddenMode": "FIRST_10_RUNS",
+             "viewMaximized": False, "runListHidden": False, "isAccordionReordered": False,
+             "useGroupedValuesInCharts": True, "hideEmptyCharts": True, "groupBy": None, "groupsExpanded": {},
+             "autoRefreshEnabled": True,
+             "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""}}
+    return {f"MLflowLocalStorage-1.1-ExperimentPage-{json.dumps([experiment_id])}-ReactComponentState": state}
 
 
 def chromium() -> str:
@@ -120,8 +138,9 @@ class Page:
 
 
 @contextlib.contextmanager
-def browser_page(binary: str):
-    """A headless Chromium tab (fresh profile) with the window size and first-visit state set."""
+def browser_page(binary: str, presets: dict):
+    """A headless Chromium tab (fresh profile) with the window size and ``presets`` (localStorage
+    keys and their JSON values) set before any page's scripts run."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="dgnn-chromium-") as profile, served(
             [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--user-data-dir={profile}",
@@ -134,7 +153,7 @@ def browser_page(binary: str):
             page.call("Emulation.setDeviceMetricsOverride", width=WINDOW[0], height=WINDOW[1], deviceScaleFactor=1,
                       mobile=False)
             state = "".join(f"localStorage.setItem({json.dumps(k)}, {json.dumps(json.dumps(v))});"
-                            for k, v in FIRST_VISIT.items())
+                            for k, v in presets.items())
             page.call("Page.enable")
             page.call("Page.addScriptToEvaluateOnNewDocument", source=state)
             yield page
@@ -151,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     IMAGES.mkdir(exist_ok=True)
     base = f"http://127.0.0.1:{port}/#/experiments/{experiment_id}"
     with served([str(dgnn), "ui", "--port", str(port)], f"http://127.0.0.1:{port}/health"), \
-            browser_page(binary) as page:
+            browser_page(binary, {**FIRST_VISIT, **runs_table(experiment_id)}) as page:
         for url, text, name in ((f"{base}/runs", run_name, "mlflow-runs.png"),
                                 (f"{base}/runs/{run_id}", run_name, "mlflow-run.png"),
                                 (f"{base}/runs/{step_id}/model-metrics", "loss", "mlflow-step-loss.png")):
